@@ -1,0 +1,462 @@
+//! The hash trie behind Map and Set (FORMAT.md, "The hash trie"), one node per blob.
+//!
+//! Nodes are decoded into [`Node`], changed, and encoded back; every algorithm here
+//! follows the Go library step by step, because the bytes of every node (and so every
+//! ref) must come out identical.
+
+use bytes::Bytes;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::{Outcome, SchemaError};
+use crate::blob::Ref;
+use crate::proto::schema as pb;
+use crate::store::{Getter, Store};
+
+/// Members per leaf before it splits.
+pub const MAX: usize = 128;
+
+/// Deeper than any trie of 32-byte hashes can legitimately be (256 bits, plus slack
+/// for the incremental split's one-level-per-insert chains).
+const MAX_DEPTH: i32 = 300;
+
+/// Which structure a trie is: they differ only in members and key hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Members are key/payload pairs; the key hash is SHA-256 of the key.
+    Map,
+    /// Members are refs; the key hash is the member itself.
+    Set,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Map => "schema.Map",
+            Kind::Set => "schema.Set",
+        }
+    }
+
+    /// The key hash of a member with this key.
+    pub(crate) fn hash(self, key: &[u8]) -> Bytes {
+        match self {
+            Kind::Map => Bytes::copy_from_slice(&Sha256::digest(key)),
+            Kind::Set => Bytes::copy_from_slice(key),
+        }
+    }
+}
+
+/// One member of a leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The key hash that orders and places the member.
+    pub hash: Bytes,
+    /// The key (Map) or the member itself (Set).
+    pub key: Bytes,
+    /// The payload (Map only; empty for Set).
+    pub payload: Bytes,
+}
+
+/// A pointer to a child node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sub {
+    r: Ref,
+    size: i32,
+}
+
+/// A decoded trie node.
+#[derive(Clone, Debug)]
+struct Node {
+    depth: i32,
+    size: i32,
+    /// `Some` for an interior node: (left, right).
+    kids: Option<[Sub; 2]>,
+    members: Vec<Entry>,
+}
+
+/// Bit `d` of hash `h`: bit `d % 8` from the least significant end of byte `d / 8`.
+fn bit(h: &[u8], d: i32) -> usize {
+    let i = (d / 8) as usize;
+    match h.get(i) {
+        Some(b) => ((b >> (d % 8)) & 1) as usize,
+        None => 0,
+    }
+}
+
+fn sub_to_pb(s: &Sub) -> pb::SubNode {
+    pb::SubNode {
+        r#ref: Bytes::copy_from_slice(s.r.as_bytes()),
+        size: s.size,
+    }
+}
+
+/// The trie operations for one kind.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Trie {
+    pub kind: Kind,
+}
+
+impl Trie {
+    /// The encoding of the empty node.
+    const EMPTY: &'static [u8] = &[0x0a, 0x00];
+
+    /// The ref of the empty (never stored) root.
+    pub fn empty_ref() -> Ref {
+        Ref::of(Self::EMPTY)
+    }
+
+    fn encode(&self, n: &Node) -> Vec<u8> {
+        let (left, right) = match &n.kids {
+            Some([l, r]) => (Some(sub_to_pb(l)), Some(sub_to_pb(r))),
+            None => (None, None),
+        };
+        let node = Some(pb::TreeNode {
+            depth: n.depth,
+            size: n.size,
+            left,
+            right,
+        });
+        match self.kind {
+            Kind::Map => pb::Map {
+                node,
+                members: n
+                    .members
+                    .iter()
+                    .map(|e| pb::MapPair {
+                        key: e.key.clone(),
+                        payload: e.payload.clone(),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec(),
+            Kind::Set => pb::Set {
+                node,
+                members: n.members.iter().map(|e| e.key.clone()).collect(),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    fn decode(&self, r: &Ref, data: Bytes) -> Result<Node, SchemaError> {
+        let what = self.kind.name();
+        let bad = |why: &str| SchemaError::Malformed {
+            r: *r,
+            what,
+            why: why.to_string(),
+        };
+        let decode_err = |source| SchemaError::Decode { r: *r, what, source };
+        let (node, members) = match self.kind {
+            Kind::Map => {
+                let m = pb::Map::decode(data).map_err(decode_err)?;
+                let members = m
+                    .members
+                    .into_iter()
+                    .map(|p| Entry {
+                        hash: self.kind.hash(&p.key),
+                        key: p.key,
+                        payload: p.payload,
+                    })
+                    .collect();
+                (m.node.unwrap_or_default(), members)
+            }
+            Kind::Set => {
+                let s = pb::Set::decode(data).map_err(decode_err)?;
+                let members = s
+                    .members
+                    .into_iter()
+                    .map(|k| Entry {
+                        hash: k.clone(),
+                        key: k,
+                        payload: Bytes::new(),
+                    })
+                    .collect();
+                (s.node.unwrap_or_default(), members)
+            }
+        };
+        if !(0..=MAX_DEPTH).contains(&node.depth) {
+            return Err(bad("depth out of range"));
+        }
+        if node.size < 0 {
+            return Err(bad("negative size"));
+        }
+        let kids = match (node.left, node.right) {
+            (None, None) => None,
+            (Some(l), Some(rt)) => {
+                if !Vec::<Entry>::is_empty(&members) {
+                    return Err(bad("interior node with members"));
+                }
+                let sub = |s: pb::SubNode| -> Result<Sub, SchemaError> {
+                    let r = Ref::from_slice(&s.r#ref).map_err(|_| bad("child ref is not 32 bytes"))?;
+                    if s.size < 0 {
+                        return Err(bad("negative child size"));
+                    }
+                    Ok(Sub { r, size: s.size })
+                };
+                Some([sub(l)?, sub(rt)?])
+            }
+            _ => return Err(bad("interior node with one child")),
+        };
+        Ok(Node {
+            depth: node.depth,
+            size: node.size,
+            kids,
+            members,
+        })
+    }
+
+    fn load<G: Getter + ?Sized>(&self, g: &G, r: &Ref, depth: i32) -> Result<Node, SchemaError> {
+        let n = if *r == Self::empty_ref() {
+            self.decode(r, Bytes::from_static(Self::EMPTY))?
+        } else {
+            self.decode(r, g.get(r)?)?
+        };
+        if n.depth != depth {
+            return Err(SchemaError::Malformed {
+                r: *r,
+                what: self.kind.name(),
+                why: format!("depth {} where {} was expected", n.depth, depth),
+            });
+        }
+        Ok(n)
+    }
+
+    fn save<S: Store + ?Sized>(&self, s: &S, n: &Node) -> Result<Ref, SchemaError> {
+        Ok(s.put(&self.encode(n))?.0)
+    }
+
+    /// Inserts or updates `e` under the node at `r`.
+    pub fn set<S: Store + ?Sized>(&self, s: &S, r: &Ref, e: Entry) -> Result<(Ref, Outcome), SchemaError> {
+        self.set_at(s, r, e, 0)
+    }
+
+    fn set_at<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        r: &Ref,
+        e: Entry,
+        depth: i32,
+    ) -> Result<(Ref, Outcome), SchemaError> {
+        let mut n = self.load(s, r, depth)?;
+        if let Some(kids) = &mut n.kids {
+            let k = bit(&e.hash, n.depth);
+            let (child, outcome) = self.set_at(s, &kids[k].r, e, depth + 1)?;
+            if outcome == Outcome::None {
+                return Ok((*r, Outcome::None));
+            }
+            kids[k].r = child;
+            if outcome == Outcome::Added {
+                kids[k].size += 1;
+                n.size += 1;
+            }
+            return Ok((self.save(s, &n)?, outcome));
+        }
+        match n.members.binary_search_by(|m| m.hash.as_ref().cmp(e.hash.as_ref())) {
+            Ok(i) => {
+                if self.kind == Kind::Set || n.members[i].payload == e.payload {
+                    return Ok((*r, Outcome::None));
+                }
+                n.members[i].payload = e.payload;
+                Ok((self.save(s, &n)?, Outcome::Updated))
+            }
+            Err(i) => {
+                n.members.insert(i, e);
+                if n.members.len() > MAX {
+                    let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
+                    for m in std::mem::take(&mut n.members) {
+                        halves[bit(&m.hash, n.depth)].push(m);
+                    }
+                    let mut kids = [Sub { r: Ref::ZERO, size: 0 }; 2];
+                    for (k, members) in halves.into_iter().enumerate() {
+                        let child = Node {
+                            depth: n.depth + 1,
+                            size: members.len() as i32,
+                            kids: None,
+                            members,
+                        };
+                        kids[k] = Sub {
+                            r: self.save(s, &child)?,
+                            size: child.size,
+                        };
+                    }
+                    n.kids = Some(kids);
+                }
+                n.size += 1;
+                Ok((self.save(s, &n)?, Outcome::Added))
+            }
+        }
+    }
+
+    /// Removes the member with key hash `h`; returns the new ref and whether it was there.
+    pub fn remove<S: Store + ?Sized>(&self, s: &S, r: &Ref, h: &[u8]) -> Result<(Ref, bool), SchemaError> {
+        self.remove_at(s, r, h, 0)
+    }
+
+    fn remove_at<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        r: &Ref,
+        h: &[u8],
+        depth: i32,
+    ) -> Result<(Ref, bool), SchemaError> {
+        let mut n = self.load(s, r, depth)?;
+        if let Some(kids) = &mut n.kids {
+            let k = bit(h, n.depth);
+            let (child, removed) = self.remove_at(s, &kids[k].r, h, depth + 1)?;
+            if !removed {
+                return Ok((*r, false));
+            }
+            kids[k].r = child;
+            kids[k].size -= 1;
+            n.size -= 1;
+            if n.size as usize <= MAX {
+                let kids = *kids;
+                let mut members = Vec::with_capacity(n.size.max(0) as usize);
+                for sub in &kids {
+                    self.collect(s, &sub.r, depth + 1, &mut members)?;
+                }
+                members.sort_by(|a, b| a.hash.cmp(&b.hash));
+                n.kids = None;
+                n.size = members.len() as i32;
+                n.members = members;
+            }
+            return Ok((self.save(s, &n)?, true));
+        }
+        match n.members.binary_search_by(|m| m.hash.as_ref().cmp(h)) {
+            Ok(i) => {
+                n.members.remove(i);
+                n.size -= 1;
+                Ok((self.save(s, &n)?, true))
+            }
+            Err(_) => Ok((*r, false)),
+        }
+    }
+
+    fn collect<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        depth: i32,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), SchemaError> {
+        let n = self.load(g, r, depth)?;
+        match n.kids {
+            Some(kids) => {
+                for sub in &kids {
+                    self.collect(g, &sub.r, depth + 1, out)?;
+                }
+            }
+            None => out.extend(n.members),
+        }
+        Ok(())
+    }
+
+    /// The member with key hash `h`, if present.
+    pub fn lookup<G: Getter + ?Sized>(&self, g: &G, r: &Ref, h: &[u8]) -> Result<Option<Entry>, SchemaError> {
+        let mut r = *r;
+        let mut depth = 0;
+        loop {
+            let n = self.load(g, &r, depth)?;
+            match n.kids {
+                Some(kids) => {
+                    r = kids[bit(h, n.depth)].r;
+                    depth += 1;
+                }
+                None => {
+                    return Ok(n
+                        .members
+                        .binary_search_by(|m| m.hash.as_ref().cmp(h))
+                        .ok()
+                        .map(|i| n.members[i].clone()))
+                }
+            }
+        }
+    }
+
+    /// Calls `f` on every member: left subtree, right subtree, leaf members in order.
+    pub fn each<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        f: &mut dyn FnMut(Entry) -> Result<(), SchemaError>,
+    ) -> Result<(), SchemaError> {
+        self.each_at(g, r, 0, f)
+    }
+
+    fn each_at<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        depth: i32,
+        f: &mut dyn FnMut(Entry) -> Result<(), SchemaError>,
+    ) -> Result<(), SchemaError> {
+        let n = self.load(g, r, depth)?;
+        match n.kids {
+            Some(kids) => {
+                for sub in &kids {
+                    self.each_at(g, &sub.r, depth + 1, f)?;
+                }
+            }
+            None => {
+                for m in n.members {
+                    f(m)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of members, from the root alone.
+    pub fn len<G: Getter + ?Sized>(&self, g: &G, r: &Ref) -> Result<usize, SchemaError> {
+        Ok(self.load(g, r, 0)?.size as usize)
+    }
+
+    /// Builds a trie from members at once (Go's `MapFromGo` / `SetFromRefs`).
+    /// Later duplicates of a key replace earlier ones.
+    pub fn build<S: Store + ?Sized>(&self, s: &S, mut members: Vec<Entry>) -> Result<Ref, SchemaError> {
+        members.reverse();
+        members.sort_by(|a, b| a.hash.cmp(&b.hash)); // stable: the last given comes first
+        members.dedup_by(|later, first| later.hash == first.hash);
+        if members.is_empty() {
+            return Ok(self.save(s, &self.leaf(0, Vec::new()))?);
+        }
+        self.build_at(s, members, 0).map(|(r, _)| r)
+    }
+
+    fn leaf(&self, depth: i32, members: Vec<Entry>) -> Node {
+        Node {
+            depth,
+            size: members.len() as i32,
+            kids: None,
+            members,
+        }
+    }
+
+    fn build_at<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        members: Vec<Entry>,
+        depth: i32,
+    ) -> Result<(Ref, i32), SchemaError> {
+        if members.len() <= MAX {
+            let n = self.leaf(depth, members);
+            return Ok((self.save(s, &n)?, n.size));
+        }
+        if depth >= MAX_DEPTH {
+            return Err(SchemaError::TooDeep);
+        }
+        let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
+        for m in members {
+            halves[bit(&m.hash, depth)].push(m);
+        }
+        let [left, right] = halves;
+        let (lr, ls) = self.build_at(s, left, depth + 1)?;
+        let (rr, rs) = self.build_at(s, right, depth + 1)?;
+        let n = Node {
+            depth,
+            size: ls + rs,
+            kids: Some([Sub { r: lr, size: ls }, Sub { r: rr, size: rs }]),
+            members: Vec::new(),
+        };
+        Ok((self.save(s, &n)?, n.size))
+    }
+}

@@ -1,0 +1,152 @@
+//! A store wrapper that fails on demand, so error paths are tested, not hoped for.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use super::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use crate::blob::{Blob, Ref};
+
+/// Wraps a store; each kind of call can be made to fail with a chosen errno.
+pub struct FaultyStore<S> {
+    inner: S,
+    errno: AtomicI32,
+    fail_puts: AtomicBool,
+    fail_gets: AtomicBool,
+    fail_updates: AtomicBool,
+    /// Puts still allowed before puts start failing (u64::MAX: no limit).
+    puts_left: AtomicU64,
+}
+
+impl<S> FaultyStore<S> {
+    /// A wrapper that does not fail until told to; failures use `EIO`.
+    pub fn new(inner: S) -> FaultyStore<S> {
+        FaultyStore {
+            inner,
+            errno: AtomicI32::new(libc::EIO),
+            fail_puts: AtomicBool::new(false),
+            fail_gets: AtomicBool::new(false),
+            fail_updates: AtomicBool::new(false),
+            puts_left: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The store below.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The OS error number that injected failures carry (e.g. `libc::ENOSPC`).
+    pub fn set_errno(&self, errno: i32) {
+        self.errno.store(errno, Ordering::SeqCst);
+    }
+
+    /// Makes every put fail (or succeed again).
+    pub fn fail_puts(&self, on: bool) {
+        self.fail_puts.store(on, Ordering::SeqCst);
+    }
+
+    /// Lets `n` more puts succeed, then fails the rest.
+    pub fn fail_puts_after(&self, n: u64) {
+        self.puts_left.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes every get fail (or succeed again).
+    pub fn fail_gets(&self, on: bool) {
+        self.fail_gets.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every anchor map update fail (or succeed again).
+    pub fn fail_updates(&self, on: bool) {
+        self.fail_updates.store(on, Ordering::SeqCst);
+    }
+
+    /// Clears every fault.
+    pub fn heal(&self) {
+        self.fail_puts(false);
+        self.fail_gets(false);
+        self.fail_updates(false);
+        self.puts_left.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    fn fault(&self, op: &str) -> StoreError {
+        StoreError::io(
+            format!("{op} (injected fault)"),
+            io::Error::from_raw_os_error(self.errno.load(Ordering::SeqCst)),
+        )
+    }
+
+    fn put_fails(&self) -> bool {
+        if self.fail_puts.load(Ordering::SeqCst) {
+            return true;
+        }
+        let left = self
+            .puts_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                u64::MAX => Some(u64::MAX),
+                0 => None,
+                n => Some(n - 1),
+            });
+        left.is_err()
+    }
+}
+
+impl<S: Getter> Getter for FaultyStore<S> {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault(&format!("reading blob {r}")));
+        }
+        self.inner.get(r)
+    }
+
+    fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault(&format!("looking up blob {r}")));
+        }
+        self.inner.contains(r)
+    }
+
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault("listing refs"));
+        }
+        self.inner.list_refs(after, f)
+    }
+}
+
+impl<S: Store> Store for FaultyStore<S> {
+    fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        if self.put_fails() {
+            return Err(self.fault("writing blob"));
+        }
+        self.inner.put(blob)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+impl<S: AnchorGetter> AnchorGetter for FaultyStore<S> {
+    fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault("reading the anchor map ref"));
+        }
+        self.inner.anchor_map_ref()
+    }
+}
+
+impl<S: AnchorStore> AnchorStore for FaultyStore<S> {
+    fn update_anchor_map(
+        &self,
+        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
+    ) -> Result<Ref, StoreError> {
+        if self.fail_updates.load(Ordering::SeqCst) {
+            return Err(self.fault("updating the anchor map"));
+        }
+        self.inner.update_anchor_map(f)
+    }
+}

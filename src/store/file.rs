@@ -1,0 +1,404 @@
+//! The file store: FORMAT.md's on-disk layout, shared with the Go file store.
+//!
+//! ```text
+//! ROOT/blobs/HH/HHHH/HEX      one file per blob
+//! ROOT/anchormapref           the current anchor map ref, 32 raw bytes
+//! ROOT/anchormapref.lock      the writers' lock (O_CREAT|O_EXCL; stale after 60 s)
+//! ```
+//!
+//! Crash safety: a blob is written to a hidden temp file in its own directory and
+//! renamed into place, so no partial blob ever appears under a final name from a
+//! completed rename; blob writes are made durable in one `syncfs` before any anchor
+//! map ref that could reach them is installed (one flush per update instead of one
+//! `fsync` per blob), and a put that finds an existing file of the wrong length
+//! rewrites it. The anchor map ref is replaced by fsync + rename + directory fsync,
+//! so readers, which never take the lock, see either the old or the new ref.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::Rng;
+
+use super::{verified, AnchorGetter, AnchorStore, DeletingStore, Getter, Store, StoreError};
+use crate::blob::{Blob, Ref};
+
+/// How old a lock file must be before it counts as abandoned.
+pub const STALE_LOCK: Duration = Duration::from_secs(60);
+
+/// How long a writer waits for a live lock before giving up.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(150);
+
+const MAP_REF_FILE: &str = "anchormapref";
+const LOCK_FILE: &str = "anchormapref.lock";
+const BLOBS_DIR: &str = "blobs";
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A store in a directory, in the Go file store's layout.
+pub struct FileStore {
+    root: PathBuf,
+    blobs: PathBuf,
+    /// Set by every put, cleared by the flush that makes those puts durable.
+    unsynced: AtomicBool,
+}
+
+impl FileStore {
+    /// Opens an existing store; fails with [`StoreError::NotAStore`] if `root` is
+    /// not one.
+    pub fn open(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let not_store = |why: &str| StoreError::NotAStore {
+            path: root.clone(),
+            why: why.to_string(),
+        };
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(not_store("not a directory")),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_store("no such directory")),
+            Err(e) => return Err(StoreError::io(format!("opening store {}", root.display()), e)),
+        }
+        if !Self::looks_like_store(&root) {
+            return Err(not_store("it has no blobs/ directory and no anchormapref"));
+        }
+        let blobs = root.join(BLOBS_DIR);
+        fs::create_dir_all(&blobs)
+            .map_err(|e| StoreError::io(format!("creating {}", blobs.display()), e))?;
+        Ok(FileStore {
+            root,
+            blobs,
+            unsynced: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the store at `root`, creating it (and the directory) if missing. An
+    /// existing non-empty directory that is not a store is refused.
+    pub fn create(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = root.as_ref();
+        if let Ok(mut entries) = fs::read_dir(root) {
+            if entries.next().is_some() && !Self::looks_like_store(root) {
+                return Err(StoreError::NotAStore {
+                    path: root.to_path_buf(),
+                    why: "the directory is not empty and holds no store".into(),
+                });
+            }
+        }
+        let blobs = root.join(BLOBS_DIR);
+        fs::create_dir_all(&blobs)
+            .map_err(|e| StoreError::io(format!("creating store {}", root.display()), e))?;
+        FileStore::open(root)
+    }
+
+    fn looks_like_store(root: &Path) -> bool {
+        root.join(BLOBS_DIR).is_dir() || root.join(MAP_REF_FILE).is_file()
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file that holds (or would hold) the blob `r`.
+    pub fn blob_path(&self, r: &Ref) -> PathBuf {
+        let h = r.to_hex();
+        self.blobs.join(&h[..2]).join(&h[..4]).join(h)
+    }
+
+    fn map_ref_path(&self) -> PathBuf {
+        self.root.join(MAP_REF_FILE)
+    }
+
+    fn read_map_ref(&self) -> Result<Option<Ref>, StoreError> {
+        let path = self.map_ref_path();
+        match fs::read(&path) {
+            Ok(b) => match Ref::from_slice(&b) {
+                Ok(r) => Ok(Some(r)),
+                Err(_) => Err(StoreError::BadAnchorMapRef { path, len: b.len() }),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    fn write_map_ref(&self, r: &Ref) -> Result<(), StoreError> {
+        let path = self.map_ref_path();
+        let ctx = |e| StoreError::io(format!("writing {}", path.display()), e);
+        let mut tmp = temp_file_in(&self.root).map_err(ctx)?;
+        tmp.write_all(r.as_bytes()).map_err(ctx)?;
+        tmp.as_file().sync_all().map_err(ctx)?;
+        tmp.persist(&path).map_err(|e| ctx(e.error))?;
+        sync_dir(&self.root).map_err(ctx)
+    }
+
+    /// Makes every blob written so far durable, if any was written since the last
+    /// flush.
+    fn flush_blobs(&self) -> Result<(), StoreError> {
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let res = syncfs(&self.root);
+        if res.is_err() {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        res.map_err(|e| StoreError::io(format!("flushing store {}", self.root.display()), e))
+    }
+
+    /// Takes the writers' lock, waiting with backoff while a live writer holds it
+    /// and taking over a lock older than [`STALE_LOCK`].
+    fn lock(&self) -> Result<LockGuard, StoreError> {
+        let path = self.root.join(LOCK_FILE);
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&path)
+            {
+                Ok(_) => return Ok(LockGuard { path }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::io(
+                        format!("taking lock {}", path.display()),
+                        e,
+                    ))
+                }
+            }
+            if lock_is_stale(&path) {
+                take_over_stale_lock(&path);
+                continue;
+            }
+            if start.elapsed() > LOCK_WAIT_LIMIT {
+                return Err(StoreError::LockTimeout {
+                    path,
+                    secs: LOCK_WAIT_LIMIT.as_secs(),
+                });
+            }
+            let jitter = rand::thread_rng().gen_range(0..=pause.as_micros() as u64);
+            std::thread::sleep(pause + Duration::from_micros(jitter));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The held writers' lock; released (deleted) on drop.
+struct LockGuard {
+    path: PathBuf,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file(&self.path) {
+            log::error!("releasing lock {}: {e}", self.path.display());
+        }
+    }
+}
+
+fn lock_is_stale(path: &Path) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_LOCK)
+}
+
+/// Moves an abandoned lock aside. If, between our look and the move, a live writer
+/// had replaced it, the fresh lock is put back.
+fn take_over_stale_lock(path: &Path) {
+    let aside = path.with_extension(format!("stale-{:016x}", rand::random::<u64>()));
+    if fs::rename(path, &aside).is_err() {
+        return; // someone else moved or released it; just retry
+    }
+    if lock_is_stale(&aside) {
+        log::warn!("took over abandoned lock {}", path.display());
+    } else {
+        // Not ours to take: restore it unless a new lock already exists.
+        let _ = fs::hard_link(&aside, path);
+    }
+    let _ = fs::remove_file(&aside);
+}
+
+fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn syncfs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: syncfs takes a valid open file descriptor, which `f` holds.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The names in `dir` that pass `keep`, sorted; an absent directory is empty.
+fn sorted_names(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, StoreError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(format!("listing {}", dir.display()), e)),
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            if keep(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Getter for FileStore {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        let path = self.blob_path(r);
+        match fs::read(&path) {
+            Ok(data) => verified(r, Blob::from(data)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
+            Err(e) => Err(StoreError::io(format!("reading blob {r}"), e)),
+        }
+    }
+
+    fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
+        match fs::metadata(self.blob_path(r)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
+        }
+    }
+
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let after_hex = after.to_hex();
+        for top in sorted_names(&self.blobs, |n| is_lower_hex(n, 2))? {
+            if top.as_str() < &after_hex[..2] {
+                continue;
+            }
+            let top_dir = self.blobs.join(&top);
+            for mid in sorted_names(&top_dir, |n| is_lower_hex(n, 4) && n.starts_with(&top))? {
+                if mid.as_str() < &after_hex[..4] {
+                    continue;
+                }
+                let mid_dir = top_dir.join(&mid);
+                for name in sorted_names(&mid_dir, |n| is_lower_hex(n, 64) && n.starts_with(&mid))? {
+                    if name <= after_hex {
+                        continue;
+                    }
+                    let r = Ref::from_hex(&name).map_err(|_| {
+                        StoreError::io(
+                            format!("listing {}", mid_dir.display()),
+                            io::Error::new(ErrorKind::InvalidData, "bad blob name"),
+                        )
+                    })?;
+                    if !f(r)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        let r = Ref::of(blob);
+        let path = self.blob_path(&r);
+        // Set even when the blob is already there: another writer may have put it
+        // without flushing yet, and the next update must not reach it unflushed.
+        self.unsynced.store(true, Ordering::Release);
+        match fs::metadata(&path) {
+            Ok(m) if m.len() == blob.len() as u64 => return Ok((r, false)),
+            Ok(m) => log::warn!(
+                "blob {r} on disk has {} bytes, want {}: rewriting it",
+                m.len(),
+                blob.len()
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(format!("looking up blob {r}"), e)),
+        }
+        let ctx = |e| StoreError::io(format!("writing blob {r}"), e);
+        let dir = path.parent().unwrap_or(&self.blobs);
+        let mut tmp = match temp_file_in(dir) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(dir).map_err(ctx)?;
+                temp_file_in(dir).map_err(ctx)?
+            }
+            Err(e) => return Err(ctx(e)),
+        };
+        tmp.write_all(blob).map_err(ctx)?;
+        tmp.persist(&path).map_err(|e| ctx(e.error))?;
+        Ok((r, true))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.flush_blobs()
+    }
+}
+
+impl AnchorGetter for FileStore {
+    fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+        self.read_map_ref()?.ok_or(StoreError::NoAnchorMap)
+    }
+}
+
+impl AnchorStore for FileStore {
+    fn update_anchor_map(
+        &self,
+        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
+    ) -> Result<Ref, StoreError> {
+        let old = self.read_map_ref()?;
+        let new = f(old.unwrap_or(Ref::ZERO))?;
+        if Some(new) == old {
+            return Ok(new);
+        }
+        self.flush_blobs()?;
+        let _lock = self.lock()?;
+        if self.read_map_ref()? != old {
+            return Err(StoreError::UpdateConflict);
+        }
+        self.write_map_ref(&new)?;
+        Ok(new)
+    }
+}
+
+impl DeletingStore for FileStore {
+    fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
+        match fs::remove_file(self.blob_path(r)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(format!("deleting blob {r}"), e)),
+        }
+    }
+
+    fn written_at(&self, r: &Ref) -> Result<SystemTime, StoreError> {
+        match fs::metadata(self.blob_path(r)).and_then(|m| m.modified()) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
+            Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! An LRU cache over any store, bounded in bytes; anchor calls pass through.
+
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use crate::blob::{Blob, Ref};
+
+/// Caches the blobs of an inner store, keeping at most `capacity` bytes.
+pub struct LruStore<S> {
+    inner: S,
+    cache: Mutex<Cache>,
+}
+
+struct Cache {
+    entries: LruCache<Ref, Blob>,
+    bytes: usize,
+    capacity: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, r: Ref, b: Blob) {
+        if b.len() > self.capacity {
+            return;
+        }
+        self.bytes += b.len();
+        if let Some(old) = self.entries.put(r, b) {
+            self.bytes -= old.len();
+        }
+        while self.bytes > self.capacity {
+            match self.entries.pop_lru() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl<S> LruStore<S> {
+    /// A cache of at most `capacity` bytes of blobs over `inner`.
+    pub fn new(inner: S, capacity: usize) -> LruStore<S> {
+        LruStore {
+            inner,
+            cache: Mutex::new(Cache {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+                capacity,
+            }),
+        }
+    }
+
+    /// The store below the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Bytes currently cached.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().bytes
+    }
+
+    /// Drops `r` from the cache (after the blob was deleted below).
+    pub fn forget(&self, r: &Ref) {
+        let mut c = self.cache.lock();
+        if let Some(old) = c.entries.pop(r) {
+            c.bytes -= old.len();
+        }
+    }
+}
+
+
+impl<S: Getter> Getter for LruStore<S> {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        if let Some(b) = self.cache.lock().entries.get(r) {
+            return Ok(b.clone());
+        }
+        let b = self.inner.get(r)?;
+        self.cache.lock().insert(*r, b.clone());
+        Ok(b)
+    }
+
+    fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
+        if self.cache.lock().entries.contains(r) {
+            return Ok(true);
+        }
+        self.inner.contains(r)
+    }
+
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.list_refs(after, f)
+    }
+}
+
+impl<S: Store> Store for LruStore<S> {
+    fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        let (r, added) = self.inner.put(blob)?;
+        self.cache.lock().insert(r, Blob::copy_from_slice(blob));
+        Ok((r, added))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+impl<S: AnchorGetter> AnchorGetter for LruStore<S> {
+    fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+        self.inner.anchor_map_ref()
+    }
+}
+
+impl<S: AnchorStore> AnchorStore for LruStore<S> {
+    fn update_anchor_map(
+        &self,
+        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
+    ) -> Result<Ref, StoreError> {
+        self.inner.update_anchor_map(f)
+    }
+}
