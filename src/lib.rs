@@ -11,6 +11,7 @@ pub mod anchor;
 pub mod blob;
 pub mod proto;
 pub mod schema;
+pub mod split;
 pub mod store;
 pub mod timestamp;
 

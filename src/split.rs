@@ -1,0 +1,1 @@
+//! Split trees: content-defined chunking into a tree of `split.Node` blobs.
