@@ -371,8 +371,9 @@ impl AnchorStore for FileStore {
         f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
     ) -> Result<Ref, StoreError> {
         let old = self.read_map_ref()?;
-        let new = f(old.unwrap_or(Ref::ZERO))?;
-        if Some(new) == old {
+        let base = old.unwrap_or(Ref::ZERO);
+        let new = f(base)?;
+        if new == base {
             return Ok(new);
         }
         self.flush_blobs()?;

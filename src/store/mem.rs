@@ -102,7 +102,11 @@ impl AnchorStore for MemStore {
         f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
     ) -> Result<Ref, StoreError> {
         let old = *self.map_ref.lock();
-        let new = f(old.unwrap_or(Ref::ZERO))?;
+        let base = old.unwrap_or(Ref::ZERO);
+        let new = f(base)?;
+        if new == base {
+            return Ok(new);
+        }
         let mut cur = self.map_ref.lock();
         if *cur != old {
             return Err(StoreError::UpdateConflict);
