@@ -1,0 +1,294 @@
+//! One conformance suite run against every backend: mem, file, and the LRU cache and
+//! the fault injector over each.
+
+use std::sync::Arc;
+
+use anchorfs::store::faulty::FaultyStore;
+use anchorfs::store::file::FileStore;
+use anchorfs::store::lru::LruStore;
+use anchorfs::store::mem::MemStore;
+use anchorfs::store::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use anchorfs::Ref;
+
+fn blobs_and_listing(s: &dyn AnchorStore) {
+    let empty = s.put(b"").unwrap();
+    assert_eq!(empty, (Ref::of(b""), true));
+    assert_eq!(s.get(&empty.0).unwrap().len(), 0);
+    let (r, added) = s.put(b"hello").unwrap();
+    assert!(added);
+    assert_eq!(s.put(b"hello").unwrap(), (r, false), "second put is not new");
+    assert_eq!(s.get(&r).unwrap().as_ref(), b"hello");
+    assert!(s.contains(&r).unwrap());
+    let missing = Ref::of(b"never stored");
+    assert!(!s.contains(&missing).unwrap());
+    assert!(matches!(s.get(&missing), Err(StoreError::NotFound(m)) if m == missing));
+
+    let mut want: Vec<Ref> = vec![empty.0, r];
+    for i in 0..300u32 {
+        want.push(s.put(format!("blob {i}").as_bytes()).unwrap().0);
+    }
+    want.sort();
+    let mut got = Vec::new();
+    s.list_refs(&Ref::ZERO, &mut |r| {
+        got.push(r);
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(got, want, "every ref, in order");
+    let mid = want[150];
+    let mut after = Vec::new();
+    s.list_refs(&mid, &mut |r| {
+        after.push(r);
+        Ok(after.len() < 10)
+    })
+    .unwrap();
+    assert_eq!(after, want[151..161].to_vec(), "strictly after, stopping when told");
+    let big = vec![7u8; 3 << 20];
+    let (br, _) = s.put(&big).unwrap();
+    assert_eq!(s.get(&br).unwrap().as_ref(), big.as_slice());
+}
+
+fn compare_and_swap(s: &dyn AnchorStore) {
+    assert!(matches!(s.anchor_map_ref(), Err(StoreError::NoAnchorMap)));
+    let a = Ref::of(b"a");
+    let b = Ref::of(b"b");
+    let c = Ref::of(b"c");
+    let mut seen = None;
+    assert_eq!(
+        s.update_anchor_map(&mut |cur| {
+            seen = Some(cur);
+            Ok(a)
+        })
+        .unwrap(),
+        a
+    );
+    assert_eq!(seen, Some(Ref::ZERO), "no map: the callback sees the zero ref");
+    assert_eq!(s.anchor_map_ref().unwrap(), a);
+    // A writer that slips in between the read and the swap makes the swap fail.
+    let res = s.update_anchor_map(&mut |cur| {
+        assert_eq!(cur, a);
+        s.update_anchor_map(&mut |inner| {
+            assert_eq!(inner, a);
+            Ok(b)
+        })?;
+        Ok(c)
+    });
+    assert!(matches!(res, Err(StoreError::UpdateConflict)), "{res:?}");
+    assert_eq!(s.anchor_map_ref().unwrap(), b, "the interloper's update stands");
+    // A callback error aborts without change.
+    let res = s.update_anchor_map(&mut |_| Err(StoreError::Aborted));
+    assert!(matches!(res, Err(StoreError::Aborted)));
+    assert_eq!(s.anchor_map_ref().unwrap(), b);
+}
+
+fn concurrent_puts(s: Arc<dyn AnchorStore>) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| s.put(format!("{t}-{i}").as_bytes()).unwrap().0)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for r in t.join().unwrap() {
+            assert!(s.contains(&r).unwrap());
+        }
+    }
+}
+
+fn suite(make: &dyn Fn() -> Arc<dyn AnchorStore>) {
+    blobs_and_listing(&*make());
+    compare_and_swap(&*make());
+    concurrent_puts(make());
+}
+
+#[test]
+fn mem_store() {
+    suite(&|| Arc::new(MemStore::new()));
+}
+
+#[test]
+fn file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    suite(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(FileStore::create(dir.path().join(i.to_string())).unwrap())
+    });
+}
+
+#[test]
+fn lru_over_mem_and_file() {
+    suite(&|| Arc::new(LruStore::new(MemStore::new(), 1 << 20)));
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    suite(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(LruStore::new(FileStore::create(dir.path().join(i.to_string())).unwrap(), 4096))
+    });
+}
+
+#[test]
+fn faulty_when_healthy() {
+    suite(&|| Arc::new(FaultyStore::new(MemStore::new())));
+}
+
+#[test]
+fn faulty_fails_on_demand() {
+    let s = FaultyStore::new(MemStore::new());
+    s.set_errno(libc::ENOSPC);
+    s.fail_puts_after(2);
+    assert!(s.put(b"1").is_ok());
+    assert!(s.put(b"2").is_ok());
+    let e = s.put(b"3").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+    s.heal();
+    assert!(s.put(b"3").is_ok());
+    s.fail_gets(true);
+    assert_eq!(s.get(&Ref::of(b"1")).unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+    s.fail_gets(false);
+    s.fail_updates(true);
+    assert!(s.update_anchor_map(&mut |_| Ok(Ref::of(b"x"))).is_err());
+    assert!(matches!(s.anchor_map_ref(), Err(StoreError::NoAnchorMap)));
+}
+
+#[test]
+fn lru_is_bounded_in_bytes() {
+    let s = LruStore::new(MemStore::new(), 10_000);
+    for i in 0..100u32 {
+        s.put(&vec![i as u8; 1000]).unwrap();
+        assert!(s.cached_bytes() <= 10_000);
+    }
+    assert!(s.cached_bytes() >= 9_000);
+    // Every blob is still readable through the cache.
+    for i in 0..100u32 {
+        assert_eq!(s.get(&Ref::of(&vec![i as u8; 1000])).unwrap().len(), 1000);
+    }
+}
+
+mod file_specific {
+    use super::*;
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn damaged_blobs_are_never_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        let (r, _) = s.put(b"precious content").unwrap();
+        let path = s.blob_path(&r);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[3] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(s.get(&r), Err(StoreError::Damaged(d)) if d == r));
+        fs::write(&path, b"precious").unwrap();
+        assert!(matches!(s.get(&r), Err(StoreError::Damaged(_))));
+        // A put of the same content repairs a blob whose length is wrong.
+        assert_eq!(s.put(b"precious content").unwrap(), (r, true));
+        assert_eq!(s.get(&r).unwrap().as_ref(), b"precious content");
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(s.get(&r), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn leftover_temp_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        let (r, _) = s.put(b"x").unwrap();
+        let leaf_dir = s.blob_path(&r).parent().unwrap().to_path_buf();
+        fs::write(leaf_dir.join(".tmp-abandoned"), b"half a blob").unwrap();
+        fs::write(dir.path().join(".tmp-mapref"), b"junk").unwrap();
+        let mut got = Vec::new();
+        s.list_refs(&Ref::ZERO, &mut |r| {
+            got.push(r);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(got, vec![r]);
+    }
+
+    #[test]
+    fn not_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            FileStore::open(dir.path().join("missing")),
+            Err(StoreError::NotAStore { .. })
+        ));
+        fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(matches!(FileStore::open(dir.path().join("file")), Err(StoreError::NotAStore { .. })));
+        assert!(matches!(FileStore::open(dir.path()), Err(StoreError::NotAStore { .. })));
+        assert!(
+            matches!(FileStore::create(dir.path()), Err(StoreError::NotAStore { .. })),
+            "a non-empty directory that is not a store is refused"
+        );
+        let s = FileStore::create(dir.path().join("new/store")).unwrap();
+        s.put(b"x").unwrap();
+        assert!(FileStore::open(dir.path().join("new/store")).is_ok());
+    }
+
+    #[test]
+    fn garbage_map_ref_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        fs::write(dir.path().join("anchormapref"), b"not 32 bytes").unwrap();
+        assert!(matches!(s.anchor_map_ref(), Err(StoreError::BadAnchorMapRef { len: 12, .. })));
+        let res = s.update_anchor_map(&mut |_| Ok(Ref::of(b"x")));
+        assert!(res.is_err(), "no update over a damaged ref");
+        assert_eq!(fs::read(dir.path().join("anchormapref")).unwrap(), b"not 32 bytes");
+    }
+
+    #[test]
+    fn waits_for_a_live_lock_and_takes_over_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        let lock = dir.path().join("anchormapref.lock");
+        fs::write(&lock, b"").unwrap();
+        let lock2 = lock.clone();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            fs::remove_file(lock2).unwrap();
+        });
+        let start = std::time::Instant::now();
+        s.update_anchor_map(&mut |_| Ok(Ref::of(b"1"))).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(250), "waited for the holder");
+        releaser.join().unwrap();
+        assert!(!lock.exists(), "lock released");
+
+        // An abandoned lock (older than 60 s) is taken over.
+        fs::write(&lock, b"").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(120);
+        fs::File::options().write(true).open(&lock).unwrap().set_modified(old).unwrap();
+        let start = std::time::Instant::now();
+        s.update_anchor_map(&mut |_| Ok(Ref::of(b"2"))).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(s.anchor_map_ref().unwrap(), Ref::of(b"2"));
+        assert!(!lock.exists());
+    }
+
+    #[test]
+    fn layout_matches_the_go_file_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        let (r, _) = s.put(b"layout").unwrap();
+        let h = r.to_hex();
+        let p = dir.path().join("blobs").join(&h[..2]).join(&h[..4]).join(&h);
+        assert_eq!(fs::read(p).unwrap(), b"layout");
+        s.update_anchor_map(&mut |_| Ok(r)).unwrap();
+        assert_eq!(fs::read(dir.path().join("anchormapref")).unwrap(), r.as_bytes());
+        // A store laid out by hand (as Go writes it) opens and reads.
+        let go = dir.path().join("go");
+        let body = b"written by go";
+        let gr = Ref::of(body);
+        let gh = gr.to_hex();
+        let gp = go.join("blobs").join(&gh[..2]).join(&gh[..4]);
+        fs::create_dir_all(&gp).unwrap();
+        fs::write(gp.join(&gh), body).unwrap();
+        fs::write(go.join("anchormapref"), gr.as_bytes()).unwrap();
+        let gs = FileStore::open(&go).unwrap();
+        assert_eq!(gs.get(&gr).unwrap().as_ref(), body);
+        assert_eq!(gs.anchor_map_ref().unwrap(), gr);
+    }
+}
