@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/anchor.proto", "proto/schema.proto", "proto/split.proto"];
+    let files = [
+        "proto/anchor.proto",
+        "proto/schema.proto",
+        "proto/split.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

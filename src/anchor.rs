@@ -27,6 +27,12 @@ pub const PROTO_TYPES_ANCHOR: &[u8] = b"__github.com/bobg/bs/anchor__reserved__p
 /// How many times [`update`] tries before giving up.
 pub const MAX_ATTEMPTS: u32 = 1000;
 
+/// A visitor of anchor entries: `(name, entry)`.
+pub type EntryVisitor<'a> = dyn FnMut(&[u8], Anchor) -> Result<(), AnchorError> + 'a;
+
+/// Anchors with their histories: `(name, history oldest first)`.
+pub type Anchors = Vec<(Vec<u8>, Vec<Anchor>)>;
+
 /// One entry of an anchor's history: a ref and the time it became current.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Anchor {
@@ -166,7 +172,11 @@ fn append_list_member(list: &mut Vec<u8>, member: &[u8]) {
 /// Decodes an anchor's history (oldest first).
 pub fn decode_history(name: &[u8], payload: &[u8]) -> Result<Vec<Anchor>, AnchorError> {
     let members = match list_members(payload) {
-        Some(spans) => spans.into_iter().map(|s| &payload[s]).map(Bytes::copy_from_slice).collect(),
+        Some(spans) => spans
+            .into_iter()
+            .map(|s| &payload[s])
+            .map(Bytes::copy_from_slice)
+            .collect(),
         None => crate::schema::List::decode(Bytes::copy_from_slice(payload))
             .map_err(|e| bad_history(name, e.to_string()))?,
     };
@@ -216,13 +226,18 @@ pub fn apply_put(hist: &mut Vec<Anchor>, new: Anchor) -> bool {
 /// The new payload after putting `new` into the history in `payload`, or `None` if
 /// the history does not change. Appending to a history (the common case) copies the
 /// old bytes and decodes only the last entry.
-fn put_into_payload(name: &[u8], payload: Option<&[u8]>, new: Anchor) -> Result<Option<Vec<u8>>, AnchorError> {
+fn put_into_payload(
+    name: &[u8],
+    payload: Option<&[u8]>,
+    new: Anchor,
+) -> Result<Option<Vec<u8>>, AnchorError> {
     let Some(payload) = payload else {
         return Ok(Some(encode_history(&[new])));
     };
     if let Some(spans) = list_members(payload) {
         if let Some(last) = spans.last() {
-            let last = Anchor::decode(&payload[last.clone()]).map_err(|why| bad_history(name, why))?;
+            let last =
+                Anchor::decode(&payload[last.clone()]).map_err(|why| bad_history(name, why))?;
             if last.at < new.at {
                 if last.r == new.r {
                     return Ok(None);
@@ -253,7 +268,11 @@ pub fn map_ref<G: AnchorGetter + ?Sized>(g: &G) -> Result<Option<Ref>, AnchorErr
 }
 
 /// The full history of `name` (oldest first) in the map at `root`; empty if absent.
-pub fn history_in<G: Getter + ?Sized>(g: &G, root: &Ref, name: &[u8]) -> Result<Vec<Anchor>, AnchorError> {
+pub fn history_in<G: Getter + ?Sized>(
+    g: &G,
+    root: &Ref,
+    name: &[u8],
+) -> Result<Vec<Anchor>, AnchorError> {
     match Map::lookup(g, root, name)? {
         Some(p) => decode_history(name, &p),
         None => Ok(Vec::new()),
@@ -275,7 +294,11 @@ pub fn entry_at(hist: &[Anchor], at: Timestamp) -> Option<Anchor> {
 }
 
 /// The ref `name` pointed at, at time `at`: its newest entry not after `at`.
-pub fn get<G: AnchorGetter + ?Sized>(g: &G, name: &[u8], at: Timestamp) -> Result<Ref, AnchorError> {
+pub fn get<G: AnchorGetter + ?Sized>(
+    g: &G,
+    name: &[u8],
+    at: Timestamp,
+) -> Result<Ref, AnchorError> {
     entry_at(&history(g, name)?, at)
         .map(|a| a.r)
         .ok_or_else(|| AnchorError::NotFound(Name(name.to_vec())))
@@ -283,10 +306,7 @@ pub fn get<G: AnchorGetter + ?Sized>(g: &G, name: &[u8], at: Timestamp) -> Resul
 
 /// Calls `f(name, anchor)` for every entry of every anchor, in no promised order
 /// (the map's order, then each history oldest first).
-pub fn each<G: AnchorGetter + ?Sized>(
-    g: &G,
-    f: &mut dyn FnMut(&[u8], Anchor) -> Result<(), AnchorError>,
-) -> Result<(), AnchorError> {
+pub fn each<G: AnchorGetter + ?Sized>(g: &G, f: &mut EntryVisitor<'_>) -> Result<(), AnchorError> {
     let Some(root) = map_ref(g)? else {
         return Ok(());
     };
@@ -299,7 +319,7 @@ pub fn each<G: AnchorGetter + ?Sized>(
 }
 
 /// Every anchor and its history, in the map's order.
-pub fn all<G: AnchorGetter + ?Sized>(g: &G) -> Result<Vec<(Vec<u8>, Vec<Anchor>)>, AnchorError> {
+pub fn all<G: AnchorGetter + ?Sized>(g: &G) -> Result<Anchors, AnchorError> {
     let Some(root) = map_ref(g)? else {
         return Ok(Vec::new());
     };
@@ -389,7 +409,12 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
     /// `descriptor`, in the proto-types map, as Go's PutProto does. The reserved
     /// anchor's history is kept to its newest entry (each types map holds every
     /// earlier record), so recording does not grow slower with every write.
-    pub fn record_type(&mut self, msg: Ref, descriptor: Ref, at: Timestamp) -> Result<bool, AnchorError> {
+    pub fn record_type(
+        &mut self,
+        msg: Ref,
+        descriptor: Ref,
+        at: Timestamp,
+    ) -> Result<bool, AnchorError> {
         let types = self.types_map()?.unwrap_or_else(Map::empty_ref);
         let set = match Map::lookup(self.store, &types, msg.as_bytes())? {
             Some(p) => Ref::from_slice(&p).map_err(|e| AnchorError::BadTypesMap(e.to_string()))?,
@@ -417,8 +442,8 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
             return Ok(self.base);
         }
         let mut root = self.root();
-        for (name, payload) in &self.pending {
-            root = Map::set(self.store, &root, name, payload)?.0;
+        for (name, payload) in self.pending {
+            root = Map::set_owned(self.store, &root, name.into(), payload.into())?.0;
         }
         Ok(root)
     }
@@ -438,7 +463,9 @@ impl Backoff {
 
     fn wait(&mut self) {
         let max = self.pause.as_micros() as u64;
-        std::thread::sleep(Duration::from_micros(rand::thread_rng().gen_range(max / 2..=max)));
+        std::thread::sleep(Duration::from_micros(
+            rand::thread_rng().gen_range(max / 2..=max),
+        ));
         self.pause = (self.pause * 2).min(Duration::from_millis(20));
     }
 }
@@ -488,12 +515,20 @@ where
 }
 
 /// Go's Put: anchors `name` to `r` at time `at`.
-pub fn put<S: AnchorStore + ?Sized>(s: &S, name: &[u8], r: Ref, at: Timestamp) -> Result<(), AnchorError> {
+pub fn put<S: AnchorStore + ?Sized>(
+    s: &S,
+    name: &[u8],
+    r: Ref,
+    at: Timestamp,
+) -> Result<(), AnchorError> {
     update(s, |u| u.put(name, r, at)).map(|_| ())
 }
 
 /// Several puts applied in order in one anchor map update.
-pub fn put_batch<S: AnchorStore + ?Sized>(s: &S, puts: &[(Vec<u8>, Ref, Timestamp)]) -> Result<(), AnchorError> {
+pub fn put_batch<S: AnchorStore + ?Sized>(
+    s: &S,
+    puts: &[(Vec<u8>, Ref, Timestamp)],
+) -> Result<(), AnchorError> {
     update(s, |u| {
         for (name, r, at) in puts {
             u.put(name, *r, *at)?;
@@ -594,7 +629,10 @@ pub fn sync<S: AnchorStore + ?Sized>(stores: &[&S]) -> Result<(), AnchorError> {
 }
 
 /// Every (message ref, descriptor ref) pair in a proto-types map.
-pub fn type_records<G: Getter + ?Sized>(g: &G, types_map: &Ref) -> Result<Vec<(Ref, Ref)>, AnchorError> {
+pub fn type_records<G: Getter + ?Sized>(
+    g: &G,
+    types_map: &Ref,
+) -> Result<Vec<(Ref, Ref)>, AnchorError> {
     let mut out = Vec::new();
     for (k, p) in Map::entries(g, types_map)? {
         let msg = Ref::from_slice(&k).map_err(|e| AnchorError::BadTypesMap(e.to_string()))?;
@@ -626,7 +664,8 @@ pub fn types_of<G: AnchorGetter + ?Sized>(g: &G, msg: &Ref) -> Result<Vec<Ref>, 
 pub fn descriptor_proto(full_name: &str) -> Result<Vec<u8>, AnchorError> {
     let unknown = || AnchorError::UnknownType(full_name.to_string());
     let (package, message) = full_name.rsplit_once('.').ok_or_else(unknown)?;
-    let set = prost_types::FileDescriptorSet::decode(proto::DESCRIPTOR_SET).map_err(|_| unknown())?;
+    let set =
+        prost_types::FileDescriptorSet::decode(proto::DESCRIPTOR_SET).map_err(|_| unknown())?;
     let file = set
         .file
         .iter()
@@ -666,7 +705,11 @@ fn json_name(field: &str) -> String {
 /// Go's PutProto: stores the encoded message `msg` and, if it was new, its type's
 /// descriptor, recording the pair in the proto-types map. Returns the message's ref
 /// and whether it was new.
-pub fn put_proto<S: AnchorStore + ?Sized>(s: &S, msg: &[u8], type_name: &str) -> Result<(Ref, bool), AnchorError> {
+pub fn put_proto<S: AnchorStore + ?Sized>(
+    s: &S,
+    msg: &[u8],
+    type_name: &str,
+) -> Result<(Ref, bool), AnchorError> {
     let descriptor = descriptor_proto(type_name)?;
     let (r, added) = s.put(msg)?;
     if !added {
@@ -696,14 +739,29 @@ mod tests {
     fn put_rule() {
         let mut h = Vec::new();
         assert!(apply_put(&mut h, a(1, "2020-01-01T00:00:00Z")));
-        assert!(!apply_put(&mut h, a(1, "2021-01-01T00:00:00Z")), "same ref later: no-op");
+        assert!(
+            !apply_put(&mut h, a(1, "2021-01-01T00:00:00Z")),
+            "same ref later: no-op"
+        );
         assert!(apply_put(&mut h, a(2, "2021-01-01T00:00:00Z")));
-        assert!(apply_put(&mut h, a(3, "2020-06-01T00:00:00Z")), "older: sorted in");
-        assert_eq!(h.iter().map(|x| x.r.0[0]).collect::<Vec<_>>(), vec![1, 3, 2]);
-        assert!(apply_put(&mut h, a(1, "2019-01-01T00:00:00Z")), "older copy of first: earlier wins");
+        assert!(
+            apply_put(&mut h, a(3, "2020-06-01T00:00:00Z")),
+            "older: sorted in"
+        );
+        assert_eq!(
+            h.iter().map(|x| x.r.0[0]).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+        assert!(
+            apply_put(&mut h, a(1, "2019-01-01T00:00:00Z")),
+            "older copy of first: earlier wins"
+        );
         assert_eq!(h[0].at, t("2019-01-01T00:00:00Z"));
         assert_eq!(h.len(), 3);
-        assert!(!apply_put(&mut h, a(3, "2020-07-01T00:00:00Z")), "adjacent duplicate dropped");
+        assert!(
+            !apply_put(&mut h, a(3, "2020-07-01T00:00:00Z")),
+            "adjacent duplicate dropped"
+        );
     }
 
     #[test]
@@ -716,7 +774,10 @@ mod tests {
             if let Some(p) = put_into_payload(b"x", payload.as_deref(), new).unwrap() {
                 payload = Some(p);
             }
-            assert_eq!(payload.as_deref().unwrap(), encode_history(&hist).as_slice());
+            assert_eq!(
+                payload.as_deref().unwrap(),
+                encode_history(&hist).as_slice()
+            );
         }
     }
 
@@ -725,8 +786,14 @@ mod tests {
         assert_eq!(list_members(&[]), Some(vec![]));
         assert_eq!(list_members(&[0x0a, 0x05, 1]), None);
         assert_eq!(list_members(&[0x12, 0x00]), None);
-        assert_eq!(list_members(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None);
-        assert_eq!(list_members(&[0x0a, 0x01, 7, 0x0a, 0x00]), Some(vec![2..3, 5..5]));
+        assert_eq!(
+            list_members(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+        assert_eq!(
+            list_members(&[0x0a, 0x01, 7, 0x0a, 0x00]),
+            Some(vec![2..3, 5..5])
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@ impl Timestamp {
         if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             return Timestamp::try_from_chrono(dt.with_timezone(&Utc)).map_err(|_| bad());
         }
-        let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d_%H-%M-%S%.fZ").map_err(|_| bad())?;
+        let naive =
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d_%H-%M-%S%.fZ").map_err(|_| bad())?;
         if !text.ends_with('Z') {
             return Err(bad());
         }
@@ -85,12 +86,16 @@ impl Timestamp {
 
     /// UTC RFC 3339 with exactly nine fractional digits: `2026-11-24T21:20:32.123456789Z`.
     pub fn to_rfc3339(&self) -> String {
-        self.to_chrono().format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+        self.to_chrono()
+            .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+            .to_string()
     }
 
     /// The colon-free form: `2026-11-24_21-20-32.123456789Z`.
     pub fn to_compact(&self) -> String {
-        self.to_chrono().format("%Y-%m-%d_%H-%M-%S%.9fZ").to_string()
+        self.to_chrono()
+            .format("%Y-%m-%d_%H-%M-%S%.9fZ")
+            .to_string()
     }
 
     /// As the protobuf message.
@@ -178,7 +183,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "yesterday", "2021-13-01T00:00:00Z", "2021-01-01 00:00:00", "2021-01-01_00-00-00.0"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2021-13-01T00:00:00Z",
+            "2021-01-01 00:00:00",
+            "2021-01-01_00-00-00.0",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
         assert!(Timestamp::new(0, 1_000_000_000).is_err());

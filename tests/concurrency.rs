@@ -32,11 +32,17 @@ fn write_puts(store: &FileStore, writer: &str, n: usize, mut acked: impl FnMut(u
 
 fn child(role: &str, store: &Path, writer: &str) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--ignored", "--exact", role, "--nocapture", "--test-threads=1"])
-        .env("ANCHORFS_TEST_STORE", store)
-        .env("ANCHORFS_TEST_WRITER", writer)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    c.args([
+        "--ignored",
+        "--exact",
+        role,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ANCHORFS_TEST_STORE", store)
+    .env("ANCHORFS_TEST_WRITER", writer)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     c
 }
 
@@ -46,7 +52,10 @@ fn child(role: &str, store: &Path, writer: &str) -> Command {
 fn child_writer() {
     let store = FileStore::open(std::env::var("ANCHORFS_TEST_STORE").unwrap()).unwrap();
     let writer = std::env::var("ANCHORFS_TEST_WRITER").unwrap();
-    let n: usize = std::env::var("ANCHORFS_TEST_PUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::var("ANCHORFS_TEST_PUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     write_puts(&store, &writer, n, |i| println!("ack {i}"));
     println!("done");
 }
@@ -57,7 +66,10 @@ fn acks(out: impl std::io::Read) -> Vec<usize> {
         .lines()
         .map_while(Result::ok)
         // libtest may print its own words before the first line on the same line.
-        .filter_map(|l| l.rsplit_once("ack ").and_then(|(_, n)| n.trim().parse().ok()))
+        .filter_map(|l| {
+            l.rsplit_once("ack ")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
         .collect()
 }
 
@@ -66,7 +78,11 @@ fn assert_present(store: &FileStore, writer: &str, acked: &[usize]) {
         let name = format!("{writer}/{i}");
         let r = anchor::get(store, name.as_bytes(), Timestamp::now())
             .unwrap_or_else(|e| panic!("acknowledged put {name} lost: {e}"));
-        assert_eq!(r, Ref::of(&content(writer, i)), "{name} points at its content");
+        assert_eq!(
+            r,
+            Ref::of(&content(writer, i)),
+            "{name} points at its content"
+        );
     }
 }
 
@@ -113,7 +129,11 @@ fn threads_and_processes_lose_nothing() {
         assert_present(&store, &format!("thread{t}"), &(0..200).collect::<Vec<_>>());
     }
     let all = anchor::all(&*store).unwrap();
-    assert_eq!(all.len(), 8 * 200 + 4 * 100, "every one of the 2,000 entries, once");
+    assert_eq!(
+        all.len(),
+        8 * 200 + 4 * 100,
+        "every one of the 2,000 entries, once"
+    );
     assert!(all.iter().all(|(_, h)| h.len() == 1));
 }
 
@@ -140,5 +160,8 @@ fn killed_writers_lose_no_acknowledged_put() {
         assert_present(&store, &writer, &acked);
         assert_store_sound(&store);
     }
-    assert!(total_acked > 0, "the writers got some puts done before being killed");
+    assert!(
+        total_acked > 0,
+        "the writers got some puts done before being killed"
+    );
 }

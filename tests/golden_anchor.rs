@@ -6,13 +6,17 @@ use anchorfs::schema::{Map, Set};
 use anchorfs::store::file::FileStore;
 use anchorfs::store::lru::LruStore;
 use anchorfs::store::mem::MemStore;
-use anchorfs::store::{AnchorStore, Getter, StoreError};
+use anchorfs::store::{AnchorStore, StoreError};
 use anchorfs::{Ref, Timestamp};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = format!("{}/../shared/vectors/anchors.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("vectors readable")).expect("vectors parse")
+    let path = format!(
+        "{}/../shared/vectors/anchors.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("vectors readable"))
+        .expect("vectors parse")
 }
 
 fn hex(v: &Value) -> Vec<u8> {
@@ -45,20 +49,41 @@ fn run_transcript<S: AnchorStore>(store: &S) -> usize {
             "anchor_map_ref" => {
                 assert_eq!(map_ref(store), opt_ref(&rec["map_ref"]), "seq {seq}");
                 if rec["error"] == "no anchor map" {
-                    assert!(matches!(store.anchor_map_ref(), Err(StoreError::NoAnchorMap)));
+                    assert!(matches!(
+                        store.anchor_map_ref(),
+                        Err(StoreError::NoAnchorMap)
+                    ));
                 }
             }
             "put" => {
-                assert_eq!(map_ref(store), opt_ref(&rec["map_ref_before"]), "seq {seq} before");
-                anchor::put(store, &name, opt_ref(&rec["ref"]).unwrap(), time(&rec["at"])).unwrap();
-                assert_eq!(map_ref(store), opt_ref(&rec["map_ref"]), "seq {seq} map ref after put ({})", rec["note"]);
+                assert_eq!(
+                    map_ref(store),
+                    opt_ref(&rec["map_ref_before"]),
+                    "seq {seq} before"
+                );
+                anchor::put(
+                    store,
+                    &name,
+                    opt_ref(&rec["ref"]).unwrap(),
+                    time(&rec["at"]),
+                )
+                .unwrap();
+                assert_eq!(
+                    map_ref(store),
+                    opt_ref(&rec["map_ref"]),
+                    "seq {seq} map ref after put ({})",
+                    rec["note"]
+                );
             }
             "get" => {
                 let got = anchor::get(store, &name, time(&rec["at"]));
                 if rec["found"].as_bool().unwrap() {
                     assert_eq!(got.unwrap(), opt_ref(&rec["ref"]).unwrap(), "seq {seq}");
                 } else {
-                    assert!(matches!(got, Err(AnchorError::NotFound(_))), "seq {seq}: {got:?}");
+                    assert!(
+                        matches!(got, Err(AnchorError::NotFound(_))),
+                        "seq {seq}: {got:?}"
+                    );
                 }
             }
             "each" => {
@@ -88,7 +113,12 @@ fn run_transcript<S: AnchorStore>(store: &S) -> usize {
             }
             "expire" => {
                 assert_eq!(map_ref(store), opt_ref(&rec["map_ref_before"]));
-                let dropped = anchor::expire(store, time(&rec["oldest"]), rec["min"].as_u64().unwrap() as usize).unwrap();
+                let dropped = anchor::expire(
+                    store,
+                    time(&rec["oldest"]),
+                    rec["min"].as_u64().unwrap() as usize,
+                )
+                .unwrap();
                 assert!(dropped.is_empty());
                 assert_eq!(map_ref(store), opt_ref(&rec["map_ref"]), "seq {seq}");
             }
@@ -97,7 +127,11 @@ fn run_transcript<S: AnchorStore>(store: &S) -> usize {
                 let payload = Map::lookup(store, &root, &name).unwrap();
                 assert_eq!(payload.is_some(), rec["present"].as_bool().unwrap());
                 let payload = payload.unwrap();
-                assert_eq!(payload.as_ref(), hex(&rec["payload_hex"]).as_slice(), "seq {seq} raw history");
+                assert_eq!(
+                    payload.as_ref(),
+                    hex(&rec["payload_hex"]).as_slice(),
+                    "seq {seq} raw history"
+                );
                 let hist = anchor::history(store, &name).unwrap();
                 let entries = rec["entries"].as_array().unwrap();
                 assert_eq!(hist.len(), entries.len());
@@ -110,7 +144,10 @@ fn run_transcript<S: AnchorStore>(store: &S) -> usize {
             "map_root_node" => {
                 let r = opt_ref(&rec["map_ref"]).unwrap();
                 assert_eq!(map_ref(store), Some(r));
-                assert_eq!(store.get(&r).unwrap().as_ref(), hex(&rec["node_hex"]).as_slice());
+                assert_eq!(
+                    store.get(&r).unwrap().as_ref(),
+                    hex(&rec["node_hex"]).as_slice()
+                );
             }
             other => panic!("unhandled op {other}"),
         }
@@ -127,7 +164,10 @@ fn transcript_on_mem() {
 #[test]
 fn transcript_on_file_and_lru() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(run_transcript(&FileStore::create(dir.path().join("s")).unwrap()), 240);
+    assert_eq!(
+        run_transcript(&FileStore::create(dir.path().join("s")).unwrap()),
+        240
+    );
     let dir2 = tempfile::tempdir().unwrap();
     let lru = LruStore::new(FileStore::create(dir2.path()).unwrap(), 1 << 20);
     assert_eq!(run_transcript(&lru), 240);
@@ -145,23 +185,42 @@ fn put_proto_example() {
     let bytes = msg.encode();
     assert_eq!(bytes, hex(&step["message_hex"]));
     let desc = anchor::descriptor_proto("anchor.Anchor").unwrap();
-    assert_eq!(hex::encode(&desc), step["descriptor_hex"].as_str().unwrap(), "descriptor bytes");
+    assert_eq!(
+        hex::encode(&desc),
+        step["descriptor_hex"].as_str().unwrap(),
+        "descriptor bytes"
+    );
 
     let (r, added) = anchor::put_proto(&store, &bytes, "anchor.Anchor").unwrap();
     assert!(added);
     assert_eq!(Some(r), opt_ref(&step["ref"]));
     let hist = anchor::history(&store, PROTO_TYPES_ANCHOR).unwrap();
-    assert_eq!(hist.len(), step["reserved_anchor_history_len"].as_u64().unwrap() as usize);
-    assert_eq!(Some(hist[0].r), opt_ref(&step["types_map_ref"]), "types map ref");
-    let set = Map::lookup(&store, &hist[0].r, r.as_bytes()).unwrap().unwrap();
-    assert_eq!(Some(Ref::from_slice(&set).unwrap()), opt_ref(&step["type_set_ref"]));
+    assert_eq!(
+        hist.len(),
+        step["reserved_anchor_history_len"].as_u64().unwrap() as usize
+    );
+    assert_eq!(
+        Some(hist[0].r),
+        opt_ref(&step["types_map_ref"]),
+        "types map ref"
+    );
+    let set = Map::lookup(&store, &hist[0].r, r.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Some(Ref::from_slice(&set).unwrap()),
+        opt_ref(&step["type_set_ref"])
+    );
     let members = Set::members(&store, &Ref::from_slice(&set).unwrap()).unwrap();
     assert_eq!(members, vec![opt_ref(&step["descriptor_ref"]).unwrap()]);
     assert_eq!(anchor::types_of(&store, &r).unwrap(), members);
 
     // Putting it again adds nothing and leaves the reserved history alone.
     let before = anchor::map_ref(&store).unwrap();
-    assert_eq!(anchor::put_proto(&store, &bytes, "anchor.Anchor").unwrap(), (r, false));
+    assert_eq!(
+        anchor::put_proto(&store, &bytes, "anchor.Anchor").unwrap(),
+        (r, false)
+    );
     assert_eq!(anchor::map_ref(&store).unwrap(), before);
     assert!(anchor::put_proto(&store, &bytes, "no.Such").is_err());
 }

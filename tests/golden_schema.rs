@@ -27,7 +27,12 @@ fn rf(v: &Value) -> Ref {
 fn check_node(store: &MemStore, rec: &Value) {
     let r = rf(&rec["ref"]);
     let want = hex(&rec["hex"]);
-    assert_eq!(Ref::of(&want), r, "seq {}: vector's hex and ref agree", rec["seq"]);
+    assert_eq!(
+        Ref::of(&want),
+        r,
+        "seq {}: vector's hex and ref agree",
+        rec["seq"]
+    );
     if r == Map::empty_ref() {
         assert_eq!(want, vec![0x0a, 0x00]);
         return;
@@ -36,19 +41,41 @@ fn check_node(store: &MemStore, rec: &Value) {
         // A side structure outside the transcript's sequence: a root leaf, rebuilt
         // from its decoded members.
         let dec = &rec["decoded"];
-        assert!(dec["node"]["left"].is_null(), "seq {}: only leaves are off-sequence", rec["seq"]);
+        assert!(
+            dec["node"]["left"].is_null(),
+            "seq {}: only leaves are off-sequence",
+            rec["seq"]
+        );
         let built = if let Some(ms) = dec["members"].as_array() {
-            let owned: Vec<(Vec<u8>, Vec<u8>)> = ms.iter().map(|m| (hex(&m["key_hex"]), hex(&m["payload_hex"]))).collect();
-            let pairs: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, p)| (k.as_slice(), p.as_slice())).collect();
+            let owned: Vec<(Vec<u8>, Vec<u8>)> = ms
+                .iter()
+                .map(|m| (hex(&m["key_hex"]), hex(&m["payload_hex"])))
+                .collect();
+            let pairs: Vec<(&[u8], &[u8])> = owned
+                .iter()
+                .map(|(k, p)| (k.as_slice(), p.as_slice()))
+                .collect();
             Map::from_pairs(store, &pairs).unwrap()
         } else {
-            let ms: Vec<Ref> = dec["members_hex"].as_array().unwrap().iter().map(rf).collect();
+            let ms: Vec<Ref> = dec["members_hex"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(rf)
+                .collect();
             Set::from_refs(store, &ms).unwrap()
         };
         assert_eq!(built, r, "seq {} rebuilt node", rec["seq"]);
     }
-    let got = store.get(&r).unwrap_or_else(|e| panic!("seq {}: node {r} not stored: {e}", rec["seq"]));
-    assert_eq!(got.as_ref(), want.as_slice(), "seq {} node bytes", rec["seq"]);
+    let got = store
+        .get(&r)
+        .unwrap_or_else(|e| panic!("seq {}: node {r} not stored: {e}", rec["seq"]));
+    assert_eq!(
+        got.as_ref(),
+        want.as_slice(),
+        "seq {} node bytes",
+        rec["seq"]
+    );
 }
 
 #[test]
@@ -65,7 +92,13 @@ fn map_transcript() {
             "node_hex" => check_node(&store, rec),
             "map_set" => {
                 assert_eq!(rf(&rec["ref_before"]), root, "seq {seq} ref_before");
-                let (r, outcome) = Map::set(&store, &root, &hex(&rec["key_hex"]), &hex(&rec["payload_hex"])).unwrap();
+                let (r, outcome) = Map::set(
+                    &store,
+                    &root,
+                    &hex(&rec["key_hex"]),
+                    &hex(&rec["payload_hex"]),
+                )
+                .unwrap();
                 let want = match rec["outcome"].as_str().unwrap() {
                     "added" => Outcome::Added,
                     "updated" => Outcome::Updated,
@@ -74,22 +107,37 @@ fn map_transcript() {
                 };
                 assert_eq!(outcome, want, "seq {seq} outcome");
                 assert_eq!(r, rf(&rec["ref"]), "seq {seq} ref after set");
-                assert_eq!(Map::len(&store, &r).unwrap(), rec["root"]["size"].as_u64().unwrap() as usize);
+                assert_eq!(
+                    Map::len(&store, &r).unwrap(),
+                    rec["root"]["size"].as_u64().unwrap() as usize
+                );
                 root = r;
             }
             "map_remove" => {
                 assert_eq!(rf(&rec["ref_before"]), root, "seq {seq} ref_before");
                 let (r, changed) = Map::remove(&store, &root, &hex(&rec["key_hex"])).unwrap();
-                assert_eq!(changed, rec["changed"].as_bool().unwrap(), "seq {seq} changed");
+                assert_eq!(
+                    changed,
+                    rec["changed"].as_bool().unwrap(),
+                    "seq {seq} changed"
+                );
                 assert_eq!(r, rf(&rec["ref"]), "seq {seq} ref after remove");
                 root = r;
             }
             "map_lookup" => {
                 assert_eq!(rf(&rec["ref"]), root);
                 let got = Map::lookup(&store, &root, &hex(&rec["key_hex"])).unwrap();
-                assert_eq!(got.is_some(), rec["found"].as_bool().unwrap(), "seq {seq} found");
+                assert_eq!(
+                    got.is_some(),
+                    rec["found"].as_bool().unwrap(),
+                    "seq {seq} found"
+                );
                 if let Some(p) = got {
-                    assert_eq!(p.as_ref(), hex(&rec["payload_hex"]).as_slice(), "seq {seq} payload");
+                    assert_eq!(
+                        p.as_ref(),
+                        hex(&rec["payload_hex"]).as_slice(),
+                        "seq {seq} payload"
+                    );
                 }
             }
             "map_each" => {
@@ -98,7 +146,12 @@ fn map_transcript() {
                     .into_iter()
                     .map(|(k, _)| k.to_vec())
                     .collect();
-                let want: Vec<Vec<u8>> = rec["keys_hex_in_go_order"].as_array().unwrap().iter().map(hex).collect();
+                let want: Vec<Vec<u8>> = rec["keys_hex_in_go_order"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(hex)
+                    .collect();
                 assert_eq!(keys, want, "seq {seq} each order");
             }
             "compare" => {
@@ -107,7 +160,10 @@ fn map_transcript() {
                 let a = rf(&rec["ref_a"]);
                 assert_eq!(a, root, "seq {seq} compare ref_a");
                 let entries = Map::entries(&store, &root).unwrap();
-                let pairs: Vec<(&[u8], &[u8])> = entries.iter().map(|(k, p)| (k.as_ref(), p.as_ref())).collect();
+                let pairs: Vec<(&[u8], &[u8])> = entries
+                    .iter()
+                    .map(|(k, p)| (k.as_ref(), p.as_ref()))
+                    .collect();
                 let what = rec["what"].as_str().unwrap();
                 let b = if what.contains("MapFromGo") {
                     Map::from_pairs(&store, &pairs).unwrap()
@@ -127,7 +183,10 @@ fn map_transcript() {
             other => panic!("unhandled map op {other}"),
         }
     }
-    assert!(counts["map_set"] >= 300 && counts["map_remove"] >= 300, "{counts:?}");
+    assert!(
+        counts["map_set"] >= 300 && counts["map_remove"] >= 300,
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -155,14 +214,22 @@ fn set_transcript() {
             "set_add" => {
                 assert_eq!(rf(&rec["ref_before"]), root, "seq {seq} ref_before");
                 let (r, added) = Set::add(&store, &root, &rf(&rec["member"])).unwrap();
-                assert_eq!(added, rec["changed"].as_bool().unwrap(), "seq {seq} changed");
+                assert_eq!(
+                    added,
+                    rec["changed"].as_bool().unwrap(),
+                    "seq {seq} changed"
+                );
                 assert_eq!(r, rf(&rec["ref"]), "seq {seq} ref after add");
                 root = r;
             }
             "set_remove" => {
                 assert_eq!(rf(&rec["ref_before"]), root, "seq {seq} ref_before");
                 let (r, removed) = Set::remove(&store, &root, &rf(&rec["member"])).unwrap();
-                assert_eq!(removed, rec["changed"].as_bool().unwrap(), "seq {seq} changed");
+                assert_eq!(
+                    removed,
+                    rec["changed"].as_bool().unwrap(),
+                    "seq {seq} changed"
+                );
                 assert_eq!(r, rf(&rec["ref"]), "seq {seq} ref after remove");
                 root = r;
             }
@@ -173,7 +240,12 @@ fn set_transcript() {
             }
             "set_each" => {
                 let got: Vec<Ref> = Set::members(&store, &rf(&rec["ref"])).unwrap();
-                let want: Vec<Ref> = rec["keys_hex_in_go_order"].as_array().unwrap().iter().map(rf).collect();
+                let want: Vec<Ref> = rec["keys_hex_in_go_order"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(rf)
+                    .collect();
                 assert_eq!(got, want, "seq {seq} each order");
             }
             "compare" => {
@@ -227,7 +299,11 @@ fn list_nodes() {
             .unwrap_or_default();
         assert_eq!(List::encode(&members), want, "seq {}", rec["seq"]);
         assert_eq!(Ref::of(&want), rf(&rec["ref"]));
-        let back: Vec<Vec<u8>> = List::decode(want.into()).unwrap().into_iter().map(|b| b.to_vec()).collect();
+        let back: Vec<Vec<u8>> = List::decode(want.into())
+            .unwrap()
+            .into_iter()
+            .map(|b| b.to_vec())
+            .collect();
         assert_eq!(back, members);
         checked += 1;
     }

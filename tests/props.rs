@@ -106,7 +106,10 @@ fn model_put(hist: &mut Vec<Anchor>, new: Anchor) {
             return;
         }
     }
-    let pos = hist.iter().position(|a| a.at > new.at).unwrap_or(hist.len());
+    let pos = hist
+        .iter()
+        .position(|a| a.at > new.at)
+        .unwrap_or(hist.len());
     hist.insert(pos, new);
     let mut out: Vec<Anchor> = Vec::new();
     for a in hist.drain(..) {

@@ -16,7 +16,11 @@ fn blobs_and_listing(s: &dyn AnchorStore) {
     assert_eq!(s.get(&empty.0).unwrap().len(), 0);
     let (r, added) = s.put(b"hello").unwrap();
     assert!(added);
-    assert_eq!(s.put(b"hello").unwrap(), (r, false), "second put is not new");
+    assert_eq!(
+        s.put(b"hello").unwrap(),
+        (r, false),
+        "second put is not new"
+    );
     assert_eq!(s.get(&r).unwrap().as_ref(), b"hello");
     assert!(s.contains(&r).unwrap());
     let missing = Ref::of(b"never stored");
@@ -42,7 +46,11 @@ fn blobs_and_listing(s: &dyn AnchorStore) {
         Ok(after.len() < 10)
     })
     .unwrap();
-    assert_eq!(after, want[151..161].to_vec(), "strictly after, stopping when told");
+    assert_eq!(
+        after,
+        want[151..161].to_vec(),
+        "strictly after, stopping when told"
+    );
     let big = vec![7u8; 3 << 20];
     let (br, _) = s.put(&big).unwrap();
     assert_eq!(s.get(&br).unwrap().as_ref(), big.as_slice());
@@ -62,7 +70,11 @@ fn compare_and_swap(s: &dyn AnchorStore) {
         .unwrap(),
         a
     );
-    assert_eq!(seen, Some(Ref::ZERO), "no map: the callback sees the zero ref");
+    assert_eq!(
+        seen,
+        Some(Ref::ZERO),
+        "no map: the callback sees the zero ref"
+    );
     assert_eq!(s.anchor_map_ref().unwrap(), a);
     // A writer that slips in between the read and the swap makes the swap fail.
     let res = s.update_anchor_map(&mut |cur| {
@@ -74,7 +86,11 @@ fn compare_and_swap(s: &dyn AnchorStore) {
         Ok(c)
     });
     assert!(matches!(res, Err(StoreError::UpdateConflict)), "{res:?}");
-    assert_eq!(s.anchor_map_ref().unwrap(), b, "the interloper's update stands");
+    assert_eq!(
+        s.anchor_map_ref().unwrap(),
+        b,
+        "the interloper's update stands"
+    );
     // A callback error aborts without change.
     let res = s.update_anchor_map(&mut |_| Err(StoreError::Aborted));
     assert!(matches!(res, Err(StoreError::Aborted)));
@@ -127,7 +143,10 @@ fn lru_over_mem_and_file() {
     let n = std::sync::atomic::AtomicUsize::new(0);
     suite(&|| {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Arc::new(LruStore::new(FileStore::create(dir.path().join(i.to_string())).unwrap(), 4096))
+        Arc::new(LruStore::new(
+            FileStore::create(dir.path().join(i.to_string())).unwrap(),
+            4096,
+        ))
     });
 }
 
@@ -148,7 +167,10 @@ fn faulty_fails_on_demand() {
     s.heal();
     assert!(s.put(b"3").is_ok());
     s.fail_gets(true);
-    assert_eq!(s.get(&Ref::of(b"1")).unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+    assert_eq!(
+        s.get(&Ref::of(b"1")).unwrap_err().raw_os_error(),
+        Some(libc::ENOSPC)
+    );
     s.fail_gets(false);
     s.fail_updates(true);
     assert!(s.update_anchor_map(&mut |_| Ok(Ref::of(b"x"))).is_err());
@@ -218,10 +240,19 @@ mod file_specific {
             Err(StoreError::NotAStore { .. })
         ));
         fs::write(dir.path().join("file"), b"x").unwrap();
-        assert!(matches!(FileStore::open(dir.path().join("file")), Err(StoreError::NotAStore { .. })));
-        assert!(matches!(FileStore::open(dir.path()), Err(StoreError::NotAStore { .. })));
+        assert!(matches!(
+            FileStore::open(dir.path().join("file")),
+            Err(StoreError::NotAStore { .. })
+        ));
+        assert!(matches!(
+            FileStore::open(dir.path()),
+            Err(StoreError::NotAStore { .. })
+        ));
         assert!(
-            matches!(FileStore::create(dir.path()), Err(StoreError::NotAStore { .. })),
+            matches!(
+                FileStore::create(dir.path()),
+                Err(StoreError::NotAStore { .. })
+            ),
             "a non-empty directory that is not a store is refused"
         );
         let s = FileStore::create(dir.path().join("new/store")).unwrap();
@@ -234,10 +265,16 @@ mod file_specific {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStore::create(dir.path()).unwrap();
         fs::write(dir.path().join("anchormapref"), b"not 32 bytes").unwrap();
-        assert!(matches!(s.anchor_map_ref(), Err(StoreError::BadAnchorMapRef { len: 12, .. })));
+        assert!(matches!(
+            s.anchor_map_ref(),
+            Err(StoreError::BadAnchorMapRef { len: 12, .. })
+        ));
         let res = s.update_anchor_map(&mut |_| Ok(Ref::of(b"x")));
         assert!(res.is_err(), "no update over a damaged ref");
-        assert_eq!(fs::read(dir.path().join("anchormapref")).unwrap(), b"not 32 bytes");
+        assert_eq!(
+            fs::read(dir.path().join("anchormapref")).unwrap(),
+            b"not 32 bytes"
+        );
     }
 
     #[test]
@@ -253,14 +290,22 @@ mod file_specific {
         });
         let start = std::time::Instant::now();
         s.update_anchor_map(&mut |_| Ok(Ref::of(b"1"))).unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(250), "waited for the holder");
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "waited for the holder"
+        );
         releaser.join().unwrap();
         assert!(!lock.exists(), "lock released");
 
         // An abandoned lock (older than 60 s) is taken over.
         fs::write(&lock, b"").unwrap();
         let old = SystemTime::now() - Duration::from_secs(120);
-        fs::File::options().write(true).open(&lock).unwrap().set_modified(old).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let start = std::time::Instant::now();
         s.update_anchor_map(&mut |_| Ok(Ref::of(b"2"))).unwrap();
         assert!(start.elapsed() < Duration::from_secs(5));
@@ -274,10 +319,18 @@ mod file_specific {
         let s = FileStore::create(dir.path()).unwrap();
         let (r, _) = s.put(b"layout").unwrap();
         let h = r.to_hex();
-        let p = dir.path().join("blobs").join(&h[..2]).join(&h[..4]).join(&h);
+        let p = dir
+            .path()
+            .join("blobs")
+            .join(&h[..2])
+            .join(&h[..4])
+            .join(&h);
         assert_eq!(fs::read(p).unwrap(), b"layout");
         s.update_anchor_map(&mut |_| Ok(r)).unwrap();
-        assert_eq!(fs::read(dir.path().join("anchormapref")).unwrap(), r.as_bytes());
+        assert_eq!(
+            fs::read(dir.path().join("anchormapref")).unwrap(),
+            r.as_bytes()
+        );
         // A store laid out by hand (as Go writes it) opens and reads.
         let go = dir.path().join("go");
         let body = b"written by go";

@@ -78,22 +78,42 @@ impl Map {
         key: &[u8],
         payload: &[u8],
     ) -> Result<(Ref, Outcome), SchemaError> {
-        let e = Entry {
-            hash: Kind::Map.hash(key),
-            key: Bytes::copy_from_slice(key),
-            payload: Bytes::copy_from_slice(payload),
-        };
-        MAP.set(s, root, e)
+        Map::set_owned(
+            s,
+            root,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(payload),
+        )
+    }
+
+    /// [`Map::set`] with key and payload handed over (no copy of a large payload).
+    pub fn set_owned<S: Store + ?Sized>(
+        s: &S,
+        root: &Ref,
+        key: Bytes,
+        payload: Bytes,
+    ) -> Result<(Ref, Outcome), SchemaError> {
+        MAP.set(s, root, Entry { key, payload })
     }
 
     /// The payload of `key`, if present.
-    pub fn lookup<G: Getter + ?Sized>(g: &G, root: &Ref, key: &[u8]) -> Result<Option<Bytes>, SchemaError> {
-        Ok(MAP.lookup(g, root, &Kind::Map.hash(key))?.map(|e| e.payload))
+    pub fn lookup<G: Getter + ?Sized>(
+        g: &G,
+        root: &Ref,
+        key: &[u8],
+    ) -> Result<Option<Bytes>, SchemaError> {
+        Ok(MAP
+            .lookup(g, root, Kind::Map.hash(key).as_ref())?
+            .map(|e| e.payload))
     }
 
     /// Removes `key`; returns the new root and whether it was present.
-    pub fn remove<S: Store + ?Sized>(s: &S, root: &Ref, key: &[u8]) -> Result<(Ref, bool), SchemaError> {
-        MAP.remove(s, root, &Kind::Map.hash(key))
+    pub fn remove<S: Store + ?Sized>(
+        s: &S,
+        root: &Ref,
+        key: &[u8],
+    ) -> Result<(Ref, bool), SchemaError> {
+        MAP.remove(s, root, Kind::Map.hash(key).as_ref())
     }
 
     /// Calls `f(key, payload)` for every member, in the trie's order.
@@ -106,7 +126,10 @@ impl Map {
     }
 
     /// Every (key, payload), in the trie's order.
-    pub fn entries<G: Getter + ?Sized>(g: &G, root: &Ref) -> Result<Vec<(Bytes, Bytes)>, SchemaError> {
+    pub fn entries<G: Getter + ?Sized>(
+        g: &G,
+        root: &Ref,
+    ) -> Result<Vec<(Bytes, Bytes)>, SchemaError> {
         let mut out = Vec::new();
         Map::each(g, root, &mut |k, p| {
             out.push((k, p));
@@ -122,11 +145,13 @@ impl Map {
 
     /// Builds a map from pairs at once (Go's `MapFromGo`); a later pair with the same
     /// key wins.
-    pub fn from_pairs<S: Store + ?Sized>(s: &S, pairs: &[(&[u8], &[u8])]) -> Result<Ref, SchemaError> {
+    pub fn from_pairs<S: Store + ?Sized>(
+        s: &S,
+        pairs: &[(&[u8], &[u8])],
+    ) -> Result<Ref, SchemaError> {
         let members = pairs
             .iter()
             .map(|(k, p)| Entry {
-                hash: Kind::Map.hash(k),
                 key: Bytes::copy_from_slice(k),
                 payload: Bytes::copy_from_slice(p),
             })
@@ -145,16 +170,18 @@ impl Set {
     }
 
     fn entry(member: &Ref) -> Entry {
-        let b = Bytes::copy_from_slice(member.as_bytes());
         Entry {
-            hash: b.clone(),
-            key: b,
+            key: Bytes::copy_from_slice(member.as_bytes()),
             payload: Bytes::new(),
         }
     }
 
     /// Adds `member`; returns the new root and whether it was added.
-    pub fn add<S: Store + ?Sized>(s: &S, root: &Ref, member: &Ref) -> Result<(Ref, bool), SchemaError> {
+    pub fn add<S: Store + ?Sized>(
+        s: &S,
+        root: &Ref,
+        member: &Ref,
+    ) -> Result<(Ref, bool), SchemaError> {
         let (r, o) = SET.set(s, root, Set::entry(member))?;
         Ok((r, o == Outcome::Added))
     }
@@ -165,7 +192,11 @@ impl Set {
     }
 
     /// Removes `member`; returns the new root and whether it was present.
-    pub fn remove<S: Store + ?Sized>(s: &S, root: &Ref, member: &Ref) -> Result<(Ref, bool), SchemaError> {
+    pub fn remove<S: Store + ?Sized>(
+        s: &S,
+        root: &Ref,
+        member: &Ref,
+    ) -> Result<(Ref, bool), SchemaError> {
         SET.remove(s, root, member.as_bytes())
     }
 
@@ -197,7 +228,10 @@ impl List {
     /// Encodes `members` as a `schema.List`.
     pub fn encode<B: AsRef<[u8]>>(members: &[B]) -> Vec<u8> {
         pb::List {
-            members: members.iter().map(|m| Bytes::copy_from_slice(m.as_ref())).collect(),
+            members: members
+                .iter()
+                .map(|m| Bytes::copy_from_slice(m.as_ref()))
+                .collect(),
         }
         .encode_to_vec()
     }

@@ -4,7 +4,11 @@
 //! follows the Go library step by step, because the bytes of every node (and so every
 //! ref) must come out identical.
 
+use std::sync::{Arc, LazyLock};
+
 use bytes::Bytes;
+use lru::LruCache;
+use parking_lot::Mutex;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -21,7 +25,7 @@ pub const MAX: usize = 128;
 const MAX_DEPTH: i32 = 300;
 
 /// Which structure a trie is: they differ only in members and key hashes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     /// Members are key/payload pairs; the key hash is SHA-256 of the key.
     Map,
@@ -38,10 +42,30 @@ impl Kind {
     }
 
     /// The key hash of a member with this key.
-    pub(crate) fn hash(self, key: &[u8]) -> Bytes {
+    pub(crate) fn hash(self, key: &[u8]) -> KeyHash<'_> {
         match self {
-            Kind::Map => Bytes::copy_from_slice(&Sha256::digest(key)),
-            Kind::Set => Bytes::copy_from_slice(key),
+            Kind::Map => KeyHash::Digest(Sha256::digest(key).into()),
+            Kind::Set => KeyHash::Itself(key),
+        }
+    }
+}
+
+/// A member's key hash: computed for a Map key, the member itself for a Set. Hashes
+/// are computed only where the algorithm needs them (a binary search touches a
+/// handful of members; splits and collapses touch all), never on decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum KeyHash<'a> {
+    /// SHA-256 of a Map key.
+    Digest([u8; 32]),
+    /// A Set member, which is its own hash.
+    Itself(&'a [u8]),
+}
+
+impl AsRef<[u8]> for KeyHash<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            KeyHash::Digest(d) => d,
+            KeyHash::Itself(b) => b,
         }
     }
 }
@@ -49,8 +73,6 @@ impl Kind {
 /// One member of a leaf.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// The key hash that orders and places the member.
-    pub hash: Bytes,
     /// The key (Map) or the member itself (Set).
     pub key: Bytes,
     /// The payload (Map only; empty for Set).
@@ -72,6 +94,51 @@ struct Node {
     /// `Some` for an interior node: (left, right).
     kids: Option<[Sub; 2]>,
     members: Vec<Entry>,
+}
+
+/// Decoded nodes by ref, shared by every store in the process: a ref names its bytes
+/// for good, so a node decoded once (from verified bytes, or encoded here) is the
+/// same wherever it is read. Bounded by the nodes' encoded size.
+struct NodeCache {
+    entries: LruCache<(Kind, Ref), (Arc<Node>, usize)>,
+    bytes: usize,
+}
+
+/// Bytes of encoded nodes the cache keeps.
+const NODE_CACHE_BYTES: usize = 32 << 20;
+
+static NODE_CACHE: LazyLock<Mutex<NodeCache>> = LazyLock::new(|| {
+    Mutex::new(NodeCache {
+        entries: LruCache::unbounded(),
+        bytes: 0,
+    })
+});
+
+impl NodeCache {
+    fn get(kind: Kind, r: &Ref) -> Option<Arc<Node>> {
+        NODE_CACHE
+            .lock()
+            .entries
+            .get(&(kind, *r))
+            .map(|(n, _)| n.clone())
+    }
+
+    fn insert(kind: Kind, r: Ref, node: Arc<Node>, size: usize) {
+        if size > NODE_CACHE_BYTES / 4 {
+            return;
+        }
+        let mut c = NODE_CACHE.lock();
+        c.bytes += size;
+        if let Some((_, old)) = c.entries.put((kind, r), (node, size)) {
+            c.bytes -= old;
+        }
+        while c.bytes > NODE_CACHE_BYTES {
+            match c.entries.pop_lru() {
+                Some((_, (_, old))) => c.bytes -= old,
+                None => break,
+            }
+        }
+    }
 }
 
 /// Bit `d` of hash `h`: bit `d % 8` from the least significant end of byte `d / 8`.
@@ -103,6 +170,21 @@ impl Trie {
     /// The ref of the empty (never stored) root.
     pub fn empty_ref() -> Ref {
         Ref::of(Self::EMPTY)
+    }
+
+    /// Binary search of a leaf's members by key hash.
+    fn find(&self, members: &[Entry], h: &[u8]) -> Result<usize, usize> {
+        members.binary_search_by(|m| self.kind.hash(&m.key).as_ref().cmp(h))
+    }
+
+    /// Sorts members by key hash (stable), hashing each once.
+    fn sort(&self, members: &mut Vec<Entry>) {
+        let mut keyed: Vec<(Vec<u8>, Entry)> = members
+            .drain(..)
+            .map(|m| (self.kind.hash(&m.key).as_ref().to_vec(), m))
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        members.extend(keyed.into_iter().map(|(_, m)| m));
     }
 
     fn encode(&self, n: &Node) -> Vec<u8> {
@@ -144,7 +226,11 @@ impl Trie {
             what,
             why: why.to_string(),
         };
-        let decode_err = |source| SchemaError::Decode { r: *r, what, source };
+        let decode_err = |source| SchemaError::Decode {
+            r: *r,
+            what,
+            source,
+        };
         let (node, members) = match self.kind {
             Kind::Map => {
                 let m = pb::Map::decode(data).map_err(decode_err)?;
@@ -152,7 +238,6 @@ impl Trie {
                     .members
                     .into_iter()
                     .map(|p| Entry {
-                        hash: self.kind.hash(&p.key),
                         key: p.key,
                         payload: p.payload,
                     })
@@ -165,7 +250,6 @@ impl Trie {
                     .members
                     .into_iter()
                     .map(|k| Entry {
-                        hash: k.clone(),
                         key: k,
                         payload: Bytes::new(),
                     })
@@ -186,7 +270,8 @@ impl Trie {
                     return Err(bad("interior node with members"));
                 }
                 let sub = |s: pb::SubNode| -> Result<Sub, SchemaError> {
-                    let r = Ref::from_slice(&s.r#ref).map_err(|_| bad("child ref is not 32 bytes"))?;
+                    let r =
+                        Ref::from_slice(&s.r#ref).map_err(|_| bad("child ref is not 32 bytes"))?;
                     if s.size < 0 {
                         return Err(bad("negative child size"));
                     }
@@ -204,11 +289,25 @@ impl Trie {
         })
     }
 
-    fn load<G: Getter + ?Sized>(&self, g: &G, r: &Ref, depth: i32) -> Result<Node, SchemaError> {
-        let n = if *r == Self::empty_ref() {
-            self.decode(r, Bytes::from_static(Self::EMPTY))?
-        } else {
-            self.decode(r, g.get(r)?)?
+    fn load<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        depth: i32,
+    ) -> Result<Arc<Node>, SchemaError> {
+        let n = match NodeCache::get(self.kind, r) {
+            Some(n) => n,
+            None => {
+                let data = if *r == Self::empty_ref() {
+                    Bytes::from_static(Self::EMPTY)
+                } else {
+                    g.get(r)?
+                };
+                let size = data.len();
+                let n = Arc::new(self.decode(r, data)?);
+                NodeCache::insert(self.kind, *r, n.clone(), size);
+                n
+            }
         };
         if n.depth != depth {
             return Err(SchemaError::Malformed {
@@ -220,12 +319,21 @@ impl Trie {
         Ok(n)
     }
 
-    fn save<S: Store + ?Sized>(&self, s: &S, n: &Node) -> Result<Ref, SchemaError> {
-        Ok(s.put(&self.encode(n))?.0)
+    fn save<S: Store + ?Sized>(&self, s: &S, n: Node) -> Result<Ref, SchemaError> {
+        let data = Bytes::from(self.encode(&n));
+        let size = data.len();
+        let r = s.put_blob(data)?.0;
+        NodeCache::insert(self.kind, r, Arc::new(n), size);
+        Ok(r)
     }
 
     /// Inserts or updates `e` under the node at `r`.
-    pub fn set<S: Store + ?Sized>(&self, s: &S, r: &Ref, e: Entry) -> Result<(Ref, Outcome), SchemaError> {
+    pub fn set<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        r: &Ref,
+        e: Entry,
+    ) -> Result<(Ref, Outcome), SchemaError> {
         self.set_at(s, r, e, 0)
     }
 
@@ -236,9 +344,11 @@ impl Trie {
         e: Entry,
         depth: i32,
     ) -> Result<(Ref, Outcome), SchemaError> {
-        let mut n = self.load(s, r, depth)?;
+        let mut n = Arc::unwrap_or_clone(self.load(s, r, depth)?);
+        let h = self.kind.hash(&e.key);
+        let h = h.as_ref();
         if let Some(kids) = &mut n.kids {
-            let k = bit(&e.hash, n.depth);
+            let k = bit(h, n.depth);
             let (child, outcome) = self.set_at(s, &kids[k].r, e, depth + 1)?;
             if outcome == Outcome::None {
                 return Ok((*r, Outcome::None));
@@ -248,46 +358,50 @@ impl Trie {
                 kids[k].size += 1;
                 n.size += 1;
             }
-            return Ok((self.save(s, &n)?, outcome));
+            return Ok((self.save(s, n)?, outcome));
         }
-        match n.members.binary_search_by(|m| m.hash.as_ref().cmp(e.hash.as_ref())) {
+        match self.find(&n.members, h) {
             Ok(i) => {
                 if self.kind == Kind::Set || n.members[i].payload == e.payload {
                     return Ok((*r, Outcome::None));
                 }
                 n.members[i].payload = e.payload;
-                Ok((self.save(s, &n)?, Outcome::Updated))
+                Ok((self.save(s, n)?, Outcome::Updated))
             }
             Err(i) => {
                 n.members.insert(i, e);
                 if n.members.len() > MAX {
                     let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
                     for m in std::mem::take(&mut n.members) {
-                        halves[bit(&m.hash, n.depth)].push(m);
+                        halves[bit(self.kind.hash(&m.key).as_ref(), n.depth)].push(m);
                     }
-                    let mut kids = [Sub { r: Ref::ZERO, size: 0 }; 2];
+                    let mut kids = [Sub {
+                        r: Ref::ZERO,
+                        size: 0,
+                    }; 2];
                     for (k, members) in halves.into_iter().enumerate() {
-                        let child = Node {
-                            depth: n.depth + 1,
-                            size: members.len() as i32,
-                            kids: None,
-                            members,
-                        };
+                        let size = members.len() as i32;
+                        let child = self.leaf(n.depth + 1, members);
                         kids[k] = Sub {
-                            r: self.save(s, &child)?,
-                            size: child.size,
+                            r: self.save(s, child)?,
+                            size,
                         };
                     }
                     n.kids = Some(kids);
                 }
                 n.size += 1;
-                Ok((self.save(s, &n)?, Outcome::Added))
+                Ok((self.save(s, n)?, Outcome::Added))
             }
         }
     }
 
     /// Removes the member with key hash `h`; returns the new ref and whether it was there.
-    pub fn remove<S: Store + ?Sized>(&self, s: &S, r: &Ref, h: &[u8]) -> Result<(Ref, bool), SchemaError> {
+    pub fn remove<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        r: &Ref,
+        h: &[u8],
+    ) -> Result<(Ref, bool), SchemaError> {
         self.remove_at(s, r, h, 0)
     }
 
@@ -298,7 +412,7 @@ impl Trie {
         h: &[u8],
         depth: i32,
     ) -> Result<(Ref, bool), SchemaError> {
-        let mut n = self.load(s, r, depth)?;
+        let mut n = Arc::unwrap_or_clone(self.load(s, r, depth)?);
         if let Some(kids) = &mut n.kids {
             let k = bit(h, n.depth);
             let (child, removed) = self.remove_at(s, &kids[k].r, h, depth + 1)?;
@@ -314,18 +428,18 @@ impl Trie {
                 for sub in &kids {
                     self.collect(s, &sub.r, depth + 1, &mut members)?;
                 }
-                members.sort_by(|a, b| a.hash.cmp(&b.hash));
+                self.sort(&mut members);
                 n.kids = None;
                 n.size = members.len() as i32;
                 n.members = members;
             }
-            return Ok((self.save(s, &n)?, true));
+            return Ok((self.save(s, n)?, true));
         }
-        match n.members.binary_search_by(|m| m.hash.as_ref().cmp(h)) {
+        match self.find(&n.members, h) {
             Ok(i) => {
                 n.members.remove(i);
                 n.size -= 1;
-                Ok((self.save(s, &n)?, true))
+                Ok((self.save(s, n)?, true))
             }
             Err(_) => Ok((*r, false)),
         }
@@ -345,13 +459,18 @@ impl Trie {
                     self.collect(g, &sub.r, depth + 1, out)?;
                 }
             }
-            None => out.extend(n.members),
+            None => out.extend(n.members.iter().cloned()),
         }
         Ok(())
     }
 
     /// The member with key hash `h`, if present.
-    pub fn lookup<G: Getter + ?Sized>(&self, g: &G, r: &Ref, h: &[u8]) -> Result<Option<Entry>, SchemaError> {
+    pub fn lookup<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        h: &[u8],
+    ) -> Result<Option<Entry>, SchemaError> {
         let mut r = *r;
         let mut depth = 0;
         loop {
@@ -361,13 +480,7 @@ impl Trie {
                     r = kids[bit(h, n.depth)].r;
                     depth += 1;
                 }
-                None => {
-                    return Ok(n
-                        .members
-                        .binary_search_by(|m| m.hash.as_ref().cmp(h))
-                        .ok()
-                        .map(|i| n.members[i].clone()))
-                }
+                None => return Ok(self.find(&n.members, h).ok().map(|i| n.members[i].clone())),
             }
         }
     }
@@ -397,8 +510,8 @@ impl Trie {
                 }
             }
             None => {
-                for m in n.members {
-                    f(m)?;
+                for m in &n.members {
+                    f(m.clone())?;
                 }
             }
         }
@@ -412,12 +525,16 @@ impl Trie {
 
     /// Builds a trie from members at once (Go's `MapFromGo` / `SetFromRefs`).
     /// Later duplicates of a key replace earlier ones.
-    pub fn build<S: Store + ?Sized>(&self, s: &S, mut members: Vec<Entry>) -> Result<Ref, SchemaError> {
+    pub fn build<S: Store + ?Sized>(
+        &self,
+        s: &S,
+        mut members: Vec<Entry>,
+    ) -> Result<Ref, SchemaError> {
         members.reverse();
-        members.sort_by(|a, b| a.hash.cmp(&b.hash)); // stable: the last given comes first
-        members.dedup_by(|later, first| later.hash == first.hash);
+        self.sort(&mut members); // stable: of equal keys, the last given comes first
+        members.dedup_by(|later, first| later.key == first.key);
         if members.is_empty() {
-            return Ok(self.save(s, &self.leaf(0, Vec::new()))?);
+            return self.save(s, self.leaf(0, Vec::new()));
         }
         self.build_at(s, members, 0).map(|(r, _)| r)
     }
@@ -438,15 +555,15 @@ impl Trie {
         depth: i32,
     ) -> Result<(Ref, i32), SchemaError> {
         if members.len() <= MAX {
-            let n = self.leaf(depth, members);
-            return Ok((self.save(s, &n)?, n.size));
+            let size = members.len() as i32;
+            return Ok((self.save(s, self.leaf(depth, members))?, size));
         }
         if depth >= MAX_DEPTH {
             return Err(SchemaError::TooDeep);
         }
         let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
         for m in members {
-            halves[bit(&m.hash, depth)].push(m);
+            halves[bit(self.kind.hash(&m.key).as_ref(), depth)].push(m);
         }
         let [left, right] = halves;
         let (lr, ls) = self.build_at(s, left, depth + 1)?;
@@ -457,6 +574,6 @@ impl Trie {
             kids: Some([Sub { r: lr, size: ls }, Sub { r: rr, size: rs }]),
             members: Vec::new(),
         };
-        Ok((self.save(s, &n)?, n.size))
+        Ok((self.save(s, n)?, ls + rs))
     }
 }

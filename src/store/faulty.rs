@@ -125,6 +125,13 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put(blob)
     }
 
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        if self.put_fails() {
+            return Err(self.fault("writing blob"));
+        }
+        self.inner.put_blob(blob)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
     }

@@ -58,8 +58,15 @@ impl FileStore {
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(not_store("not a directory")),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_store("no such directory")),
-            Err(e) => return Err(StoreError::io(format!("opening store {}", root.display()), e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(not_store("no such directory"))
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("opening store {}", root.display()),
+                    e,
+                ))
+            }
         }
         if !Self::looks_like_store(&root) {
             return Err(not_store("it has no blobs/ directory and no anchormapref"));
@@ -161,12 +168,7 @@ impl FileStore {
             {
                 Ok(_) => return Ok(LockGuard { path }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(StoreError::io(
-                        format!("taking lock {}", path.display()),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(StoreError::io(format!("taking lock {}", path.display()), e)),
             }
             if lock_is_stale(&path) {
                 take_over_stale_lock(&path);
@@ -265,7 +267,9 @@ fn sorted_names(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, 
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Getter for FileStore {
@@ -302,7 +306,8 @@ impl Getter for FileStore {
                     continue;
                 }
                 let mid_dir = top_dir.join(&mid);
-                for name in sorted_names(&mid_dir, |n| is_lower_hex(n, 64) && n.starts_with(&mid))? {
+                for name in sorted_names(&mid_dir, |n| is_lower_hex(n, 64) && n.starts_with(&mid))?
+                {
                     if name <= after_hex {
                         continue;
                     }

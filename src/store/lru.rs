@@ -1,6 +1,5 @@
 //! An LRU cache over any store, bounded in bytes; anchor calls pass through.
 
-
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -69,7 +68,6 @@ impl<S> LruStore<S> {
     }
 }
 
-
 impl<S: Getter> Getter for LruStore<S> {
     fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
         if let Some(b) = self.cache.lock().entries.get(r) {
@@ -100,6 +98,12 @@ impl<S: Store> Store for LruStore<S> {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let (r, added) = self.inner.put(blob)?;
         self.cache.lock().insert(r, Blob::copy_from_slice(blob));
+        Ok((r, added))
+    }
+
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        let (r, added) = self.inner.put_blob(blob.clone())?;
+        self.cache.lock().insert(r, blob);
         Ok((r, added))
     }
 

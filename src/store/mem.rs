@@ -80,7 +80,17 @@ impl Store for MemStore {
         if self.blobs.read().contains_key(&r) {
             return Ok((r, false));
         }
-        let data = Blob::copy_from_slice(blob);
+        self.insert(r, Blob::copy_from_slice(blob))
+    }
+
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        let r = Ref::of(&blob);
+        self.insert(r, blob)
+    }
+}
+
+impl MemStore {
+    fn insert(&self, r: Ref, data: Blob) -> Result<(Ref, bool), StoreError> {
         let mut blobs = self.blobs.write();
         let added = !blobs.contains_key(&r);
         if added {

@@ -129,6 +129,12 @@ pub trait Store: Getter {
     /// Stores `blob`; returns its ref and whether it was newly added.
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError>;
 
+    /// Stores a blob the caller hands over; backends that keep blobs in memory keep
+    /// it without copying.
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        self.put(&blob)
+    }
+
     /// Several blobs at once.
     fn put_many(&self, blobs: &[&[u8]]) -> Result<Vec<(Ref, bool)>, StoreError> {
         blobs.iter().map(|b| self.put(b)).collect()
@@ -200,6 +206,9 @@ impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
 impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         (**self).put(blob)
+    }
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        (**self).put_blob(blob)
     }
     fn put_many(&self, blobs: &[&[u8]]) -> Result<Vec<(Ref, bool)>, StoreError> {
         (**self).put_many(blobs)
