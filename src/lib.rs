@@ -9,6 +9,8 @@
 
 pub mod anchor;
 pub mod blob;
+pub mod content;
+pub mod fs;
 pub mod proto;
 pub mod schema;
 pub mod split;
