@@ -1,0 +1,733 @@
+//! The filesystem core: anchors as directories of versions, in plain Rust that tests
+//! call without a mount. The `fuser` adapter ([`fuse`]) only translates callbacks
+//! into these calls and errors into errno.
+//!
+//! ```text
+//! /NAME/TIME                 one read-only file per version
+//! /NAME/latest -> TIME       the newest version
+//! /.anchorfs/at/TIME/NAME    NAME's content as of TIME
+//! /.anchorfs/refs/HEX        any blob or split tree by its ref
+//! ```
+
+pub mod fuse;
+pub mod inode;
+pub mod names;
+pub mod view;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
+
+use crate::anchor::{self, AnchorError};
+use crate::blob::Ref;
+use crate::content::{self, ContentError, Kind};
+use crate::split::{SplitError, SplitReader};
+use crate::store::{AnchorStore, StoreError};
+use crate::timestamp::Timestamp;
+use inode::{InodeTable, NodeKey, ROOT_INO};
+use names::TimeNames;
+use view::{AnchorView, Snapshot};
+
+/// The store a mount serves: any anchor store, shared by every thread.
+pub type SharedStore = Arc<dyn AnchorStore>;
+
+/// The name of the directory of special views.
+pub const META_DIR: &[u8] = b".anchorfs";
+/// The name of the link to the newest version.
+pub const LATEST: &[u8] = b"latest";
+
+/// How long the kernel may cache what never changes (versions, refs, time travel).
+pub const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Extended attribute: a version's ref in hex.
+pub const XATTR_REF: &str = "user.anchorfs.ref";
+/// Extended attribute: a version's time.
+pub const XATTR_AT: &str = "user.anchorfs.at";
+
+/// Errors of filesystem operations, each with one errno (see [`FsError::errno`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// No such entry (or a time before an anchor's first version).
+    #[error("no such file or directory")]
+    NotFound,
+    /// A directory was expected.
+    #[error("not a directory")]
+    NotDir,
+    /// A file was expected.
+    #[error("is a directory")]
+    IsDir,
+    /// Not a symbolic link.
+    #[error("not a symbolic link")]
+    NotLink,
+    /// History is immutable: versions cannot be removed or renamed.
+    #[error("history is immutable")]
+    Immutable,
+    /// This part of the mount cannot be written.
+    #[error("read-only")]
+    ReadOnly,
+    /// A malformed time or ref under `.anchorfs/`.
+    #[error("malformed name {0:?}")]
+    BadName(String),
+    /// A blob is damaged or missing, or a tree is inconsistent.
+    #[error("content of {r} cannot be read: {why}")]
+    Damaged {
+        /// The ref being read.
+        r: Ref,
+        /// What went wrong.
+        why: String,
+    },
+    /// The store failed (I/O), with its errno where known.
+    #[error("store failed: {why}")]
+    Store {
+        /// The OS error number, if the failure had one (ENOSPC, EIO, ...).
+        errno: Option<i32>,
+        /// What failed.
+        why: String,
+    },
+    /// No such open file handle.
+    #[error("bad file handle")]
+    BadHandle,
+    /// No such extended attribute.
+    #[error("no such attribute")]
+    NoAttr,
+}
+
+impl FsError {
+    /// The errno this error is reported with. One exhaustive mapping.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotLink => libc::EINVAL,
+            FsError::Immutable => libc::EPERM,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::BadName(_) => libc::EINVAL,
+            FsError::Damaged { .. } => libc::EIO,
+            FsError::Store { errno, .. } => errno.unwrap_or(libc::EIO),
+            FsError::BadHandle => libc::EBADF,
+            FsError::NoAttr => libc::ENODATA,
+        }
+    }
+
+    fn from_store(e: StoreError) -> FsError {
+        match e {
+            StoreError::Damaged(r) | StoreError::NotFound(r) => FsError::Damaged { r, why: e.to_string() },
+            e => FsError::Store {
+                errno: e.raw_os_error(),
+                why: e.to_string(),
+            },
+        }
+    }
+
+    fn from_content(r: Ref, e: ContentError) -> FsError {
+        match e {
+            ContentError::Store(s) | ContentError::Split(SplitError::Store(s)) => match s {
+                StoreError::Io { .. } => FsError::from_store(s),
+                other => FsError::Damaged {
+                    r,
+                    why: other.to_string(),
+                },
+            },
+            ContentError::Anchor(AnchorError::Store(s)) => FsError::from_store(s),
+            other => FsError::Damaged {
+                r,
+                why: other.to_string(),
+            },
+        }
+    }
+
+    fn from_anchor(e: AnchorError) -> FsError {
+        match e {
+            AnchorError::Store(s) => FsError::from_store(s),
+            other => FsError::Store {
+                errno: Some(libc::EIO),
+                why: other.to_string(),
+            },
+        }
+    }
+}
+
+/// File types the mount shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// A node's attributes, as `stat` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Size in 512-byte blocks, rounded up.
+    pub blocks: u64,
+    /// Modification time (and change time).
+    pub mtime: SystemTime,
+    /// File type.
+    pub kind: FileKind,
+    /// Permission bits.
+    pub perm: u16,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// A looked-up entry: its attributes and how long the kernel may cache them.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Attributes.
+    pub attr: Attr,
+    /// Cache lifetime of the entry and its attributes.
+    pub ttl: Duration,
+}
+
+/// One directory listing entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// The offset to resume after this entry.
+    pub next: u64,
+    /// File type.
+    pub kind: FileKind,
+    /// The entry's name.
+    pub name: Vec<u8>,
+}
+
+/// Filesystem-wide figures for `statfs`.
+#[derive(Clone, Debug, Default)]
+pub struct StatFs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks available to unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+/// Options of a mount.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    /// How version files are named.
+    pub time_names: TimeNames,
+    /// Owner shown on every node.
+    pub uid: u32,
+    /// Group shown on every node.
+    pub gid: u32,
+    /// Where the store lives (for `statfs`), if on disk.
+    pub store_path: Option<PathBuf>,
+    /// Short cache lifetime for what changes (directories, `latest`).
+    pub mutable_ttl: Duration,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            time_names: TimeNames::Rfc3339,
+            uid: 0,
+            gid: 0,
+            store_path: None,
+            mutable_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a poll found changed: the kernel's cached entries to drop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invalidations {
+    /// `(parent inode, name)` entries to forget.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// Inodes whose attributes and listings to forget.
+    pub inodes: Vec<u64>,
+}
+
+/// An open file: a reader of immutable content.
+struct Handle {
+    reader: SplitReader<SharedStore>,
+}
+
+/// The `i`th own entry of a directory listing: inode, type, name.
+type ListingEntry<'a> = dyn Fn(usize) -> (u64, FileKind, Vec<u8>) + 'a;
+
+/// Content metadata cached per ref: its kind and size.
+type MetaCache = LruCache<Ref, (Kind, u64)>;
+
+/// The filesystem core.
+pub struct AnchorFs {
+    store: SharedStore,
+    opts: FsOptions,
+    snapshot: RwLock<Arc<Snapshot>>,
+    inodes: Mutex<InodeTable>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    meta: Mutex<MetaCache>,
+    mounted_at: SystemTime,
+}
+
+fn blocks(size: u64) -> u64 {
+    size.div_ceil(512)
+}
+
+impl AnchorFs {
+    /// A filesystem over `store`, loading the current anchors.
+    pub fn new(store: SharedStore, opts: FsOptions) -> Result<AnchorFs, FsError> {
+        let fs = AnchorFs {
+            store,
+            opts,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            inodes: Mutex::new(InodeTable::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            meta: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN))),
+            mounted_at: SystemTime::now(),
+        };
+        fs.refresh()?;
+        Ok(fs)
+    }
+
+    /// The store served.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &FsOptions {
+        &self.opts
+    }
+
+    /// The current snapshot of the anchors.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().clone()
+    }
+
+    /// Re-reads the anchor map if its ref moved; returns the kernel cache entries
+    /// that the change makes stale.
+    pub fn refresh(&self) -> Result<Invalidations, FsError> {
+        let map_ref = anchor::map_ref(&*self.store).map_err(FsError::from_anchor)?;
+        let old = self.snapshot();
+        if old.map_ref == map_ref && map_ref.is_some() {
+            return Ok(Invalidations::default());
+        }
+        let all = anchor::all(&*self.store).map_err(FsError::from_anchor)?;
+        let new = Arc::new(Snapshot::new(map_ref, all));
+        let changed = old.changed_since(&new);
+        *self.snapshot.write() = new.clone();
+        let mut inv = Invalidations::default();
+        if !changed.is_empty() {
+            inv.inodes.push(ROOT_INO);
+        }
+        let inodes = self.inodes.lock();
+        for dir in changed {
+            inv.entries.push((ROOT_INO, dir.clone()));
+            let name = new
+                .by_dir_name(&dir)
+                .or_else(|| old.by_dir_name(&dir))
+                .map(|v| v.name.clone());
+            if let Some(name) = name {
+                let dir_ino = inodes.ino_of(&NodeKey::AnchorDir(name.clone()));
+                inv.inodes.push(dir_ino);
+                inv.entries.push((dir_ino, LATEST.to_vec()));
+                inv.inodes.push(inodes.ino_of(&NodeKey::Latest(name)));
+            }
+        }
+        Ok(inv)
+    }
+
+    fn dir_attr(&self, ino: u64, mtime: SystemTime, nlink: u32) -> Attr {
+        Attr {
+            ino,
+            size: 0,
+            blocks: 0,
+            mtime,
+            kind: FileKind::Dir,
+            perm: 0o755,
+            nlink,
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, size: u64, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            size,
+            blocks: blocks(size),
+            mtime,
+            kind: FileKind::File,
+            perm: 0o444,
+            nlink: 1,
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        }
+    }
+
+    /// The kind and size of `r`'s content, cached.
+    fn content_meta(&self, r: &Ref) -> Result<(Kind, u64), FsError> {
+        if let Some(m) = self.meta.lock().get(r) {
+            return Ok(*m);
+        }
+        let kind = content::kind_of(&*self.store, r).map_err(|e| self.damaged(r, e))?;
+        let reader = content::open(self.store.clone(), *r, kind).map_err(|e| self.damaged(r, e))?;
+        let m = (kind, reader.size());
+        self.meta.lock().put(*r, m);
+        Ok(m)
+    }
+
+    fn damaged(&self, r: &Ref, e: ContentError) -> FsError {
+        let err = FsError::from_content(*r, e);
+        log::error!("reading {r}: {err}");
+        err
+    }
+
+    /// The attributes of the node `key` (numbered `ino`).
+    fn attr_of(&self, key: &NodeKey, ino: u64) -> Result<(Attr, Duration), FsError> {
+        let snap = self.snapshot();
+        let short = self.opts.mutable_ttl;
+        match key {
+            NodeKey::Root => {
+                let newest = snap
+                    .anchors()
+                    .iter()
+                    .filter_map(|v| v.latest())
+                    .map(|a| a.at)
+                    .max()
+                    .map(|t| t.to_system_time())
+                    .unwrap_or(self.mounted_at);
+                Ok((self.dir_attr(ino, newest, 2 + 1), short))
+            }
+            NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => Ok((self.dir_attr(ino, self.mounted_at, 2), IMMUTABLE_TTL)),
+            NodeKey::AtTime(t) => Ok((self.dir_attr(ino, t.to_system_time(), 2), short)),
+            NodeKey::AnchorDir(name) => {
+                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let mtime = v.latest().map(|a| a.at.to_system_time()).unwrap_or(self.mounted_at);
+                Ok((self.dir_attr(ino, mtime, 2), short))
+            }
+            NodeKey::Version(name, at) => {
+                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let a = v.version(*at).ok_or(FsError::NotFound)?;
+                let (_, size) = self.content_meta(&a.r)?;
+                Ok((self.file_attr(ino, size, at.to_system_time()), IMMUTABLE_TTL))
+            }
+            NodeKey::Latest(name) => {
+                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let a = v.latest().ok_or(FsError::NotFound)?;
+                let target = self.opts.time_names.format(a.at);
+                let mut attr = self.file_attr(ino, target.len() as u64, a.at.to_system_time());
+                attr.kind = FileKind::Symlink;
+                attr.perm = 0o777;
+                Ok((attr, short))
+            }
+            NodeKey::AtFile(t, name) => {
+                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let a = v.as_of(*t).ok_or(FsError::NotFound)?;
+                let (_, size) = self.content_meta(&a.r)?;
+                Ok((self.file_attr(ino, size, a.at.to_system_time()), short))
+            }
+            NodeKey::RefFile(r) => {
+                let (_, size) = self.content_meta(r)?;
+                Ok((self.file_attr(ino, size, self.mounted_at), IMMUTABLE_TTL))
+            }
+            NodeKey::Staged(_) => Err(FsError::NotFound),
+        }
+    }
+
+    /// The node `name` in directory `parent`, if it exists (no lookup counted).
+    fn child_key(&self, parent: &NodeKey, name: &[u8]) -> Result<NodeKey, FsError> {
+        let snap = self.snapshot();
+        match parent {
+            NodeKey::Root => {
+                if name == META_DIR {
+                    return Ok(NodeKey::Meta);
+                }
+                let v = snap.by_dir_name(name).ok_or(FsError::NotFound)?;
+                Ok(NodeKey::AnchorDir(v.name.clone()))
+            }
+            NodeKey::AnchorDir(anchor) => {
+                let v = snap.by_name(anchor).ok_or(FsError::NotFound)?;
+                if name == LATEST {
+                    return Ok(NodeKey::Latest(anchor.clone()));
+                }
+                let at = names::parse_version_name(name).ok_or(FsError::NotFound)?;
+                v.version(at).ok_or(FsError::NotFound)?;
+                Ok(NodeKey::Version(anchor.clone(), at))
+            }
+            NodeKey::Meta => match name {
+                b"at" => Ok(NodeKey::AtDir),
+                b"refs" => Ok(NodeKey::RefsDir),
+                _ => Err(FsError::NotFound),
+            },
+            NodeKey::AtDir => {
+                let text = std::str::from_utf8(name).map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
+                let t = Timestamp::parse(text).map_err(|_| FsError::BadName(text.into()))?;
+                Ok(NodeKey::AtTime(t))
+            }
+            NodeKey::AtTime(t) => {
+                let v = snap.by_dir_name(name).ok_or(FsError::NotFound)?;
+                v.as_of(*t).ok_or(FsError::NotFound)?;
+                Ok(NodeKey::AtFile(*t, v.name.clone()))
+            }
+            NodeKey::RefsDir => {
+                let text = std::str::from_utf8(name).map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
+                let r = Ref::from_hex(text).map_err(|_| FsError::BadName(text.into()))?;
+                if !self.store.contains(&r).map_err(FsError::from_store)? && !r.is_zero() {
+                    return Err(FsError::NotFound);
+                }
+                Ok(NodeKey::RefFile(r))
+            }
+            NodeKey::Version(..) | NodeKey::Latest(_) | NodeKey::AtFile(..) | NodeKey::RefFile(_) | NodeKey::Staged(_) => {
+                Err(FsError::NotDir)
+            }
+        }
+    }
+
+    fn key_of(&self, ino: u64) -> Result<NodeKey, FsError> {
+        self.inodes.lock().get(ino).cloned().ok_or(FsError::NotFound)
+    }
+
+    /// Looks up `name` in directory `parent` and counts one kernel reference.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry, FsError> {
+        let pkey = self.key_of(parent)?;
+        let key = self.child_key(&pkey, name)?;
+        let ino = self.inodes.lock().ino_of(&key);
+        let (attr, ttl) = self.attr_of(&key, ino)?;
+        let ino2 = self.inodes.lock().lookup(&key);
+        debug_assert_eq!(ino, ino2);
+        Ok(Entry { attr, ttl })
+    }
+
+    /// The kernel drops `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().forget(ino, n);
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: u64) -> Result<Entry, FsError> {
+        let key = self.key_of(ino)?;
+        let (attr, ttl) = self.attr_of(&key, ino)?;
+        Ok(Entry { attr, ttl })
+    }
+
+    /// The target of the symlink `ino`.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        match self.key_of(ino)? {
+            NodeKey::Latest(name) => {
+                let snap = self.snapshot();
+                let v = snap.by_name(&name).ok_or(FsError::NotFound)?;
+                let a = v.latest().ok_or(FsError::NotFound)?;
+                Ok(self.opts.time_names.format(a.at).into_bytes())
+            }
+            _ => Err(FsError::NotLink),
+        }
+    }
+
+    /// Up to `max` entries of directory `ino`, starting after offset `offset`
+    /// (0: from the start). Offsets are positions in the listing, so a listing is
+    /// produced once, in linear time, however many pages it takes.
+    pub fn readdir(&self, ino: u64, offset: u64, max: usize) -> Result<Vec<DirEntry>, FsError> {
+        let key = self.key_of(ino)?;
+        let snap = self.snapshot();
+        let inodes = self.inodes.lock();
+        let parent = match &key {
+            NodeKey::AtDir | NodeKey::RefsDir => inodes.ino_of(&NodeKey::Meta),
+            NodeKey::AtTime(_) => inodes.ino_of(&NodeKey::AtDir),
+            _ => ROOT_INO,
+        };
+        // Every listing starts with "." and "..", then the directory's own entries.
+        let own: (usize, Box<ListingEntry<'_>>) = match &key {
+            NodeKey::Root => {
+                let anchors = snap.anchors();
+                (
+                    1 + anchors.len(),
+                    Box::new(move |i| match i {
+                        0 => (inodes.ino_of(&NodeKey::Meta), FileKind::Dir, META_DIR.to_vec()),
+                        _ => {
+                            let v = &anchors[i - 1];
+                            (inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())), FileKind::Dir, v.dir_name.clone())
+                        }
+                    }),
+                )
+            }
+            NodeKey::AnchorDir(name) => {
+                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let names = self.opts.time_names;
+                let inodes = &inodes;
+                (
+                    v.versions.len() + 1,
+                    Box::new(move |i| match v.versions.get(i) {
+                        Some(a) => (
+                            inodes.ino_of(&NodeKey::Version(name.clone(), a.at)),
+                            FileKind::File,
+                            names.format(a.at).into_bytes(),
+                        ),
+                        None => (inodes.ino_of(&NodeKey::Latest(name.clone())), FileKind::Symlink, LATEST.to_vec()),
+                    }),
+                )
+            }
+            NodeKey::Meta => (
+                2,
+                Box::new(|i| match i {
+                    0 => (inodes.ino_of(&NodeKey::AtDir), FileKind::Dir, b"at".to_vec()),
+                    _ => (inodes.ino_of(&NodeKey::RefsDir), FileKind::Dir, b"refs".to_vec()),
+                }),
+            ),
+            NodeKey::AtDir | NodeKey::RefsDir => (0, Box::new(|_| (0, FileKind::Dir, Vec::new()))),
+            NodeKey::AtTime(t) => {
+                let t = *t;
+                let present: Vec<&Arc<AnchorView>> = snap.anchors().iter().filter(|v| v.as_of(t).is_some()).collect();
+                let inodes = &inodes;
+                (
+                    present.len(),
+                    Box::new(move |i| {
+                        let v = present[i];
+                        (inodes.ino_of(&NodeKey::AtFile(t, v.name.clone())), FileKind::File, v.dir_name.clone())
+                    }),
+                )
+            }
+            _ => return Err(FsError::NotDir),
+        };
+        let (count, entry) = own;
+        let mut out = Vec::new();
+        for i in (offset as usize)..(2 + count) {
+            if out.len() >= max {
+                break;
+            }
+            let (ino, kind, name) = match i {
+                0 => (ino, FileKind::Dir, b".".to_vec()),
+                1 => (parent, FileKind::Dir, b"..".to_vec()),
+                _ => entry(i - 2),
+            };
+            out.push(DirEntry {
+                ino,
+                next: i as u64 + 1,
+                kind,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens `ino` for reading; `write` asks for writing (refused here).
+    pub fn open(&self, ino: u64, write: bool) -> Result<u64, FsError> {
+        let key = self.key_of(ino)?;
+        let snap = self.snapshot();
+        let r = match &key {
+            NodeKey::Version(name, at) => snap.by_name(name).and_then(|v| v.version(*at)).ok_or(FsError::NotFound)?.r,
+            NodeKey::AtFile(t, name) => snap.by_name(name).and_then(|v| v.as_of(*t)).ok_or(FsError::NotFound)?.r,
+            NodeKey::RefFile(r) => *r,
+            NodeKey::Latest(_) => return Err(FsError::NotFound),
+            _ => return Err(FsError::IsDir),
+        };
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let (kind, _) = self.content_meta(&r)?;
+        let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(Handle { reader }));
+        Ok(fh)
+    }
+
+    /// Reads up to `size` bytes at `offset` from open file `fh`.
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        let h = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let avail = h.reader.size().saturating_sub(offset).min(size as u64) as usize;
+        let mut buf = vec![0u8; avail];
+        let mut done = 0;
+        while done < avail {
+            let n = h
+                .reader
+                .read_at(offset + done as u64, &mut buf[done..])
+                .map_err(|e| self.damaged(&h.reader.root(), ContentError::Split(e)))?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Closes open file `fh`.
+    pub fn release(&self, fh: u64) -> Result<(), FsError> {
+        self.handles.lock().remove(&fh).map(|_| ()).ok_or(FsError::BadHandle)
+    }
+
+    /// The value of extended attribute `name` of `ino`.
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        let (r, at) = self.version_of(ino)?.ok_or(FsError::NoAttr)?;
+        match name {
+            XATTR_REF => Ok(r.to_hex().into_bytes()),
+            XATTR_AT => Ok(at.to_rfc3339().into_bytes()),
+            _ => Err(FsError::NoAttr),
+        }
+    }
+
+    /// The names of `ino`'s extended attributes, each NUL-terminated.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        Ok(match self.version_of(ino)? {
+            Some(_) => format!("{XATTR_REF}\0{XATTR_AT}\0").into_bytes(),
+            None => Vec::new(),
+        })
+    }
+
+    /// The ref and time behind a file, if it is a version (or time travel to one).
+    fn version_of(&self, ino: u64) -> Result<Option<(Ref, Timestamp)>, FsError> {
+        let snap = self.snapshot();
+        Ok(match self.key_of(ino)? {
+            NodeKey::Version(name, at) => snap.by_name(&name).and_then(|v| v.version(at)).map(|a| (a.r, a.at)),
+            NodeKey::AtFile(t, name) => snap.by_name(&name).and_then(|v| v.as_of(t)).map(|a| (a.r, a.at)),
+            _ => None,
+        })
+    }
+
+    /// Filesystem figures: the backing filesystem's, for a store on disk.
+    pub fn statfs(&self) -> StatFs {
+        let mut s = StatFs {
+            bsize: 4096,
+            frsize: 4096,
+            namelen: names::NAME_MAX as u32,
+            ..StatFs::default()
+        };
+        if let Some(path) = &self.opts.store_path {
+            if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+                let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+                // SAFETY: `c` is a valid C string and `v` a properly sized out-parameter.
+                if unsafe { libc::statvfs(c.as_ptr(), &mut v) } == 0 {
+                    s.blocks = v.f_blocks;
+                    s.bfree = v.f_bfree;
+                    s.bavail = v.f_bavail;
+                    s.files = v.f_files;
+                    s.ffree = v.f_ffree;
+                    s.bsize = v.f_bsize as u32;
+                    s.frsize = v.f_frsize as u32;
+                }
+            }
+        }
+        s
+    }
+}
