@@ -9,8 +9,10 @@
 
 pub mod anchor;
 pub mod blob;
+pub mod cli;
 pub mod content;
 pub mod fs;
+pub mod mount;
 pub mod proto;
 pub mod schema;
 pub mod split;
