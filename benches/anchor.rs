@@ -126,6 +126,12 @@ fn main() {
         bench_versions("mem", &MemStore::new(), n);
         return;
     }
+    if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("shm") {
+        let s = FileStore::create(shm_root.join("puts")).unwrap();
+        bench_store("file on /dev/shm", &s, n, Some(GO_PUTS_TMPFS), GO_GET_FILE_US);
+        let _ = fs::remove_dir_all(&shm_root);
+        return;
+    }
     println!("== baseline (same run) ==");
     let base_disk = durable_write_baseline(&disk_root.join("baseline"), 200);
     println!(
