@@ -58,7 +58,7 @@ fn mixed_bytes(n: usize, seed: u64) -> Vec<u8> {
         let run = (r.below(40_000) + 1) as usize;
         let run = run.min(n - out.len());
         match r.below(4) {
-            0 => out.extend(std::iter::repeat(0u8).take(run)),
+            0 => out.extend(std::iter::repeat_n(0u8, run)),
             1 => {
                 let pat = random_bytes((r.below(16) + 1) as usize, r.next());
                 out.extend(pat.iter().cycle().take(run));

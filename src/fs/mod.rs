@@ -13,6 +13,7 @@ pub mod fuse;
 pub mod inode;
 pub mod names;
 pub mod view;
+mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -117,7 +118,10 @@ impl FsError {
 
     fn from_store(e: StoreError) -> FsError {
         match e {
-            StoreError::Damaged(r) | StoreError::NotFound(r) => FsError::Damaged { r, why: e.to_string() },
+            StoreError::Damaged(r) | StoreError::NotFound(r) => FsError::Damaged {
+                r,
+                why: e.to_string(),
+            },
             e => FsError::Store {
                 errno: e.raw_os_error(),
                 why: e.to_string(),
@@ -266,6 +270,15 @@ pub struct Invalidations {
     pub inodes: Vec<u64>,
 }
 
+/// An opened file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The handle for later calls.
+    pub fh: u64,
+    /// Whether the kernel may keep cached pages across opens (immutable content).
+    pub keep_cache: bool,
+}
+
 /// An open file: a reader of immutable content.
 struct Handle {
     reader: SplitReader<SharedStore>,
@@ -303,7 +316,9 @@ impl AnchorFs {
             inodes: Mutex::new(InodeTable::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            meta: Mutex::new(LruCache::new(std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN))),
+            meta: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             mounted_at: SystemTime::now(),
         };
         fs.refresh()?;
@@ -420,18 +435,26 @@ impl AnchorFs {
                     .unwrap_or(self.mounted_at);
                 Ok((self.dir_attr(ino, newest, 2 + 1), short))
             }
-            NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => Ok((self.dir_attr(ino, self.mounted_at, 2), IMMUTABLE_TTL)),
+            NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => {
+                Ok((self.dir_attr(ino, self.mounted_at, 2), IMMUTABLE_TTL))
+            }
             NodeKey::AtTime(t) => Ok((self.dir_attr(ino, t.to_system_time(), 2), short)),
             NodeKey::AnchorDir(name) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
-                let mtime = v.latest().map(|a| a.at.to_system_time()).unwrap_or(self.mounted_at);
+                let mtime = v
+                    .latest()
+                    .map(|a| a.at.to_system_time())
+                    .unwrap_or(self.mounted_at);
                 Ok((self.dir_attr(ino, mtime, 2), short))
             }
             NodeKey::Version(name, at) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.version(*at).ok_or(FsError::NotFound)?;
                 let (_, size) = self.content_meta(&a.r)?;
-                Ok((self.file_attr(ino, size, at.to_system_time()), IMMUTABLE_TTL))
+                Ok((
+                    self.file_attr(ino, size, at.to_system_time()),
+                    IMMUTABLE_TTL,
+                ))
             }
             NodeKey::Latest(name) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
@@ -482,7 +505,8 @@ impl AnchorFs {
                 _ => Err(FsError::NotFound),
             },
             NodeKey::AtDir => {
-                let text = std::str::from_utf8(name).map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
+                let text = std::str::from_utf8(name)
+                    .map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
                 let t = Timestamp::parse(text).map_err(|_| FsError::BadName(text.into()))?;
                 Ok(NodeKey::AtTime(t))
             }
@@ -492,21 +516,28 @@ impl AnchorFs {
                 Ok(NodeKey::AtFile(*t, v.name.clone()))
             }
             NodeKey::RefsDir => {
-                let text = std::str::from_utf8(name).map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
+                let text = std::str::from_utf8(name)
+                    .map_err(|_| FsError::BadName(String::from_utf8_lossy(name).into()))?;
                 let r = Ref::from_hex(text).map_err(|_| FsError::BadName(text.into()))?;
                 if !self.store.contains(&r).map_err(FsError::from_store)? && !r.is_zero() {
                     return Err(FsError::NotFound);
                 }
                 Ok(NodeKey::RefFile(r))
             }
-            NodeKey::Version(..) | NodeKey::Latest(_) | NodeKey::AtFile(..) | NodeKey::RefFile(_) | NodeKey::Staged(_) => {
-                Err(FsError::NotDir)
-            }
+            NodeKey::Version(..)
+            | NodeKey::Latest(_)
+            | NodeKey::AtFile(..)
+            | NodeKey::RefFile(_)
+            | NodeKey::Staged(_) => Err(FsError::NotDir),
         }
     }
 
     fn key_of(&self, ino: u64) -> Result<NodeKey, FsError> {
-        self.inodes.lock().get(ino).cloned().ok_or(FsError::NotFound)
+        self.inodes
+            .lock()
+            .get(ino)
+            .cloned()
+            .ok_or(FsError::NotFound)
     }
 
     /// Looks up `name` in directory `parent` and counts one kernel reference.
@@ -564,10 +595,18 @@ impl AnchorFs {
                 (
                     1 + anchors.len(),
                     Box::new(move |i| match i {
-                        0 => (inodes.ino_of(&NodeKey::Meta), FileKind::Dir, META_DIR.to_vec()),
+                        0 => (
+                            inodes.ino_of(&NodeKey::Meta),
+                            FileKind::Dir,
+                            META_DIR.to_vec(),
+                        ),
                         _ => {
                             let v = &anchors[i - 1];
-                            (inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())), FileKind::Dir, v.dir_name.clone())
+                            (
+                                inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())),
+                                FileKind::Dir,
+                                v.dir_name.clone(),
+                            )
                         }
                     }),
                 )
@@ -584,27 +623,47 @@ impl AnchorFs {
                             FileKind::File,
                             names.format(a.at).into_bytes(),
                         ),
-                        None => (inodes.ino_of(&NodeKey::Latest(name.clone())), FileKind::Symlink, LATEST.to_vec()),
+                        None => (
+                            inodes.ino_of(&NodeKey::Latest(name.clone())),
+                            FileKind::Symlink,
+                            LATEST.to_vec(),
+                        ),
                     }),
                 )
             }
             NodeKey::Meta => (
                 2,
                 Box::new(|i| match i {
-                    0 => (inodes.ino_of(&NodeKey::AtDir), FileKind::Dir, b"at".to_vec()),
-                    _ => (inodes.ino_of(&NodeKey::RefsDir), FileKind::Dir, b"refs".to_vec()),
+                    0 => (
+                        inodes.ino_of(&NodeKey::AtDir),
+                        FileKind::Dir,
+                        b"at".to_vec(),
+                    ),
+                    _ => (
+                        inodes.ino_of(&NodeKey::RefsDir),
+                        FileKind::Dir,
+                        b"refs".to_vec(),
+                    ),
                 }),
             ),
             NodeKey::AtDir | NodeKey::RefsDir => (0, Box::new(|_| (0, FileKind::Dir, Vec::new()))),
             NodeKey::AtTime(t) => {
                 let t = *t;
-                let present: Vec<&Arc<AnchorView>> = snap.anchors().iter().filter(|v| v.as_of(t).is_some()).collect();
+                let present: Vec<&Arc<AnchorView>> = snap
+                    .anchors()
+                    .iter()
+                    .filter(|v| v.as_of(t).is_some())
+                    .collect();
                 let inodes = &inodes;
                 (
                     present.len(),
                     Box::new(move |i| {
                         let v = present[i];
-                        (inodes.ino_of(&NodeKey::AtFile(t, v.name.clone())), FileKind::File, v.dir_name.clone())
+                        (
+                            inodes.ino_of(&NodeKey::AtFile(t, v.name.clone())),
+                            FileKind::File,
+                            v.dir_name.clone(),
+                        )
                     }),
                 )
             }
@@ -631,13 +690,23 @@ impl AnchorFs {
         Ok(out)
     }
 
-    /// Opens `ino` for reading; `write` asks for writing (refused here).
-    pub fn open(&self, ino: u64, write: bool) -> Result<u64, FsError> {
+    /// Opens `ino`; `write` asks for writing.
+    pub fn open(&self, ino: u64, write: bool) -> Result<Opened, FsError> {
         let key = self.key_of(ino)?;
         let snap = self.snapshot();
         let r = match &key {
-            NodeKey::Version(name, at) => snap.by_name(name).and_then(|v| v.version(*at)).ok_or(FsError::NotFound)?.r,
-            NodeKey::AtFile(t, name) => snap.by_name(name).and_then(|v| v.as_of(*t)).ok_or(FsError::NotFound)?.r,
+            NodeKey::Version(name, at) => {
+                snap.by_name(name)
+                    .and_then(|v| v.version(*at))
+                    .ok_or(FsError::NotFound)?
+                    .r
+            }
+            NodeKey::AtFile(t, name) => {
+                snap.by_name(name)
+                    .and_then(|v| v.as_of(*t))
+                    .ok_or(FsError::NotFound)?
+                    .r
+            }
             NodeKey::RefFile(r) => *r,
             NodeKey::Latest(_) => return Err(FsError::NotFound),
             _ => return Err(FsError::IsDir),
@@ -649,12 +718,19 @@ impl AnchorFs {
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(Handle { reader }));
-        Ok(fh)
+        // Versions and refs never change: let the page cache outlive the open.
+        let keep_cache = matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
+        Ok(Opened { fh, keep_cache })
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
-        let h = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let h = self
+            .handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let avail = h.reader.size().saturating_sub(offset).min(size as u64) as usize;
         let mut buf = vec![0u8; avail];
         let mut done = 0;
@@ -674,7 +750,11 @@ impl AnchorFs {
 
     /// Closes open file `fh`.
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        self.handles.lock().remove(&fh).map(|_| ()).ok_or(FsError::BadHandle)
+        self.handles
+            .lock()
+            .remove(&fh)
+            .map(|_| ())
+            .ok_or(FsError::BadHandle)
     }
 
     /// The value of extended attribute `name` of `ino`.
@@ -699,8 +779,14 @@ impl AnchorFs {
     fn version_of(&self, ino: u64) -> Result<Option<(Ref, Timestamp)>, FsError> {
         let snap = self.snapshot();
         Ok(match self.key_of(ino)? {
-            NodeKey::Version(name, at) => snap.by_name(&name).and_then(|v| v.version(at)).map(|a| (a.r, a.at)),
-            NodeKey::AtFile(t, name) => snap.by_name(&name).and_then(|v| v.as_of(t)).map(|a| (a.r, a.at)),
+            NodeKey::Version(name, at) => snap
+                .by_name(&name)
+                .and_then(|v| v.version(at))
+                .map(|a| (a.r, a.at)),
+            NodeKey::AtFile(t, name) => snap
+                .by_name(&name)
+                .and_then(|v| v.as_of(t))
+                .map(|a| (a.r, a.at)),
             _ => None,
         })
     }

@@ -182,14 +182,22 @@ mod tests {
         assert_eq!(escape(b".."), b"%2E.");
         assert_eq!(escape(b""), EMPTY_NAME.as_bytes());
         assert_eq!(escape(b"caf\xc3\xa9"), "café".as_bytes());
-        assert_eq!(escape(b"%empty"), b"%25empty", "no collision with the empty form");
+        assert_eq!(
+            escape(b"%empty"),
+            b"%25empty",
+            "no collision with the empty form"
+        );
         assert_eq!(escape(b"%long-x"), b"%25long-x");
     }
 
     #[test]
     fn only_canonical_spellings_resolve() {
         assert_eq!(unescape(b"%41"), None, "A needs no escape");
-        assert_eq!(unescape(b"%2e"), None, "lowercase escape is not the canonical one");
+        assert_eq!(
+            unescape(b"%2e"),
+            None,
+            "lowercase escape is not the canonical one"
+        );
         assert_eq!(unescape(b"a.%2E"), None, "only a leading dot is escaped");
         assert_eq!(unescape(b"%2"), None);
         assert_eq!(unescape(b"%zz"), None);
@@ -223,11 +231,26 @@ mod tests {
     #[test]
     fn version_names() {
         let t = Timestamp::parse("2026-11-24T21:20:32.123456789Z").unwrap();
-        assert_eq!(TimeNames::Rfc3339.format(t), "2026-11-24T21:20:32.123456789Z");
-        assert_eq!(TimeNames::Compact.format(t), "2026-11-24_21-20-32.123456789Z");
-        assert_eq!(parse_version_name(b"2026-11-24T21:20:32.123456789Z"), Some(t));
-        assert_eq!(parse_version_name(b"2026-11-24_21-20-32.123456789Z"), Some(t));
-        assert_eq!(parse_version_name(b"2026-11-24T21:20:32.123456789+00:00"), None);
+        assert_eq!(
+            TimeNames::Rfc3339.format(t),
+            "2026-11-24T21:20:32.123456789Z"
+        );
+        assert_eq!(
+            TimeNames::Compact.format(t),
+            "2026-11-24_21-20-32.123456789Z"
+        );
+        assert_eq!(
+            parse_version_name(b"2026-11-24T21:20:32.123456789Z"),
+            Some(t)
+        );
+        assert_eq!(
+            parse_version_name(b"2026-11-24_21-20-32.123456789Z"),
+            Some(t)
+        );
+        assert_eq!(
+            parse_version_name(b"2026-11-24T21:20:32.123456789+00:00"),
+            None
+        );
         assert_eq!(parse_version_name(b"2026-11-24T21:20:32Z"), None);
         assert_eq!(parse_version_name(b"latest"), None);
         assert_eq!(parse_version_name(b"\xff"), None);

@@ -208,12 +208,24 @@ mod tests {
 
     #[test]
     fn changes_between_snapshots() {
-        let old = Snapshot::new(None, vec![(b"a".to_vec(), vec![a(1, 1)]), (b"b".to_vec(), vec![a(1, 1)])]);
+        let old = Snapshot::new(
+            None,
+            vec![
+                (b"a".to_vec(), vec![a(1, 1)]),
+                (b"b".to_vec(), vec![a(1, 1)]),
+            ],
+        );
         let new = Snapshot::new(
             None,
-            vec![(b"b".to_vec(), vec![a(1, 1), a(2, 2)]), (b"c".to_vec(), vec![a(1, 1)])],
+            vec![
+                (b"b".to_vec(), vec![a(1, 1), a(2, 2)]),
+                (b"c".to_vec(), vec![a(1, 1)]),
+            ],
         );
-        assert_eq!(old.changed_since(&new), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            old.changed_since(&new),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert!(new.changed_since(&new).is_empty());
     }
 }

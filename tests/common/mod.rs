@@ -1,0 +1,151 @@
+//! Shared helpers for tests that mount a store for real.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built `anchorfs` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_anchorfs"))
+}
+
+/// Whether FUSE tests are switched off (only ever by `ANCHORFS_SKIP_FUSE=1`).
+pub fn fuse_skipped() -> bool {
+    if std::env::var("ANCHORFS_SKIP_FUSE").as_deref() == Ok("1") {
+        eprintln!("ANCHORFS_SKIP_FUSE=1: skipping a real-mount test");
+        return true;
+    }
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: FUSE tests cannot run (set ANCHORFS_SKIP_FUSE=1 to skip them on purpose)"
+    );
+    false
+}
+
+/// Whether `path` is a mount point now.
+pub fn is_mounted(path: &Path) -> bool {
+    anchorfs::mount::is_mounted(path)
+}
+
+/// A store mounted in a temp dir by the real binary in the foreground; unmounted
+/// (and the daemon reaped) on drop.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mounted {
+    /// Mounts `store` (a path, or `mem:`) with extra `-o` options.
+    pub fn new(store: &Path, opts: &str) -> Mounted {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        let mut cmd = Command::new(binary());
+        cmd.arg("mount").arg(store).arg(&mnt).arg("-f");
+        if !opts.is_empty() {
+            cmd.arg("-o").arg(opts);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the mount");
+        let start = Instant::now();
+        while !is_mounted(&mnt) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the mount exited before it was live: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the mount did not appear in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mounted {
+            dir,
+            store: store.to_path_buf(),
+            mnt,
+            child: Some(child),
+        }
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts and waits for the daemon; returns its exit status code.
+    pub fn unmount(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Waits for the daemon to exit by itself; returns its exit status code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > limit {
+                self.child = Some(child);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// Runs a program; returns (status code, stdout, stderr).
+pub fn run(program: &str, args: &[&std::ffi::OsStr]) -> (i32, Vec<u8>, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

@@ -1,0 +1,236 @@
+//! The filesystem core without a mount: lookups, attributes, listings and
+//! invalidations, called directly.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use anchorfs::anchor::{self, Anchor};
+use anchorfs::fs::inode::ROOT_INO;
+use anchorfs::fs::names::TimeNames;
+use anchorfs::fs::{AnchorFs, FileKind, FsError, FsOptions, LATEST};
+use anchorfs::store::mem::MemStore;
+use anchorfs::store::Store;
+use anchorfs::{content, Ref, Timestamp};
+
+fn t(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+fn fs_over(store: Arc<MemStore>, names: TimeNames) -> AnchorFs {
+    AnchorFs::new(
+        store,
+        FsOptions {
+            time_names: names,
+            ..FsOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn lookups_attributes_and_links() {
+    let store = Arc::new(MemStore::new());
+    let data = vec![9u8; 70_000];
+    let root = content::store(&*store, &data[..]).unwrap();
+    content::put_split(&*store, b"doc", root, t("2026-03-01T10:00:00.5Z")).unwrap();
+    let small = content::store(&*store, &b"hi"[..]).unwrap();
+    content::put_split(&*store, b"doc", small, t("2026-03-02T10:00:00Z")).unwrap();
+    let fs = fs_over(store, TimeNames::Rfc3339);
+
+    let dir = fs.lookup(ROOT_INO, b"doc").unwrap();
+    assert_eq!(dir.attr.kind, FileKind::Dir);
+    assert_eq!(dir.attr.mtime, t("2026-03-02T10:00:00Z").to_system_time());
+    let v1 = fs
+        .lookup(dir.attr.ino, b"2026-03-01T10:00:00.500000000Z")
+        .unwrap();
+    assert_eq!(v1.attr.kind, FileKind::File);
+    assert_eq!(v1.attr.size, 70_000);
+    assert_eq!(v1.attr.blocks, 137, "70,000 / 512 rounded up");
+    assert_eq!(
+        v1.attr
+            .mtime
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+        500_000_000
+    );
+    assert_eq!(v1.attr.perm, 0o444);
+    // The compact spelling names the same file (same inode).
+    let v1c = fs
+        .lookup(dir.attr.ino, b"2026-03-01_10-00-00.500000000Z")
+        .unwrap();
+    assert_eq!(v1c.attr.ino, v1.attr.ino);
+    let latest = fs.lookup(dir.attr.ino, LATEST).unwrap();
+    assert_eq!(latest.attr.kind, FileKind::Symlink);
+    assert_eq!(
+        fs.readlink(latest.attr.ino).unwrap(),
+        b"2026-03-02T10:00:00.000000000Z"
+    );
+    assert!(matches!(fs.readlink(v1.attr.ino), Err(FsError::NotLink)));
+
+    let o = fs.open(v1.attr.ino, false).unwrap();
+    assert!(o.keep_cache, "versions keep their page cache");
+    assert_eq!(fs.read(o.fh, 69_990, 100).unwrap(), vec![9u8; 10]);
+    assert_eq!(fs.read(o.fh, 80_000, 100).unwrap(), Vec::<u8>::new());
+    fs.release(o.fh).unwrap();
+    assert!(matches!(fs.read(o.fh, 0, 1), Err(FsError::BadHandle)));
+    assert!(matches!(fs.open(v1.attr.ino, true), Err(FsError::ReadOnly)));
+
+    assert_eq!(
+        fs.getxattr(v1.attr.ino, "user.anchorfs.ref").unwrap(),
+        root.to_hex().into_bytes()
+    );
+    assert!(matches!(
+        fs.getxattr(dir.attr.ino, "user.anchorfs.ref"),
+        Err(FsError::NoAttr)
+    ));
+
+    // Errors and their errnos.
+    let e = fs.lookup(ROOT_INO, b"missing").unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT);
+    let e = fs
+        .lookup(dir.attr.ino, b"2026-03-01T10:00:00Z")
+        .unwrap_err();
+    assert_eq!(
+        e.errno(),
+        libc::ENOENT,
+        "a near miss of a version's spelling"
+    );
+    let meta = fs.lookup(ROOT_INO, b".anchorfs").unwrap();
+    let at = fs.lookup(meta.attr.ino, b"at").unwrap();
+    assert_eq!(
+        fs.lookup(at.attr.ino, b"garbage").unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let when = fs
+        .lookup(at.attr.ino, b"2026-03-01T12:00:00+01:00")
+        .unwrap();
+    let asof = fs.lookup(when.attr.ino, b"doc").unwrap();
+    assert_eq!(asof.attr.size, 70_000);
+    let early = fs.lookup(at.attr.ino, b"2026-01-01T00:00:00Z").unwrap();
+    assert_eq!(
+        fs.lookup(early.attr.ino, b"doc").unwrap_err().errno(),
+        libc::ENOENT
+    );
+    let refs = fs.lookup(meta.attr.ino, b"refs").unwrap();
+    assert_eq!(
+        fs.lookup(refs.attr.ino, b"xyz").unwrap_err().errno(),
+        libc::EINVAL
+    );
+    assert_eq!(
+        fs.lookup(refs.attr.ino, small.to_hex().as_bytes())
+            .unwrap()
+            .attr
+            .size,
+        2
+    );
+    assert_eq!(
+        fs.lookup(v1.attr.ino, b"x").unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+}
+
+#[test]
+fn readdir_pages_through_100000_versions_once() {
+    let store = Arc::new(MemStore::new());
+    let (a, _) = store.put(b"even").unwrap();
+    let (b, _) = store.put(b"odd").unwrap();
+    let hist: Vec<Anchor> = (0..100_000i64)
+        .map(|i| Anchor {
+            r: if i % 2 == 0 { a } else { b },
+            at: Timestamp::new(1_700_000_000 + i, 0).unwrap(),
+        })
+        .collect();
+    anchor::update(&*store, |u| {
+        u.set_history(b"big", &hist);
+        Ok(())
+    })
+    .unwrap();
+    let fs = fs_over(store, TimeNames::Compact);
+    let dir = fs.lookup(ROOT_INO, b"big").unwrap().attr.ino;
+    let mut names = Vec::new();
+    let mut offset = 0;
+    let mut pages = 0;
+    loop {
+        let page = fs.readdir(dir, offset, 1000).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 1000);
+        for (k, e) in page.iter().enumerate() {
+            assert_eq!(e.next, offset + k as u64 + 1, "offsets are positions");
+        }
+        offset = page.last().unwrap().next;
+        names.extend(page.into_iter().map(|e| e.name));
+        pages += 1;
+    }
+    assert_eq!(pages, 101);
+    assert_eq!(names.len(), 2 + 100_000 + 1, ". .. versions latest");
+    assert_eq!(names[0], b".");
+    assert_eq!(names[1], b"..");
+    assert_eq!(names.last().unwrap(), LATEST);
+    let versions = &names[2..names.len() - 1];
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "time order is name order, no repeats"
+    );
+    assert_eq!(
+        versions[0],
+        Timestamp::new(1_700_000_000, 0)
+            .unwrap()
+            .to_compact()
+            .into_bytes()
+    );
+    // A page from the middle starts exactly there.
+    let mid = fs.readdir(dir, 50_002, 3).unwrap();
+    assert_eq!(mid[0].name, versions[50_000]);
+}
+
+#[test]
+fn refresh_sees_new_versions_and_names_what_to_invalidate() {
+    let store = Arc::new(MemStore::new());
+    let (r1, _) = store.put(b"one").unwrap();
+    anchor::put(&*store, b"doc", r1, t("2026-01-01T00:00:00Z")).unwrap();
+    let fs = fs_over(store.clone(), TimeNames::Rfc3339);
+    let dir = fs.lookup(ROOT_INO, b"doc").unwrap().attr.ino;
+    assert!(fs.refresh().unwrap().entries.is_empty(), "nothing changed");
+    let (r2, _) = store.put(b"two").unwrap();
+    anchor::put(&*store, b"doc", r2, t("2026-01-02T00:00:00Z")).unwrap();
+    anchor::put(&*store, b"new", r2, t("2026-01-02T00:00:00Z")).unwrap();
+    let inv = fs.refresh().unwrap();
+    assert!(inv.entries.contains(&(ROOT_INO, b"new".to_vec())));
+    assert!(inv.entries.contains(&(dir, LATEST.to_vec())), "{inv:?}");
+    assert!(inv.inodes.contains(&dir));
+    let latest = fs.lookup(dir, LATEST).unwrap().attr.ino;
+    assert_eq!(
+        fs.readlink(latest).unwrap(),
+        b"2026-01-02T00:00:00.000000000Z"
+    );
+    assert!(fs.lookup(ROOT_INO, b"new").is_ok());
+}
+
+#[test]
+fn damaged_and_missing_content_is_eio() {
+    let store = Arc::new(anchorfs::store::faulty::FaultyStore::new(MemStore::new()));
+    let root = content::store(&*store, &vec![1u8; 5000][..]).unwrap();
+    content::put_split(&*store, b"doc", root, t("2026-01-01T00:00:00Z")).unwrap();
+    let dangling = Ref::of(b"never stored");
+    anchor::put(&*store, b"dangling", dangling, t("2026-01-01T00:00:00Z")).unwrap();
+    let fs = AnchorFs::new(store.clone(), FsOptions::default()).unwrap();
+    let d = fs.lookup(ROOT_INO, b"dangling").unwrap().attr.ino;
+    let e = fs.lookup(d, b"2026-01-01T00:00:00.000000000Z").unwrap_err();
+    assert_eq!(e.errno(), libc::EIO, "a version whose blob is missing: {e}");
+    let doc = fs.lookup(ROOT_INO, b"doc").unwrap().attr.ino;
+    let v = fs
+        .lookup(doc, b"2026-01-01T00:00:00.000000000Z")
+        .unwrap()
+        .attr
+        .ino;
+    let o = fs.open(v, false).unwrap();
+    store.set_errno(libc::EIO);
+    store.fail_gets(true);
+    let e = fs.read(o.fh, 0, 10).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    store.fail_gets(false);
+    assert_eq!(fs.read(o.fh, 0, 3).unwrap(), vec![1, 1, 1]);
+}
