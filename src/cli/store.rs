@@ -1,0 +1,107 @@
+//! Opening the store a command names: a directory holding a file store, or `mem:`,
+//! an empty store in memory that lasts as long as the command (for tests).
+
+use std::ffi::{OsStr, OsString};
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::blob::Ref;
+use crate::store::file::FileStore;
+use crate::store::mem::MemStore;
+use crate::store::{DeletingStore, Getter, StoreError};
+
+/// The spelling of the in-memory store.
+pub(crate) const MEM: &str = "mem:";
+
+enum Backend {
+    File(FileStore),
+    Mem(MemStore),
+}
+
+/// An open store and how to name it in messages.
+pub(crate) struct Opened {
+    label: String,
+    backend: Backend,
+}
+
+/// Whether a command may create a missing store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Only an existing store; anything else is refused.
+    Existing,
+    /// Create the store (and its directory) if it is missing.
+    Create,
+}
+
+impl Opened {
+    /// The store.
+    pub(crate) fn store(&self) -> &dyn DeletingStore {
+        match &self.backend {
+            Backend::File(s) => s,
+            Backend::Mem(s) => s,
+        }
+    }
+
+    /// The store as named in messages: its path, or `mem:`.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The directory of a file store.
+    pub(crate) fn dir(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::File(s) => Some(s.root().to_path_buf()),
+            Backend::Mem(_) => None,
+        }
+    }
+
+    /// The size of blob `r` in bytes, without reading it where the backend allows.
+    pub(crate) fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::File(s) => match std::fs::metadata(s.blob_path(r)) {
+                Ok(m) => Ok(m.len()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
+                Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
+            },
+            Backend::Mem(s) => s.get(r).map(|b| b.len() as u64),
+        }
+    }
+}
+
+/// The store named by `--store` or `$ANCHORFS_STORE`.
+pub(crate) fn open_given(spec: Option<&OsString>, mode: Mode) -> anyhow::Result<Opened> {
+    match spec {
+        Some(s) => open(s, mode),
+        None => bail!("no store given: use --store STORE or set ANCHORFS_STORE"),
+    }
+}
+
+/// Opens the store `spec` names.
+pub(crate) fn open(spec: &OsStr, mode: Mode) -> anyhow::Result<Opened> {
+    if spec == MEM {
+        return Ok(Opened {
+            label: MEM.to_string(),
+            backend: Backend::Mem(MemStore::new()),
+        });
+    }
+    if spec.is_empty() {
+        bail!("the store path is empty");
+    }
+    let path = PathBuf::from(spec);
+    let label = path.display().to_string();
+    let opened = match mode {
+        Mode::Existing => FileStore::open(&path),
+        Mode::Create => FileStore::create(&path),
+    };
+    let store = match opened {
+        Ok(s) => s,
+        Err(e @ StoreError::NotAStore { .. }) => return Err(e.into()),
+        Err(e) => return Err(e).with_context(|| format!("opening store {label}")),
+    };
+    Ok(Opened {
+        label,
+        backend: Backend::File(store),
+    })
+}
