@@ -54,7 +54,10 @@ fn lookups_attributes_and_links() {
             .subsec_nanos(),
         500_000_000
     );
-    assert_eq!(v1.attr.perm, 0o644, "writable: writing starts a new version");
+    assert_eq!(
+        v1.attr.perm, 0o644,
+        "writable: writing starts a new version"
+    );
     // The compact spelling names the same file (same inode).
     let v1c = fs
         .lookup(dir.attr.ino, b"2026-03-01_10-00-00.500000000Z")

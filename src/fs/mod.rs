@@ -297,7 +297,7 @@ pub struct Opened {
 /// An open file: a reader of immutable content, or a file being written.
 enum Handle {
     /// Reading a version, a time-travel file or a ref.
-    Read(SplitReader<SharedStore>),
+    Read(Box<SplitReader<SharedStore>>),
     /// Writing the staged file with this id.
     Write(u64),
 }
@@ -541,7 +541,9 @@ impl AnchorFs {
                     return Ok(NodeKey::AnchorDir(v.name.clone()));
                 }
                 match names::unescape(name) {
-                    Some(names::Unescaped::Name(n)) if self.writes.pending_dirs.lock().contains(&n) => {
+                    Some(names::Unescaped::Name(n))
+                        if self.writes.pending_dirs.lock().contains(&n) =>
+                    {
                         Ok(NodeKey::AnchorDir(n))
                     }
                     _ => Err(FsError::NotFound),
@@ -665,14 +667,26 @@ impl AnchorFs {
                 (
                     1 + anchors.len() + extra.len(),
                     Box::new(move |i| match i {
-                        0 => (inodes.ino_of(&NodeKey::Meta), FileKind::Dir, META_DIR.to_vec()),
+                        0 => (
+                            inodes.ino_of(&NodeKey::Meta),
+                            FileKind::Dir,
+                            META_DIR.to_vec(),
+                        ),
                         i if i <= anchors.len() => {
                             let v = &anchors[i - 1];
-                            (inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())), FileKind::Dir, v.dir_name.clone())
+                            (
+                                inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())),
+                                FileKind::Dir,
+                                v.dir_name.clone(),
+                            )
                         }
                         i => {
                             let n = &extra[i - 1 - anchors.len()];
-                            (inodes.ino_of(&NodeKey::AnchorDir(n.clone())), FileKind::Dir, names::escape(n))
+                            (
+                                inodes.ino_of(&NodeKey::AnchorDir(n.clone())),
+                                FileKind::Dir,
+                                names::escape(n),
+                            )
                         }
                     }),
                 )
@@ -698,7 +712,11 @@ impl AnchorFs {
                         ),
                         None => {
                             let (id, n) = &staged[i - v.versions.len() - has_latest];
-                            (inodes.ino_of(&NodeKey::Staged(*id)), FileKind::File, n.clone())
+                            (
+                                inodes.ino_of(&NodeKey::Staged(*id)),
+                                FileKind::File,
+                                n.clone(),
+                            )
                         }
                     }),
                 )
@@ -771,8 +789,18 @@ impl AnchorFs {
         }
         let snap = self.snapshot();
         let r = match &key {
-            NodeKey::Version(name, at) => snap.by_name(name).and_then(|v| v.version(*at)).ok_or(FsError::NotFound)?.r,
-            NodeKey::AtFile(t, name) => snap.by_name(name).and_then(|v| v.as_of(*t)).ok_or(FsError::NotFound)?.r,
+            NodeKey::Version(name, at) => {
+                snap.by_name(name)
+                    .and_then(|v| v.version(*at))
+                    .ok_or(FsError::NotFound)?
+                    .r
+            }
+            NodeKey::AtFile(t, name) => {
+                snap.by_name(name)
+                    .and_then(|v| v.as_of(*t))
+                    .ok_or(FsError::NotFound)?
+                    .r
+            }
             NodeKey::RefFile(r) => *r,
             NodeKey::Latest(_) => return Err(FsError::NotFound),
             _ => return Err(FsError::IsDir),
@@ -780,7 +808,9 @@ impl AnchorFs {
         let (kind, _) = self.content_meta(&r)?;
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Arc::new(Handle::Read(reader)));
+        self.handles
+            .lock()
+            .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
         Ok(Opened { fh, keep_cache })
@@ -788,7 +818,12 @@ impl AnchorFs {
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
-        let h = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let h = self
+            .handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let reader = match &*h {
             Handle::Read(r) => r,
             Handle::Write(id) => return self.read_staged(*id, offset, size),

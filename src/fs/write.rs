@@ -41,7 +41,10 @@ pub fn is_scratch(name: &[u8]) -> bool {
 /// Where a staged file's bytes are.
 enum Data {
     /// Streaming into the split writer; `len` bytes so far, all in order.
-    Stream { writer: SplitWriter<SharedStore>, len: u64 },
+    Stream {
+        writer: Box<SplitWriter<SharedStore>>,
+        len: u64,
+    },
     /// In a temporary file (random writes, truncates, reads of own writes).
     Spool { file: File, len: u64 },
     /// Stored as a split tree (after a commit, or seeded from a version).
@@ -100,13 +103,16 @@ impl StagedFile {
     }
 }
 
+/// A staged file's place: (anchor, file name).
+type StagedName = (Vec<u8>, Vec<u8>);
+
 /// The write-side state of a mount.
 #[derive(Default)]
 pub(crate) struct Writes {
     /// Anchor directories made by `mkdir` that have no version yet.
     pub pending_dirs: Mutex<BTreeSet<Vec<u8>>>,
     files: Mutex<HashMap<u64, Arc<Mutex<StagedFile>>>>,
-    by_name: Mutex<HashMap<(Vec<u8>, Vec<u8>), u64>>,
+    by_name: Mutex<HashMap<StagedName, u64>>,
     next_id: std::sync::atomic::AtomicU64,
     pub committer: Committer,
 }
@@ -114,7 +120,10 @@ pub(crate) struct Writes {
 impl Writes {
     /// The staged file `name` in anchor `anchor`.
     pub fn find(&self, anchor: &[u8], name: &[u8]) -> Option<u64> {
-        self.by_name.lock().get(&(anchor.to_vec(), name.to_vec())).copied()
+        self.by_name
+            .lock()
+            .get(&(anchor.to_vec(), name.to_vec()))
+            .copied()
     }
 
     /// The staged file with id `id`.
@@ -171,7 +180,13 @@ struct CommitQueue {
 impl Committer {
     /// Anchors `anchor` to the split tree `root` at `at`, durably; returns the errno
     /// on failure.
-    fn commit(&self, store: &SharedStore, anchor: &[u8], root: Ref, at: Timestamp) -> Result<(), i32> {
+    fn commit(
+        &self,
+        store: &SharedStore,
+        anchor: &[u8],
+        root: Ref,
+        at: Timestamp,
+    ) -> Result<(), i32> {
         let me = Arc::new(Mutex::new(Pending {
             anchor: anchor.to_vec(),
             root,
@@ -229,7 +244,9 @@ impl Committer {
 
 /// The time a file's name gives its version: any RFC 3339 time, or the compact form.
 fn name_time(name: &[u8]) -> Option<Timestamp> {
-    std::str::from_utf8(name).ok().and_then(|t| Timestamp::parse(t).ok())
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|t| Timestamp::parse(t).ok())
 }
 
 fn anchor_errno(e: &AnchorError) -> i32 {
@@ -252,14 +269,22 @@ fn store_err(e: impl std::fmt::Display, errno: Option<i32>) -> FsError {
 }
 
 fn split_err(e: crate::split::SplitError) -> FsError {
-    let io: std::io::Error = e.into();
-    let errno = io_errno(&io);
-    store_err(io, Some(errno))
+    use crate::split::SplitError;
+    let errno = match &e {
+        SplitError::Store(s) => s.raw_os_error(),
+        SplitError::Io(io) => io.raw_os_error(),
+        _ => None,
+    };
+    store_err(e, errno)
 }
 
 impl AnchorFs {
     fn spool_file(&self) -> Result<File, FsError> {
-        let dir = self.opts.store_path.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = self
+            .opts
+            .store_path
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         tempfile::tempfile_in(&dir)
             .or_else(|_| tempfile::tempfile())
             .map_err(|e| store_err(format!("creating a spool file: {e}"), Some(io_errno(&e))))
@@ -267,7 +292,13 @@ impl AnchorFs {
 
     /// Moves a staged file's bytes into a spool file (for random access).
     fn to_spool(&self, f: &mut StagedFile) -> Result<(), FsError> {
-        let (root, len) = match std::mem::replace(&mut f.data, Data::Stored { root: Ref::ZERO, len: 0 }) {
+        let (root, len) = match std::mem::replace(
+            &mut f.data,
+            Data::Stored {
+                root: Ref::ZERO,
+                len: 0,
+            },
+        ) {
             Data::Spool { file, len } => {
                 f.data = Data::Spool { file, len };
                 return Ok(());
@@ -278,7 +309,8 @@ impl AnchorFs {
         let mut file = self.spool_file()?;
         if len > 0 {
             let mut reader = SplitReader::new(self.store.clone(), root).map_err(split_err)?;
-            std::io::copy(&mut reader, &mut file).map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+            std::io::copy(&mut reader, &mut file)
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
         }
         f.data = Data::Spool { file, len };
         Ok(())
@@ -286,14 +318,24 @@ impl AnchorFs {
 
     /// Stores a staged file's bytes as a split tree; returns the root.
     fn store_data(&self, f: &mut StagedFile) -> Result<Ref, FsError> {
-        let (root, len) = match std::mem::replace(&mut f.data, Data::Stored { root: Ref::ZERO, len: 0 }) {
+        let (root, len) = match std::mem::replace(
+            &mut f.data,
+            Data::Stored {
+                root: Ref::ZERO,
+                len: 0,
+            },
+        ) {
             Data::Stored { root, len } => (root, len),
             Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, len),
             Data::Spool { mut file, len } => {
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
-                let root = crate::split::store_from(&*self.store, (&mut file).take(len), SplitOptions::default())
-                    .map_err(split_err)?;
+                let root = crate::split::store_from(
+                    &*self.store,
+                    (&mut file).take(len),
+                    SplitOptions::default(),
+                )
+                .map_err(split_err)?;
                 (root, len)
             }
         };
@@ -325,7 +367,11 @@ impl AnchorFs {
         if !listed {
             return Ok((id, f));
         }
-        let old = self.writes.by_name.lock().insert((anchor.to_vec(), name.to_vec()), id);
+        let old = self
+            .writes
+            .by_name
+            .lock()
+            .insert((anchor.to_vec(), name.to_vec()), id);
         if let Some(old) = old {
             // A new file of the same name replaces an older staged one.
             if let Some(o) = self.writes.get(old) {
@@ -374,7 +420,9 @@ impl AnchorFs {
         if name == super::META_DIR || anchor.as_slice() == anchor::PROTO_TYPES_ANCHOR {
             return Err(FsError::Exists);
         }
-        if self.snapshot().by_name(&anchor).is_some() || !self.writes.pending_dirs.lock().insert(anchor.clone()) {
+        if self.snapshot().by_name(&anchor).is_some()
+            || !self.writes.pending_dirs.lock().insert(anchor.clone())
+        {
             return Err(FsError::Exists);
         }
         self.lookup(parent, name)
@@ -387,7 +435,10 @@ impl AnchorFs {
         }
         let anchor = self.anchor_dir_of(parent)?;
         Self::check_name(name)?;
-        let has_versions = self.snapshot().by_name(&anchor).is_some_and(|v| v.latest().is_some());
+        let has_versions = self
+            .snapshot()
+            .by_name(&anchor)
+            .is_some_and(|v| v.latest().is_some());
         if name == super::LATEST && has_versions {
             return Err(FsError::Exists);
         }
@@ -395,7 +446,7 @@ impl AnchorFs {
             &anchor,
             name,
             Data::Stream {
-                writer: SplitWriter::new(self.store.clone()),
+                writer: Box::new(SplitWriter::new(self.store.clone())),
                 len: 0,
             },
             true,
@@ -418,7 +469,7 @@ impl AnchorFs {
                 g.open += 1;
                 if truncate {
                     g.data = Data::Stream {
-                        writer: SplitWriter::new(self.store.clone()),
+                        writer: Box::new(SplitWriter::new(self.store.clone())),
                         len: 0,
                     };
                     g.dirty = true;
@@ -432,10 +483,13 @@ impl AnchorFs {
             }
             NodeKey::Version(anchor, at) => {
                 let snap = self.snapshot();
-                let a = snap.by_name(anchor).and_then(|v| v.version(*at)).ok_or(FsError::NotFound)?;
+                let a = snap
+                    .by_name(anchor)
+                    .and_then(|v| v.version(*at))
+                    .ok_or(FsError::NotFound)?;
                 let data = if truncate {
                     Data::Stream {
-                        writer: SplitWriter::new(self.store.clone()),
+                        writer: Box::new(SplitWriter::new(self.store.clone())),
                         len: 0,
                     }
                 } else {
@@ -446,7 +500,8 @@ impl AnchorFs {
                             // A raw blob: copy it into a spool file to write over.
                             let mut file = self.spool_file()?;
                             let blob = self.store.get(&a.r).map_err(FsError::from_store)?;
-                            file.write_all(&blob).map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                            file.write_all(&blob)
+                                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
                             Data::Spool { file, len }
                         }
                     }
@@ -480,11 +535,17 @@ impl AnchorFs {
                 // Appending to seeded content: stream the old bytes, then the new.
                 let mut writer = SplitWriter::new(self.store.clone());
                 let reader = SplitReader::new(self.store.clone(), *root).map_err(split_err)?;
-                std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, reader), &mut writer)
-                    .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                std::io::copy(
+                    &mut std::io::BufReader::with_capacity(1 << 20, reader),
+                    &mut writer,
+                )
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
                 writer.write_bytes(data).map_err(split_err)?;
                 let new_len = *l + data.len() as u64;
-                g.data = Data::Stream { writer, len: new_len };
+                g.data = Data::Stream {
+                    writer: Box::new(writer),
+                    len: new_len,
+                };
             }
             _ => {
                 self.to_spool(&mut g)?;
@@ -504,7 +565,12 @@ impl AnchorFs {
     }
 
     /// Reads from a file open for writing (its own bytes so far).
-    pub(crate) fn read_staged(&self, id: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+    pub(crate) fn read_staged(
+        &self,
+        id: u64,
+        offset: u64,
+        size: usize,
+    ) -> Result<Vec<u8>, FsError> {
         let f = self.writes.get(id).ok_or(FsError::BadHandle)?;
         let mut g = f.lock();
         if let Data::Stored { root, len } = &g.data {
@@ -556,14 +622,24 @@ impl AnchorFs {
         let root = match stored {
             Ok(r) => r,
             Err(e) => {
+                // The content could not be stored (and is gone): nothing becomes a
+                // version, not even at the last close; the error stays on the file.
                 g.state = CommitState::Failed(e.errno());
-                log::error!("storing {}/{}: {e}", names::escape(&anchor_name).escape_ascii(), g.name.escape_ascii());
+                g.dirty = false;
+                log::error!(
+                    "storing {}/{}: {e}",
+                    names::escape(&anchor_name).escape_ascii(),
+                    g.name.escape_ascii()
+                );
                 return Err(e);
             }
         };
         // The group commit may wait for other handles: do not hold this file's lock.
         drop(g);
-        let res = self.writes.committer.commit(&self.store, &anchor_name, root, at);
+        let res = self
+            .writes
+            .committer
+            .commit(&self.store, &anchor_name, root, at);
         let mut g = f.lock();
         match res {
             Ok(()) => {
@@ -576,9 +652,13 @@ impl AnchorFs {
             }
             Err(errno) => {
                 g.state = CommitState::Failed(errno);
+                g.dirty = false;
                 Err(FsError::Store {
                     errno: Some(errno),
-                    why: format!("committing a version of {}", names::escape(&anchor_name).escape_ascii()),
+                    why: format!(
+                        "committing a version of {}",
+                        names::escape(&anchor_name).escape_ascii()
+                    ),
                 })
             }
         }
@@ -718,7 +798,13 @@ impl AnchorFs {
     /// Renames a staged file within its anchor directory. Onto a normal name (or
     /// `latest`, or a version's name) it becomes a version; anchors and versions
     /// themselves cannot be renamed.
-    pub fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8]) -> Result<(), FsError> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+    ) -> Result<(), FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -777,7 +863,8 @@ impl AnchorFs {
             return Err(FsError::ReadOnly);
         }
         let anchor = self.anchor_dir_of(parent)?;
-        let text = std::str::from_utf8(target).map_err(|_| FsError::BadName(String::from_utf8_lossy(target).into()))?;
+        let text = std::str::from_utf8(target)
+            .map_err(|_| FsError::BadName(String::from_utf8_lossy(target).into()))?;
         let r = Ref::from_hex(text.trim()).map_err(|_| FsError::BadName(text.into()))?;
         if !self.store.contains(&r).map_err(FsError::from_store)? {
             return Err(FsError::NotFound);
@@ -786,7 +873,9 @@ impl AnchorFs {
         let (kind, _) = self.content_meta(&r)?;
         let res = match kind {
             content::Kind::Split => self.writes.committer.commit(&self.store, &anchor, r, at),
-            content::Kind::Raw => anchor::put(&*self.store, &anchor, r, at).map_err(|e| anchor_errno(&e)),
+            content::Kind::Raw => {
+                anchor::put(&*self.store, &anchor, r, at).map_err(|e| anchor_errno(&e))
+            }
         };
         res.map_err(|errno| FsError::Store {
             errno: Some(errno),
