@@ -350,7 +350,35 @@ fn many_writers_through_one_mount() {
     for t in threads {
         t.join().expect("every write and close succeeded");
     }
+    let own_counts: Vec<usize> = (0..8)
+        .map(|t| contents(&m, format!("own{t}").as_bytes()).len())
+        .collect();
+    eprintln!("own counts: {own_counts:?}");
     let shared = contents(&m, b"shared");
+    let expected: std::collections::HashSet<Vec<u8>> = (0..8)
+        .flat_map(|t| (0..50).map(move |i| format!("writer {t} version {i}").into_bytes()))
+        .collect();
+    let unexpected: Vec<String> = shared
+        .iter()
+        .filter(|c| !expected.contains(*c))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "versions nobody wrote: {unexpected:?}"
+    );
+    let vs = versions(&m, b"shared");
+    let mut counts = std::collections::HashMap::new();
+    for (_, c) in &vs {
+        *counts.entry(c.clone()).or_insert(0) += 1;
+    }
+    let dups: Vec<String> = vs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, c))| counts[c] > 1)
+        .map(|(i, (a, c))| format!("#{i} {} {}", a.at, String::from_utf8_lossy(c)))
+        .collect();
+    assert!(dups.is_empty(), "versions committed twice: {dups:#?}");
     assert_eq!(
         shared.len(),
         400,

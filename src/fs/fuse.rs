@@ -284,17 +284,23 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(fh.0, offset, data) {
+        // The writing process: a close by another (an inherited descriptor) is
+        // not this writer's commit point.
+        let _ = lock_owner;
+        match self
+            .core
+            .write(fh.0, offset, data, Some(u64::from(req.pid())))
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -302,13 +308,15 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        log::debug!("flush fh {}", fh.0);
+        let _ = lock_owner;
+        match self.core.flush(fh.0, Some(u64::from(req.pid()))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("flush", &e)),
         }
@@ -322,7 +330,8 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        log::debug!("fsync fh {}", fh.0);
+        match self.core.flush(fh.0, None) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", &e)),
         }

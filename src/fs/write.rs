@@ -88,6 +88,15 @@ pub(crate) struct StagedFile {
     pub mode: u16,
     /// Unlinked while open: dropped at last close, never committed.
     unlinked: bool,
+    /// Serializes commits of this file.
+    gate: Arc<Mutex<()>>,
+    /// The process that writes: a flush from any other process (a descriptor
+    /// inherited by a forked child and closed at its exec) is not this writer's
+    /// close, so it does not commit; the last close still does.
+    writer_owner: Option<u64>,
+    /// A write or truncate failed with this errno: part of the content is lost, so
+    /// the file never becomes a version; every later call reports the error.
+    broken: Option<i32>,
 }
 
 impl StagedFile {
@@ -100,6 +109,19 @@ impl StagedFile {
 
     fn scratch(&self) -> bool {
         is_scratch(&self.name)
+    }
+
+    fn break_with(&mut self, errno: i32) {
+        self.broken = Some(errno);
+        self.state = CommitState::Failed(errno);
+        self.dirty = false;
+    }
+}
+
+fn broken_err(errno: i32) -> FsError {
+    FsError::Store {
+        errno: Some(errno),
+        why: "an earlier write to this file failed; it will not become a version".into(),
     }
 }
 
@@ -362,6 +384,9 @@ impl AnchorFs {
             mtime: SystemTime::now(),
             mode: 0o644,
             unlinked: false,
+            gate: Arc::new(Mutex::new(())),
+            writer_owner: None,
+            broken: None,
         }));
         self.writes.files.lock().insert(id, f.clone());
         if !listed {
@@ -521,11 +546,35 @@ impl AnchorFs {
     }
 
     /// Writes `data` at `offset` into open file `fh`.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<usize, FsError> {
         let id = self.write_id(fh)?;
         let f = self.writes.get(id).ok_or(FsError::BadHandle)?;
         let mut g = f.lock();
-        let len = g.len();
+        if owner.is_some() {
+            g.writer_owner = owner;
+        }
+        if let Some(errno) = g.broken {
+            return Err(broken_err(errno));
+        }
+        if let Err(e) = self.write_data(&mut g, offset, data) {
+            // Part of the content is lost: this file can never become a version.
+            g.break_with(e.errno());
+            return Err(e);
+        }
+        g.dirty = true;
+        g.written = true;
+        g.state = CommitState::Staging;
+        g.mtime = SystemTime::now();
+        Ok(data.len())
+    }
+
+    fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
         match &mut g.data {
             Data::Stream { writer, len: l } if offset == *l => {
                 writer.write_bytes(data).map_err(split_err)?;
@@ -548,7 +597,7 @@ impl AnchorFs {
                 };
             }
             _ => {
-                self.to_spool(&mut g)?;
+                self.to_spool(g)?;
                 if let Data::Spool { file, len: l } = &mut g.data {
                     file.write_all_at(data, offset)
                         .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
@@ -556,12 +605,7 @@ impl AnchorFs {
                 }
             }
         }
-        let _ = len;
-        g.dirty = true;
-        g.written = true;
-        g.state = CommitState::Staging;
-        g.mtime = SystemTime::now();
-        Ok(data.len())
+        Ok(())
     }
 
     /// Reads from a file open for writing (its own bytes so far).
@@ -605,7 +649,14 @@ impl AnchorFs {
         let Some(f) = self.writes.get(id) else {
             return Ok(());
         };
+        // One commit of a file at a time: a second one (a flush racing an fsync)
+        // waits, so it returns only once the version it reports is durable.
+        let gate = f.lock().gate.clone();
+        let _gate = gate.lock();
         let mut g = f.lock();
+        if let Some(errno) = g.broken {
+            return Err(broken_err(errno));
+        }
         if !g.dirty || g.scratch() || g.unlinked || (!g.written && !last_close) {
             return match g.state {
                 CommitState::Failed(errno) => Err(FsError::Store {
@@ -617,7 +668,15 @@ impl AnchorFs {
         }
         g.state = CommitState::Committing;
         let at = name_time(&g.name).unwrap_or_else(Timestamp::now);
+        log::debug!(
+            "commit: file {id} ({}/{}) at {at}{}",
+            names::escape(&g.anchor).escape_ascii(),
+            g.name.escape_ascii(),
+            if last_close { " (last close)" } else { "" }
+        );
         let anchor_name = g.anchor.clone();
+        // Writes from here on make the file dirty again, for the next commit.
+        g.dirty = false;
         let stored = self.store_data(&mut g);
         let root = match stored {
             Ok(r) => r,
@@ -643,8 +702,9 @@ impl AnchorFs {
         let mut g = f.lock();
         match res {
             Ok(()) => {
-                g.state = CommitState::Committed(root);
-                g.dirty = false;
+                if g.state == CommitState::Committing {
+                    g.state = CommitState::Committed(root);
+                }
                 drop(g);
                 self.writes.pending_dirs.lock().remove(&anchor_name);
                 self.after_commit();
@@ -652,7 +712,6 @@ impl AnchorFs {
             }
             Err(errno) => {
                 g.state = CommitState::Failed(errno);
-                g.dirty = false;
                 Err(FsError::Store {
                     errno: Some(errno),
                     why: format!(
@@ -671,13 +730,21 @@ impl AnchorFs {
         }
     }
 
-    /// Close or fsync of an open file: commits it (see [`CommitState`]).
-    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+    /// Close of a descriptor (`owner`: the closing process) or fsync (`None`) of an open
+    /// file: commits it (see [`CommitState`]). A close from another process's
+    /// descriptor table than the writer's does not commit.
+    pub fn flush(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
         let id = match self.handles.lock().get(&fh).map(|h| &**h) {
             Some(Handle::Write(id)) => *id,
             Some(Handle::Read(_)) => return Ok(()),
             None => return Err(FsError::BadHandle),
         };
+        if let (Some(o), Some(f)) = (owner, self.writes.get(id)) {
+            if f.lock().writer_owner.is_some_and(|w| w != o) {
+                log::debug!("flush of file {id} from another process: not a commit point");
+                return Ok(());
+            }
+        }
         self.commit(id, false)
     }
 
@@ -725,11 +792,9 @@ impl AnchorFs {
                 let mut g = f.lock();
                 if let Some(size) = size {
                     if size != g.len() {
-                        self.to_spool(&mut g)?;
-                        if let Data::Spool { file, len } = &mut g.data {
-                            file.set_len(size)
-                                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
-                            *len = size;
+                        if let Err(e) = self.truncate_data(&mut g, size) {
+                            g.break_with(e.errno());
+                            return Err(e);
                         }
                         g.dirty = true;
                         g.written = true;
@@ -750,6 +815,16 @@ impl AnchorFs {
             }
         }
         self.getattr(ino)
+    }
+
+    fn truncate_data(&self, g: &mut StagedFile, size: u64) -> Result<(), FsError> {
+        self.to_spool(g)?;
+        if let Data::Spool { file, len } = &mut g.data {
+            file.set_len(size)
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+            *len = size;
+        }
+        Ok(())
     }
 
     /// Removes a staged (scratch or uncommitted) file; versions cannot be removed.
