@@ -432,6 +432,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
         gid: args.opts.gid.unwrap_or(gid),
         store_path,
         mutable_ttl: args.opts.poll,
+        read_only: args.opts.read_only,
     };
     let core = match AnchorFs::new(store, fs_opts) {
         Ok(c) => Arc::new(c),

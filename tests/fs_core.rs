@@ -54,7 +54,10 @@ fn lookups_attributes_and_links() {
             .subsec_nanos(),
         500_000_000
     );
-    assert_eq!(v1.attr.perm, 0o444);
+    assert_eq!(
+        v1.attr.perm, 0o644,
+        "writable: writing starts a new version"
+    );
     // The compact spelling names the same file (same inode).
     let v1c = fs
         .lookup(dir.attr.ino, b"2026-03-01_10-00-00.500000000Z")
@@ -68,13 +71,12 @@ fn lookups_attributes_and_links() {
     );
     assert!(matches!(fs.readlink(v1.attr.ino), Err(FsError::NotLink)));
 
-    let o = fs.open(v1.attr.ino, false).unwrap();
+    let o = fs.open(v1.attr.ino, false, false).unwrap();
     assert!(o.keep_cache, "versions keep their page cache");
     assert_eq!(fs.read(o.fh, 69_990, 100).unwrap(), vec![9u8; 10]);
     assert_eq!(fs.read(o.fh, 80_000, 100).unwrap(), Vec::<u8>::new());
     fs.release(o.fh).unwrap();
     assert!(matches!(fs.read(o.fh, 0, 1), Err(FsError::BadHandle)));
-    assert!(matches!(fs.open(v1.attr.ino, true), Err(FsError::ReadOnly)));
 
     assert_eq!(
         fs.getxattr(v1.attr.ino, "user.anchorfs.ref").unwrap(),
@@ -226,7 +228,7 @@ fn damaged_and_missing_content_is_eio() {
         .unwrap()
         .attr
         .ino;
-    let o = fs.open(v, false).unwrap();
+    let o = fs.open(v, false, false).unwrap();
     store.set_errno(libc::EIO);
     store.fail_gets(true);
     let e = fs.read(o.fh, 0, 10).unwrap_err();

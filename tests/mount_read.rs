@@ -131,7 +131,11 @@ fn browse_versions_with_real_programs() {
     assert_eq!(md.blocks(), (v2.len() as u64).div_ceil(512));
     assert_eq!(md.mtime(), t("2026-11-25T08:00:00Z").secs());
     assert_eq!(md.ctime(), md.mtime());
-    assert_eq!(md.mode() & 0o777, 0o444);
+    assert_eq!(
+        md.mode() & 0o777,
+        0o644,
+        "writable mount: writing starts a new version"
+    );
     let ino = md.ino();
     assert_eq!(
         fs::metadata(notes.join("2026-11-25T08:00:00.000000000Z"))

@@ -31,7 +31,9 @@ impl FuseAdapter {
 fn errno(op: &str, e: &FsError) -> Errno {
     let n = e.errno();
     match e {
-        FsError::NotFound | FsError::NoAttr | FsError::NotLink => log::debug!("{op}: {e}"),
+        FsError::NotFound | FsError::NoAttr | FsError::NotLink | FsError::NotSupported => {
+            log::debug!("{op}: {e}")
+        }
         _ => log::warn!("{op}: {e}"),
     }
     Errno::from_i32(n)
@@ -82,6 +84,9 @@ pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(1 << 20);
+        // O_TRUNC arrives with open instead of as a separate truncate of a version.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
@@ -112,7 +117,8 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.core.open(ino.0, write) {
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        match self.core.open(ino.0, write, truncate) {
             Ok(o) => {
                 let f = if o.keep_cache {
                     FopenFlags::FOPEN_KEEP_CACHE
@@ -209,6 +215,36 @@ impl Filesystem for FuseAdapter {
         }
     }
 
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        match self.core.getattr(ino.0) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno("access", &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.core.setxattr(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setxattr", &e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        match self.core.setxattr(ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("removexattr", &e)),
+        }
+    }
+
     fn mkdir(
         &self,
         _req: &Request,
@@ -248,17 +284,23 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(fh.0, offset, data) {
+        // The writing process: a close by another (an inherited descriptor) is
+        // not this writer's commit point.
+        let _ = lock_owner;
+        match self
+            .core
+            .write(fh.0, offset, data, Some(u64::from(req.pid())))
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -266,13 +308,15 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        log::debug!("flush fh {}", fh.0);
+        let _ = lock_owner;
+        match self.core.flush(fh.0, Some(u64::from(req.pid()))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("flush", &e)),
         }
@@ -286,7 +330,8 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
+        log::debug!("fsync fh {}", fh.0);
+        match self.core.flush(fh.0, None) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", &e)),
         }

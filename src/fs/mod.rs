@@ -96,6 +96,15 @@ pub enum FsError {
     /// No such extended attribute.
     #[error("no such attribute")]
     NoAttr,
+    /// The name exists already.
+    #[error("file exists")]
+    Exists,
+    /// The operation is not supported (setting extended attributes).
+    #[error("operation not supported")]
+    NotSupported,
+    /// The directory still holds files being written.
+    #[error("directory not empty")]
+    NotEmpty,
 }
 
 impl FsError {
@@ -113,6 +122,9 @@ impl FsError {
             FsError::Store { errno, .. } => errno.unwrap_or(libc::EIO),
             FsError::BadHandle => libc::EBADF,
             FsError::NoAttr => libc::ENODATA,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::NotEmpty => libc::ENOTEMPTY,
         }
     }
 
@@ -247,6 +259,8 @@ pub struct FsOptions {
     pub store_path: Option<PathBuf>,
     /// Short cache lifetime for what changes (directories, `latest`).
     pub mutable_ttl: Duration,
+    /// Refuse every write with EROFS.
+    pub read_only: bool,
 }
 
 impl Default for FsOptions {
@@ -257,6 +271,7 @@ impl Default for FsOptions {
             gid: 0,
             store_path: None,
             mutable_ttl: Duration::from_secs(1),
+            read_only: false,
         }
     }
 }
@@ -279,9 +294,12 @@ pub struct Opened {
     pub keep_cache: bool,
 }
 
-/// An open file: a reader of immutable content.
-struct Handle {
-    reader: SplitReader<SharedStore>,
+/// An open file: a reader of immutable content, or a file being written.
+enum Handle {
+    /// Reading a version, a time-travel file or a ref.
+    Read(Box<SplitReader<SharedStore>>),
+    /// Writing the staged file with this id.
+    Write(u64),
 }
 
 /// The `i`th own entry of a directory listing: inode, type, name.
@@ -300,6 +318,8 @@ pub struct AnchorFs {
     next_fh: AtomicU64,
     meta: Mutex<MetaCache>,
     mounted_at: SystemTime,
+    writes: write::Writes,
+    read_only: bool,
 }
 
 fn blocks(size: u64) -> u64 {
@@ -309,6 +329,7 @@ fn blocks(size: u64) -> u64 {
 impl AnchorFs {
     /// A filesystem over `store`, loading the current anchors.
     pub fn new(store: SharedStore, opts: FsOptions) -> Result<AnchorFs, FsError> {
+        let opts_read_only = opts.read_only;
         let fs = AnchorFs {
             store,
             opts,
@@ -320,6 +341,8 @@ impl AnchorFs {
                 std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
             mounted_at: SystemTime::now(),
+            writes: write::Writes::default(),
+            read_only: opts_read_only,
         };
         fs.refresh()?;
         Ok(fs)
@@ -440,7 +463,7 @@ impl AnchorFs {
             }
             NodeKey::AtTime(t) => Ok((self.dir_attr(ino, t.to_system_time(), 2), short)),
             NodeKey::AnchorDir(name) => {
-                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let v = self.anchor_view(&snap, name).ok_or(FsError::NotFound)?;
                 let mtime = v
                     .latest()
                     .map(|a| a.at.to_system_time())
@@ -451,10 +474,12 @@ impl AnchorFs {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.version(*at).ok_or(FsError::NotFound)?;
                 let (_, size) = self.content_meta(&a.r)?;
-                Ok((
-                    self.file_attr(ino, size, at.to_system_time()),
-                    IMMUTABLE_TTL,
-                ))
+                let mut attr = self.file_attr(ino, size, at.to_system_time());
+                // Writable on a writable mount: writing starts a new version.
+                if !self.read_only {
+                    attr.perm = 0o644;
+                }
+                Ok((attr, IMMUTABLE_TTL))
             }
             NodeKey::Latest(name) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
@@ -475,8 +500,33 @@ impl AnchorFs {
                 let (_, size) = self.content_meta(r)?;
                 Ok((self.file_attr(ino, size, self.mounted_at), IMMUTABLE_TTL))
             }
-            NodeKey::Staged(_) => Err(FsError::NotFound),
+            NodeKey::Staged(id) => {
+                let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
+                let g = f.lock();
+                let mut attr = self.file_attr(ino, g.len(), g.mtime);
+                attr.perm = g.mode;
+                Ok((attr, Duration::ZERO))
+            }
         }
+    }
+
+    /// The view of anchor `name`: from the snapshot, or empty for a directory made by
+    /// `mkdir` that has no version yet.
+    fn anchor_view(&self, snap: &Snapshot, name: &[u8]) -> Option<Arc<AnchorView>> {
+        if let Some(v) = snap.by_name(name) {
+            return Some(v.clone());
+        }
+        self.writes
+            .pending_dirs
+            .lock()
+            .contains(name)
+            .then(|| Arc::new(AnchorView::new(name.to_vec(), &[])))
+    }
+
+    /// The node `name` in directory `parent` (no lookup counted).
+    pub(crate) fn lookup_key(&self, parent: u64, name: &[u8]) -> Result<NodeKey, FsError> {
+        let pkey = self.key_of(parent)?;
+        self.child_key(&pkey, name)
     }
 
     /// The node `name` in directory `parent`, if it exists (no lookup counted).
@@ -487,12 +537,24 @@ impl AnchorFs {
                 if name == META_DIR {
                     return Ok(NodeKey::Meta);
                 }
-                let v = snap.by_dir_name(name).ok_or(FsError::NotFound)?;
-                Ok(NodeKey::AnchorDir(v.name.clone()))
+                if let Some(v) = snap.by_dir_name(name) {
+                    return Ok(NodeKey::AnchorDir(v.name.clone()));
+                }
+                match names::unescape(name) {
+                    Some(names::Unescaped::Name(n))
+                        if self.writes.pending_dirs.lock().contains(&n) =>
+                    {
+                        Ok(NodeKey::AnchorDir(n))
+                    }
+                    _ => Err(FsError::NotFound),
+                }
             }
             NodeKey::AnchorDir(anchor) => {
-                let v = snap.by_name(anchor).ok_or(FsError::NotFound)?;
-                if name == LATEST {
+                if let Some(id) = self.writes.find(anchor, name) {
+                    return Ok(NodeKey::Staged(id));
+                }
+                let v = self.anchor_view(&snap, anchor).ok_or(FsError::NotFound)?;
+                if name == LATEST && v.latest().is_some() {
                     return Ok(NodeKey::Latest(anchor.clone()));
                 }
                 let at = names::parse_version_name(name).ok_or(FsError::NotFound)?;
@@ -592,15 +654,25 @@ impl AnchorFs {
         let own: (usize, Box<ListingEntry<'_>>) = match &key {
             NodeKey::Root => {
                 let anchors = snap.anchors();
+                // Directories made by mkdir that have no version yet come last.
+                let extra: Vec<Vec<u8>> = self
+                    .writes
+                    .pending_dirs
+                    .lock()
+                    .iter()
+                    .filter(|n| snap.by_name(n).is_none())
+                    .cloned()
+                    .collect();
+                let inodes = &inodes;
                 (
-                    1 + anchors.len(),
+                    1 + anchors.len() + extra.len(),
                     Box::new(move |i| match i {
                         0 => (
                             inodes.ino_of(&NodeKey::Meta),
                             FileKind::Dir,
                             META_DIR.to_vec(),
                         ),
-                        _ => {
+                        i if i <= anchors.len() => {
                             let v = &anchors[i - 1];
                             (
                                 inodes.ino_of(&NodeKey::AnchorDir(v.name.clone())),
@@ -608,26 +680,44 @@ impl AnchorFs {
                                 v.dir_name.clone(),
                             )
                         }
+                        i => {
+                            let n = &extra[i - 1 - anchors.len()];
+                            (
+                                inodes.ino_of(&NodeKey::AnchorDir(n.clone())),
+                                FileKind::Dir,
+                                names::escape(n),
+                            )
+                        }
                     }),
                 )
             }
             NodeKey::AnchorDir(name) => {
-                let v = snap.by_name(name).ok_or(FsError::NotFound)?;
+                let v = self.anchor_view(&snap, name).ok_or(FsError::NotFound)?;
                 let names = self.opts.time_names;
                 let inodes = &inodes;
+                let has_latest = usize::from(v.latest().is_some());
+                let staged = self.writes.in_anchor(name);
                 (
-                    v.versions.len() + 1,
+                    v.versions.len() + has_latest + staged.len(),
                     Box::new(move |i| match v.versions.get(i) {
                         Some(a) => (
                             inodes.ino_of(&NodeKey::Version(name.clone(), a.at)),
                             FileKind::File,
                             names.format(a.at).into_bytes(),
                         ),
-                        None => (
+                        None if i == v.versions.len() && has_latest == 1 => (
                             inodes.ino_of(&NodeKey::Latest(name.clone())),
                             FileKind::Symlink,
                             LATEST.to_vec(),
                         ),
+                        None => {
+                            let (id, n) = &staged[i - v.versions.len() - has_latest];
+                            (
+                                inodes.ino_of(&NodeKey::Staged(*id)),
+                                FileKind::File,
+                                n.clone(),
+                            )
+                        }
                     }),
                 )
             }
@@ -690,9 +780,13 @@ impl AnchorFs {
         Ok(out)
     }
 
-    /// Opens `ino`; `write` asks for writing.
-    pub fn open(&self, ino: u64, write: bool) -> Result<Opened, FsError> {
+    /// Opens `ino`; `write` asks for writing (a new version, seeded with the old
+    /// content unless `truncate`).
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<Opened, FsError> {
         let key = self.key_of(ino)?;
+        if write || matches!(key, NodeKey::Staged(_)) {
+            return self.open_for_write(&key, truncate && write);
+        }
         let snap = self.snapshot();
         let r = match &key {
             NodeKey::Version(name, at) => {
@@ -711,13 +805,12 @@ impl AnchorFs {
             NodeKey::Latest(_) => return Err(FsError::NotFound),
             _ => return Err(FsError::IsDir),
         };
-        if write {
-            return Err(FsError::ReadOnly);
-        }
         let (kind, _) = self.content_meta(&r)?;
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Arc::new(Handle { reader }));
+        self.handles
+            .lock()
+            .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
         Ok(Opened { fh, keep_cache })
@@ -731,14 +824,17 @@ impl AnchorFs {
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)?;
-        let avail = h.reader.size().saturating_sub(offset).min(size as u64) as usize;
+        let reader = match &*h {
+            Handle::Read(r) => r,
+            Handle::Write(id) => return self.read_staged(*id, offset, size),
+        };
+        let avail = reader.size().saturating_sub(offset).min(size as u64) as usize;
         let mut buf = vec![0u8; avail];
         let mut done = 0;
         while done < avail {
-            let n = h
-                .reader
+            let n = reader
                 .read_at(offset + done as u64, &mut buf[done..])
-                .map_err(|e| self.damaged(&h.reader.root(), ContentError::Split(e)))?;
+                .map_err(|e| self.damaged(&reader.root(), ContentError::Split(e)))?;
             if n == 0 {
                 break;
             }
@@ -748,13 +844,13 @@ impl AnchorFs {
         Ok(buf)
     }
 
-    /// Closes open file `fh`.
+    /// Closes open file `fh` (after its last flush).
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        self.handles
-            .lock()
-            .remove(&fh)
-            .map(|_| ())
-            .ok_or(FsError::BadHandle)
+        let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
+        if let Handle::Write(id) = &*h {
+            self.release_write(*id);
+        }
+        Ok(())
     }
 
     /// The value of extended attribute `name` of `ino`.
@@ -765,6 +861,13 @@ impl AnchorFs {
             XATTR_AT => Ok(at.to_rfc3339().into_bytes()),
             _ => Err(FsError::NoAttr),
         }
+    }
+
+    /// Setting or removing extended attributes is not supported: the two shown are
+    /// derived from the version.
+    pub fn setxattr(&self, ino: u64) -> Result<(), FsError> {
+        self.key_of(ino).map(|_| ())?;
+        Err(FsError::NotSupported)
     }
 
     /// The names of `ino`'s extended attributes, each NUL-terminated.

@@ -1,64 +1,969 @@
-//! Writing through the mount. The read-side mount refuses every change with EROFS;
-//! each call here is where the write path will plug in.
+//! Writing through the mount: every write becomes a version.
+//!
+//! A file being written is a [`StagedFile`]: a state machine
+//! `Staging → Committing → Committed | Failed(errno)`. Sequential writes stream
+//! straight into the split writer; any other pattern (a write elsewhere than at the
+//! end, a truncate, reading back) moves the content into a temporary spool file
+//! beside the store, which is split at commit. Commit happens at close (flush) and
+//! fsync: the content's root is anchored through [`Committer`], which groups the
+//! commits of concurrent handles into one anchor map update of the shared
+//! optimistic-lock loop. Scratch names (editors' and rsync's temp files) are staged
+//! like any file but become a version only when renamed onto a normal name.
 
-use super::{AnchorFs, Entry, FsError};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use parking_lot::{Condvar, Mutex};
+
+use super::inode::NodeKey;
+use super::names;
+use super::{AnchorFs, Entry, FsError, Handle, Opened, SharedStore};
+use crate::anchor::{self, AnchorError};
+use crate::blob::Ref;
+use crate::content;
+use crate::split::{SplitOptions, SplitReader, SplitWriter};
+use crate::timestamp::Timestamp;
+
+/// Whether a file name is scratch: never committed on its own.
+pub fn is_scratch(name: &[u8]) -> bool {
+    name.starts_with(b".")
+        || name.ends_with(b"~")
+        || name.ends_with(b".swp")
+        || name.ends_with(b".swx")
+        || name == b"4913"
+}
+
+/// Where a staged file's bytes are.
+enum Data {
+    /// Streaming into the split writer; `len` bytes so far, all in order.
+    Stream {
+        writer: Box<SplitWriter<SharedStore>>,
+        len: u64,
+    },
+    /// In a temporary file (random writes, truncates, reads of own writes).
+    Spool { file: File, len: u64 },
+    /// Stored as a split tree (after a commit, or seeded from a version).
+    Stored { root: Ref, len: u64 },
+}
+
+/// The commit state of a staged file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitState {
+    /// Being written; not yet a version.
+    Staging,
+    /// Its content is being stored and anchored.
+    Committing,
+    /// The version exists.
+    Committed(Ref),
+    /// The last commit failed with this errno; nothing became visible.
+    Failed(i32),
+}
+
+/// A file being written in an anchor directory.
+pub(crate) struct StagedFile {
+    /// The anchor it will become a version of.
+    pub anchor: Vec<u8>,
+    /// Its name in the anchor directory.
+    pub name: Vec<u8>,
+    data: Data,
+    /// Where the commit stands.
+    pub state: CommitState,
+    /// Changed since the last commit.
+    dirty: bool,
+    /// Written to (or truncated) at least once: an untouched new file is committed
+    /// at its last close rather than at every flush, so the flush of a duplicated
+    /// descriptor closed before the first write (as a shell's `>` does) does not
+    /// make an empty version.
+    written: bool,
+    /// Open handles.
+    open: u32,
+    /// Shown while staged (not kept in the version: see docs/SEMANTICS.md).
+    pub mtime: SystemTime,
+    /// Shown while staged.
+    pub mode: u16,
+    /// Unlinked while open: dropped at last close, never committed.
+    unlinked: bool,
+    /// Serializes commits of this file.
+    gate: Arc<Mutex<()>>,
+    /// The process that writes: a flush from any other process (a descriptor
+    /// inherited by a forked child and closed at its exec) is not this writer's
+    /// close, so it does not commit; the last close still does.
+    writer_owner: Option<u64>,
+    /// A write or truncate failed with this errno: part of the content is lost, so
+    /// the file never becomes a version; every later call reports the error.
+    broken: Option<i32>,
+}
+
+impl StagedFile {
+    /// The size written so far.
+    pub fn len(&self) -> u64 {
+        match &self.data {
+            Data::Stream { len, .. } | Data::Spool { len, .. } | Data::Stored { len, .. } => *len,
+        }
+    }
+
+    fn scratch(&self) -> bool {
+        is_scratch(&self.name)
+    }
+
+    fn break_with(&mut self, errno: i32) {
+        self.broken = Some(errno);
+        self.state = CommitState::Failed(errno);
+        self.dirty = false;
+    }
+}
+
+fn broken_err(errno: i32) -> FsError {
+    FsError::Store {
+        errno: Some(errno),
+        why: "an earlier write to this file failed; it will not become a version".into(),
+    }
+}
+
+/// A staged file's place: (anchor, file name).
+type StagedName = (Vec<u8>, Vec<u8>);
+
+/// The write-side state of a mount.
+#[derive(Default)]
+pub(crate) struct Writes {
+    /// Anchor directories made by `mkdir` that have no version yet.
+    pub pending_dirs: Mutex<BTreeSet<Vec<u8>>>,
+    files: Mutex<HashMap<u64, Arc<Mutex<StagedFile>>>>,
+    by_name: Mutex<HashMap<StagedName, u64>>,
+    next_id: std::sync::atomic::AtomicU64,
+    pub committer: Committer,
+}
+
+impl Writes {
+    /// The staged file `name` in anchor `anchor`.
+    pub fn find(&self, anchor: &[u8], name: &[u8]) -> Option<u64> {
+        self.by_name
+            .lock()
+            .get(&(anchor.to_vec(), name.to_vec()))
+            .copied()
+    }
+
+    /// The staged file with id `id`.
+    pub fn get(&self, id: u64) -> Option<Arc<Mutex<StagedFile>>> {
+        self.files.lock().get(&id).cloned()
+    }
+
+    /// The staged files of `anchor`: (id, name), by name.
+    pub fn in_anchor(&self, anchor: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut v: Vec<(u64, Vec<u8>)> = self
+            .by_name
+            .lock()
+            .iter()
+            .filter(|((a, _), _)| a == anchor)
+            .map(|((_, n), id)| (*id, n.clone()))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v
+    }
+
+    fn remove(&self, id: u64) {
+        if let Some(f) = self.files.lock().remove(&id) {
+            let f = f.lock();
+            let mut names = self.by_name.lock();
+            if names.get(&(f.anchor.clone(), f.name.clone())) == Some(&id) {
+                names.remove(&(f.anchor.clone(), f.name.clone()));
+            }
+        }
+    }
+}
+
+/// One commit waiting for the group's anchor map update.
+struct Pending {
+    anchor: Vec<u8>,
+    root: Ref,
+    at: Timestamp,
+    result: Option<Result<(), i32>>,
+}
+
+/// Groups concurrent commits into one anchor map update: the first committer to
+/// arrive leads, taking every commit queued so far; the others wait for its result.
+#[derive(Default)]
+pub(crate) struct Committer {
+    queue: Mutex<CommitQueue>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct CommitQueue {
+    waiting: Vec<Arc<Mutex<Pending>>>,
+    leading: bool,
+}
+
+impl Committer {
+    /// Anchors `anchor` to the split tree `root` at `at`, durably; returns the errno
+    /// on failure.
+    fn commit(
+        &self,
+        store: &SharedStore,
+        anchor: &[u8],
+        root: Ref,
+        at: Timestamp,
+    ) -> Result<(), i32> {
+        let me = Arc::new(Mutex::new(Pending {
+            anchor: anchor.to_vec(),
+            root,
+            at,
+            result: None,
+        }));
+        let mut q = self.queue.lock();
+        q.waiting.push(me.clone());
+        loop {
+            if let Some(r) = me.lock().result {
+                return r;
+            }
+            if !q.leading {
+                break;
+            }
+            self.done.wait(&mut q);
+        }
+        // Lead: take every waiting commit and apply them in one update.
+        q.leading = true;
+        let batch: Vec<Arc<Mutex<Pending>>> = std::mem::take(&mut q.waiting);
+        drop(q);
+        let items: Vec<(Vec<u8>, Ref, Timestamp)> = batch
+            .iter()
+            .map(|p| {
+                let p = p.lock();
+                (p.anchor.clone(), p.root, p.at)
+            })
+            .collect();
+        let res = anchor::update(&**store, |u| {
+            for (name, root, at) in &items {
+                content::record_split(u, *root, *at)?;
+                u.put(name, *root, *at)?;
+            }
+            Ok(())
+        });
+        let outcome = res.map_err(|e| {
+            let errno = anchor_errno(&e);
+            log::error!("committing {} version(s): {e}", items.len());
+            errno
+        });
+        if outcome.is_ok() {
+            log::debug!("committed {} version(s) in one update", items.len());
+        }
+        for p in &batch {
+            p.lock().result = Some(outcome);
+        }
+        let mut q = self.queue.lock();
+        q.leading = false;
+        self.done.notify_all();
+        drop(q);
+        let r = me.lock().result;
+        r.unwrap_or(Err(libc::EIO))
+    }
+}
+
+/// The time a file's name gives its version: any RFC 3339 time, or the compact form.
+fn name_time(name: &[u8]) -> Option<Timestamp> {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|t| Timestamp::parse(t).ok())
+}
+
+fn anchor_errno(e: &AnchorError) -> i32 {
+    match e {
+        AnchorError::Store(s) => s.raw_os_error().unwrap_or(libc::EIO),
+        AnchorError::RetriesExhausted(_) => libc::EAGAIN,
+        _ => libc::EIO,
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn store_err(e: impl std::fmt::Display, errno: Option<i32>) -> FsError {
+    FsError::Store {
+        errno: Some(errno.unwrap_or(libc::EIO)),
+        why: e.to_string(),
+    }
+}
+
+fn split_err(e: crate::split::SplitError) -> FsError {
+    use crate::split::SplitError;
+    let errno = match &e {
+        SplitError::Store(s) => s.raw_os_error(),
+        SplitError::Io(io) => io.raw_os_error(),
+        _ => None,
+    };
+    store_err(e, errno)
+}
+
 impl AnchorFs {
-    /// `mkdir NAME`: refused (read-only mount).
-    pub fn mkdir(&self, _parent: u64, _name: &[u8]) -> Result<Entry, FsError> {
-        Err(FsError::ReadOnly)
+    fn spool_file(&self) -> Result<File, FsError> {
+        let dir = self
+            .opts
+            .store_path
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        tempfile::tempfile_in(&dir)
+            .or_else(|_| tempfile::tempfile())
+            .map_err(|e| store_err(format!("creating a spool file: {e}"), Some(io_errno(&e))))
     }
 
-    /// Creates a file: refused (read-only mount).
-    pub fn create(&self, _parent: u64, _name: &[u8]) -> Result<(Entry, u64), FsError> {
-        Err(FsError::ReadOnly)
-    }
-
-    /// Writes to an open file: refused (read-only mount).
-    pub fn write(&self, _fh: u64, _offset: u64, _data: &[u8]) -> Result<usize, FsError> {
-        Err(FsError::ReadOnly)
-    }
-
-    /// Close or fsync of an open file: nothing to commit on a read-only mount.
-    pub fn flush(&self, _fh: u64) -> Result<(), FsError> {
+    /// Moves a staged file's bytes into a spool file (for random access).
+    fn to_spool(&self, f: &mut StagedFile) -> Result<(), FsError> {
+        let (root, len) = match std::mem::replace(
+            &mut f.data,
+            Data::Stored {
+                root: Ref::ZERO,
+                len: 0,
+            },
+        ) {
+            Data::Spool { file, len } => {
+                f.data = Data::Spool { file, len };
+                return Ok(());
+            }
+            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, len),
+            Data::Stored { root, len } => (root, len),
+        };
+        let mut file = self.spool_file()?;
+        if len > 0 {
+            let mut reader = SplitReader::new(self.store.clone(), root).map_err(split_err)?;
+            std::io::copy(&mut reader, &mut file)
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+        }
+        f.data = Data::Spool { file, len };
         Ok(())
     }
 
-    /// Changes attributes: refused (read-only mount).
+    /// Stores a staged file's bytes as a split tree; returns the root.
+    fn store_data(&self, f: &mut StagedFile) -> Result<Ref, FsError> {
+        let (root, len) = match std::mem::replace(
+            &mut f.data,
+            Data::Stored {
+                root: Ref::ZERO,
+                len: 0,
+            },
+        ) {
+            Data::Stored { root, len } => (root, len),
+            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, len),
+            Data::Spool { mut file, len } => {
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                let root = crate::split::store_from(
+                    &*self.store,
+                    (&mut file).take(len),
+                    SplitOptions::default(),
+                )
+                .map_err(split_err)?;
+                (root, len)
+            }
+        };
+        f.data = Data::Stored { root, len };
+        Ok(root)
+    }
+
+    fn new_staged(
+        &self,
+        anchor: &[u8],
+        name: &[u8],
+        data: Data,
+        listed: bool,
+    ) -> Result<(u64, Arc<Mutex<StagedFile>>), FsError> {
+        let id = self.writes.next_id.fetch_add(1, Ordering::Relaxed);
+        let f = Arc::new(Mutex::new(StagedFile {
+            anchor: anchor.to_vec(),
+            name: name.to_vec(),
+            data,
+            state: CommitState::Staging,
+            dirty: true,
+            written: false,
+            open: 1,
+            mtime: SystemTime::now(),
+            mode: 0o644,
+            unlinked: false,
+            gate: Arc::new(Mutex::new(())),
+            writer_owner: None,
+            broken: None,
+        }));
+        self.writes.files.lock().insert(id, f.clone());
+        if !listed {
+            return Ok((id, f));
+        }
+        let old = self
+            .writes
+            .by_name
+            .lock()
+            .insert((anchor.to_vec(), name.to_vec()), id);
+        if let Some(old) = old {
+            // A new file of the same name replaces an older staged one.
+            if let Some(o) = self.writes.get(old) {
+                o.lock().unlinked = true;
+            }
+            self.writes.files.lock().remove(&old);
+        }
+        Ok((id, f))
+    }
+
+    fn write_handle(&self, id: u64) -> Result<u64, FsError> {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(Handle::Write(id)));
+        Ok(fh)
+    }
+
+    fn anchor_dir_of(&self, parent: u64) -> Result<Vec<u8>, FsError> {
+        match self.key_of(parent)? {
+            NodeKey::AnchorDir(a) => Ok(a),
+            NodeKey::Root => Err(FsError::Immutable),
+            _ => Err(FsError::ReadOnly),
+        }
+    }
+
+    fn check_name(name: &[u8]) -> Result<(), FsError> {
+        if name.is_empty() || name.len() > names::NAME_MAX || name == b"." || name == b".." {
+            return Err(FsError::BadName(String::from_utf8_lossy(name).into()));
+        }
+        Ok(())
+    }
+
+    /// `mkdir NAME` at the root: an anchor directory that exists until its first
+    /// version.
+    pub fn mkdir(&self, parent: u64, name: &[u8]) -> Result<Entry, FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if self.key_of(parent)? != NodeKey::Root {
+            return Err(FsError::Immutable);
+        }
+        Self::check_name(name)?;
+        let anchor = match names::unescape(name) {
+            Some(names::Unescaped::Name(n)) => n,
+            _ => return Err(FsError::BadName(String::from_utf8_lossy(name).into())),
+        };
+        if name == super::META_DIR || anchor.as_slice() == anchor::PROTO_TYPES_ANCHOR {
+            return Err(FsError::Exists);
+        }
+        if self.snapshot().by_name(&anchor).is_some()
+            || !self.writes.pending_dirs.lock().insert(anchor.clone())
+        {
+            return Err(FsError::Exists);
+        }
+        self.lookup(parent, name)
+    }
+
+    /// Creates a new file in an anchor directory; returns its entry and handle.
+    pub fn create(&self, parent: u64, name: &[u8]) -> Result<(Entry, u64), FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let anchor = self.anchor_dir_of(parent)?;
+        Self::check_name(name)?;
+        let has_versions = self
+            .snapshot()
+            .by_name(&anchor)
+            .is_some_and(|v| v.latest().is_some());
+        if name == super::LATEST && has_versions {
+            return Err(FsError::Exists);
+        }
+        let (id, _) = self.new_staged(
+            &anchor,
+            name,
+            Data::Stream {
+                writer: Box::new(SplitWriter::new(self.store.clone())),
+                len: 0,
+            },
+            true,
+        )?;
+        let fh = self.write_handle(id)?;
+        let entry = self.lookup(parent, name)?;
+        Ok((entry, fh))
+    }
+
+    /// Opens an existing version (or `latest`, or a staged file) for writing: a new
+    /// staged file seeded with the old content unless `truncate`.
+    pub(crate) fn open_for_write(&self, key: &NodeKey, truncate: bool) -> Result<Opened, FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        match key {
+            NodeKey::Staged(id) => {
+                let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
+                let mut g = f.lock();
+                g.open += 1;
+                if truncate {
+                    g.data = Data::Stream {
+                        writer: Box::new(SplitWriter::new(self.store.clone())),
+                        len: 0,
+                    };
+                    g.dirty = true;
+                    g.state = CommitState::Staging;
+                }
+                drop(g);
+                Ok(Opened {
+                    fh: self.write_handle(*id)?,
+                    keep_cache: false,
+                })
+            }
+            NodeKey::Version(anchor, at) => {
+                let snap = self.snapshot();
+                let a = snap
+                    .by_name(anchor)
+                    .and_then(|v| v.version(*at))
+                    .ok_or(FsError::NotFound)?;
+                let data = if truncate {
+                    Data::Stream {
+                        writer: Box::new(SplitWriter::new(self.store.clone())),
+                        len: 0,
+                    }
+                } else {
+                    let (kind, len) = self.content_meta(&a.r)?;
+                    match kind {
+                        content::Kind::Split => Data::Stored { root: a.r, len },
+                        content::Kind::Raw => {
+                            // A raw blob: copy it into a spool file to write over.
+                            let mut file = self.spool_file()?;
+                            let blob = self.store.get(&a.r).map_err(FsError::from_store)?;
+                            file.write_all(&blob)
+                                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                            Data::Spool { file, len }
+                        }
+                    }
+                };
+                // Not listed under a name of its own: the version appears under its
+                // commit time when the file is closed.
+                let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
+                // Seeded with the old content: nothing to commit unless written.
+                f.lock().dirty = truncate;
+                Ok(Opened {
+                    fh: self.write_handle(id)?,
+                    keep_cache: false,
+                })
+            }
+            _ => Err(FsError::ReadOnly),
+        }
+    }
+
+    /// Writes `data` at `offset` into open file `fh`.
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        owner: Option<u64>,
+    ) -> Result<usize, FsError> {
+        let id = self.write_id(fh)?;
+        let f = self.writes.get(id).ok_or(FsError::BadHandle)?;
+        let mut g = f.lock();
+        if owner.is_some() {
+            g.writer_owner = owner;
+        }
+        if let Some(errno) = g.broken {
+            return Err(broken_err(errno));
+        }
+        if let Err(e) = self.write_data(&mut g, offset, data) {
+            // Part of the content is lost: this file can never become a version.
+            g.break_with(e.errno());
+            return Err(e);
+        }
+        g.dirty = true;
+        g.written = true;
+        g.state = CommitState::Staging;
+        g.mtime = SystemTime::now();
+        Ok(data.len())
+    }
+
+    fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        match &mut g.data {
+            Data::Stream { writer, len: l } if offset == *l => {
+                writer.write_bytes(data).map_err(split_err)?;
+                *l += data.len() as u64;
+            }
+            Data::Stored { root, len: l } if offset == *l && *l > 0 => {
+                // Appending to seeded content: stream the old bytes, then the new.
+                let mut writer = SplitWriter::new(self.store.clone());
+                let reader = SplitReader::new(self.store.clone(), *root).map_err(split_err)?;
+                std::io::copy(
+                    &mut std::io::BufReader::with_capacity(1 << 20, reader),
+                    &mut writer,
+                )
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                writer.write_bytes(data).map_err(split_err)?;
+                let new_len = *l + data.len() as u64;
+                g.data = Data::Stream {
+                    writer: Box::new(writer),
+                    len: new_len,
+                };
+            }
+            _ => {
+                self.to_spool(g)?;
+                if let Data::Spool { file, len: l } = &mut g.data {
+                    file.write_all_at(data, offset)
+                        .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                    *l = (*l).max(offset + data.len() as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads from a file open for writing (its own bytes so far).
+    pub(crate) fn read_staged(
+        &self,
+        id: u64,
+        offset: u64,
+        size: usize,
+    ) -> Result<Vec<u8>, FsError> {
+        let f = self.writes.get(id).ok_or(FsError::BadHandle)?;
+        let mut g = f.lock();
+        if let Data::Stored { root, len } = &g.data {
+            let reader = SplitReader::new(self.store.clone(), *root).map_err(split_err)?;
+            let n = len.saturating_sub(offset).min(size as u64) as usize;
+            let mut buf = vec![0u8; n];
+            reader.read_exact_at(offset, &mut buf).map_err(split_err)?;
+            return Ok(buf);
+        }
+        self.to_spool(&mut g)?;
+        let Data::Spool { file, len } = &g.data else {
+            return Err(FsError::BadHandle);
+        };
+        let n = len.saturating_sub(offset).min(size as u64) as usize;
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+        Ok(buf)
+    }
+
+    fn write_id(&self, fh: u64) -> Result<u64, FsError> {
+        match self.handles.lock().get(&fh).map(|h| &**h) {
+            Some(Handle::Write(id)) => Ok(*id),
+            Some(Handle::Read(_)) => Err(FsError::BadHandle),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Commits the staged file `id` if it has changes and a normal name: stores the
+    /// content and anchors it. Returns the errno of a failed commit.
+    fn commit(&self, id: u64, last_close: bool) -> Result<(), FsError> {
+        let Some(f) = self.writes.get(id) else {
+            return Ok(());
+        };
+        // One commit of a file at a time: a second one (a flush racing an fsync)
+        // waits, so it returns only once the version it reports is durable.
+        let gate = f.lock().gate.clone();
+        let _gate = gate.lock();
+        let mut g = f.lock();
+        if let Some(errno) = g.broken {
+            return Err(broken_err(errno));
+        }
+        if !g.dirty || g.scratch() || g.unlinked || (!g.written && !last_close) {
+            return match g.state {
+                CommitState::Failed(errno) => Err(FsError::Store {
+                    errno: Some(errno),
+                    why: "an earlier commit of this file failed".into(),
+                }),
+                _ => Ok(()),
+            };
+        }
+        g.state = CommitState::Committing;
+        let at = name_time(&g.name).unwrap_or_else(Timestamp::now);
+        log::debug!(
+            "commit: file {id} ({}/{}) at {at}{}",
+            names::escape(&g.anchor).escape_ascii(),
+            g.name.escape_ascii(),
+            if last_close { " (last close)" } else { "" }
+        );
+        let anchor_name = g.anchor.clone();
+        // Writes from here on make the file dirty again, for the next commit.
+        g.dirty = false;
+        let stored = self.store_data(&mut g);
+        let root = match stored {
+            Ok(r) => r,
+            Err(e) => {
+                // The content could not be stored (and is gone): nothing becomes a
+                // version, not even at the last close; the error stays on the file.
+                g.state = CommitState::Failed(e.errno());
+                g.dirty = false;
+                log::error!(
+                    "storing {}/{}: {e}",
+                    names::escape(&anchor_name).escape_ascii(),
+                    g.name.escape_ascii()
+                );
+                return Err(e);
+            }
+        };
+        // The group commit may wait for other handles: do not hold this file's lock.
+        drop(g);
+        let res = self
+            .writes
+            .committer
+            .commit(&self.store, &anchor_name, root, at);
+        let mut g = f.lock();
+        match res {
+            Ok(()) => {
+                if g.state == CommitState::Committing {
+                    g.state = CommitState::Committed(root);
+                }
+                drop(g);
+                self.writes.pending_dirs.lock().remove(&anchor_name);
+                self.after_commit();
+                Ok(())
+            }
+            Err(errno) => {
+                g.state = CommitState::Failed(errno);
+                Err(FsError::Store {
+                    errno: Some(errno),
+                    why: format!(
+                        "committing a version of {}",
+                        names::escape(&anchor_name).escape_ascii()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// After a commit: the new version is listed at once.
+    fn after_commit(&self) {
+        if let Err(e) = self.refresh() {
+            log::warn!("re-reading anchors after a commit: {e}");
+        }
+    }
+
+    /// Close of a descriptor (`owner`: the closing process) or fsync (`None`) of an open
+    /// file: commits it (see [`CommitState`]). A close from another process's
+    /// descriptor table than the writer's does not commit.
+    pub fn flush(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
+        let id = match self.handles.lock().get(&fh).map(|h| &**h) {
+            Some(Handle::Write(id)) => *id,
+            Some(Handle::Read(_)) => return Ok(()),
+            None => return Err(FsError::BadHandle),
+        };
+        if let (Some(o), Some(f)) = (owner, self.writes.get(id)) {
+            if f.lock().writer_owner.is_some_and(|w| w != o) {
+                log::debug!("flush of file {id} from another process: not a commit point");
+                return Ok(());
+            }
+        }
+        self.commit(id, false)
+    }
+
+    /// The last close of a handle: commits what no flush committed (an untouched new
+    /// file becomes an empty version here).
+    pub(crate) fn release_write(&self, id: u64) {
+        let Some(f) = self.writes.get(id) else {
+            return;
+        };
+        let last = f.lock().open <= 1;
+        if last {
+            if let Err(e) = self.commit(id, true) {
+                log::error!("committing at last close: {e}");
+            }
+        }
+        let mut g = f.lock();
+        g.open = g.open.saturating_sub(1);
+        let done = g.open == 0 && (g.unlinked || (!g.scratch() && !g.dirty));
+        drop(g);
+        if done {
+            self.writes.remove(id);
+        }
+    }
+
+    /// Changes attributes. On a staged file: truncate, mode and times apply to the
+    /// staged file; nothing of mode or times is kept in the version. On a version:
+    /// times and mode changes are accepted and ignored (history does not change);
+    /// truncating a version is refused.
     pub fn setattr(
         &self,
-        _ino: u64,
-        _fh: Option<u64>,
-        _size: Option<u64>,
-        _mtime: Option<SystemTime>,
+        ino: u64,
+        fh: Option<u64>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
     ) -> Result<Entry, FsError> {
-        Err(FsError::ReadOnly)
+        let key = self.key_of(ino)?;
+        let id = match (&key, fh.map(|fh| self.write_id(fh))) {
+            (_, Some(Ok(id))) => Some(id),
+            (NodeKey::Staged(id), _) => Some(*id),
+            _ => None,
+        };
+        match id {
+            Some(id) => {
+                let f = self.writes.get(id).ok_or(FsError::NotFound)?;
+                let mut g = f.lock();
+                if let Some(size) = size {
+                    if size != g.len() {
+                        if let Err(e) = self.truncate_data(&mut g, size) {
+                            g.break_with(e.errno());
+                            return Err(e);
+                        }
+                        g.dirty = true;
+                        g.written = true;
+                        g.state = CommitState::Staging;
+                    }
+                }
+                if let Some(t) = mtime {
+                    g.mtime = t;
+                }
+            }
+            None => {
+                if self.read_only {
+                    return Err(FsError::ReadOnly);
+                }
+                if size.is_some() {
+                    return Err(FsError::Immutable);
+                }
+            }
+        }
+        self.getattr(ino)
     }
 
-    /// Removes a file: refused (read-only mount).
-    pub fn unlink(&self, _parent: u64, _name: &[u8]) -> Result<(), FsError> {
-        Err(FsError::ReadOnly)
+    fn truncate_data(&self, g: &mut StagedFile, size: u64) -> Result<(), FsError> {
+        self.to_spool(g)?;
+        if let Data::Spool { file, len } = &mut g.data {
+            file.set_len(size)
+                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+            *len = size;
+        }
+        Ok(())
     }
 
-    /// Removes a directory: refused (read-only mount).
-    pub fn rmdir(&self, _parent: u64, _name: &[u8]) -> Result<(), FsError> {
-        Err(FsError::ReadOnly)
+    /// Removes a staged (scratch or uncommitted) file; versions cannot be removed.
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let anchor = self.anchor_dir_of(parent)?;
+        if let Some(id) = self.writes.find(&anchor, name) {
+            let f = self.writes.get(id).ok_or(FsError::NotFound)?;
+            let mut g = f.lock();
+            g.unlinked = true;
+            let open = g.open;
+            drop(g);
+            self.writes.by_name.lock().remove(&(anchor, name.to_vec()));
+            if open == 0 {
+                self.writes.remove(id);
+            }
+            return Ok(());
+        }
+        // Exists as a version or `latest`: history is immutable.
+        self.lookup_key(parent, name)?;
+        Err(FsError::Immutable)
     }
 
-    /// Renames: refused (read-only mount).
+    /// Removes an anchor directory made by `mkdir` that has no version yet.
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        match self.lookup_key(parent, name)? {
+            NodeKey::AnchorDir(anchor) => {
+                if self.snapshot().by_name(&anchor).is_some() {
+                    return Err(FsError::Immutable);
+                }
+                if !self.writes.in_anchor(&anchor).is_empty() {
+                    return Err(FsError::NotEmpty);
+                }
+                self.writes.pending_dirs.lock().remove(&anchor);
+                Ok(())
+            }
+            _ => Err(FsError::Immutable),
+        }
+    }
+
+    /// Renames a staged file within its anchor directory. Onto a normal name (or
+    /// `latest`, or a version's name) it becomes a version; anchors and versions
+    /// themselves cannot be renamed.
     pub fn rename(
         &self,
-        _parent: u64,
-        _name: &[u8],
-        _newparent: u64,
-        _newname: &[u8],
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
     ) -> Result<(), FsError> {
-        Err(FsError::ReadOnly)
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let anchor = self.anchor_dir_of(parent)?;
+        let Some(id) = self.writes.find(&anchor, name) else {
+            self.lookup_key(parent, name)?;
+            return Err(FsError::Immutable);
+        };
+        let new_anchor = self.anchor_dir_of(newparent)?;
+        Self::check_name(newname)?;
+        let f = self.writes.get(id).ok_or(FsError::NotFound)?;
+        // Onto `latest` or an existing version's name: a new version at commit time.
+        let target = if newname == super::LATEST {
+            self.opts.time_names.format(Timestamp::now()).into_bytes()
+        } else {
+            newname.to_vec()
+        };
+        {
+            let mut names_map = self.writes.by_name.lock();
+            names_map.remove(&(anchor.clone(), name.to_vec()));
+            if let Some(old) = names_map.insert((new_anchor.clone(), target.clone()), id) {
+                if old != id {
+                    self.writes.files.lock().remove(&old);
+                }
+            }
+        }
+        let commit_now = {
+            let mut g = f.lock();
+            g.anchor = new_anchor;
+            g.name = target;
+            g.dirty = true;
+            !g.scratch() && g.open == 0
+        };
+        if commit_now {
+            let res = self.commit(id, true);
+            self.release_write_if_closed(id);
+            return res;
+        }
+        Ok(())
     }
 
-    /// Creates a symlink: refused (read-only mount).
-    pub fn symlink(&self, _parent: u64, _name: &[u8], _target: &[u8]) -> Result<Entry, FsError> {
-        Err(FsError::ReadOnly)
+    fn release_write_if_closed(&self, id: u64) {
+        if let Some(f) = self.writes.get(id) {
+            let g = f.lock();
+            let done = g.open == 0 && !g.dirty;
+            drop(g);
+            if done {
+                self.writes.remove(id);
+            }
+        }
+    }
+
+    /// `ln -s HEX NAME/anything`: anchors NAME to an existing ref without copying.
+    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8]) -> Result<Entry, FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let anchor = self.anchor_dir_of(parent)?;
+        let text = std::str::from_utf8(target)
+            .map_err(|_| FsError::BadName(String::from_utf8_lossy(target).into()))?;
+        let r = Ref::from_hex(text.trim()).map_err(|_| FsError::BadName(text.into()))?;
+        if !self.store.contains(&r).map_err(FsError::from_store)? {
+            return Err(FsError::NotFound);
+        }
+        let at = name_time(name).unwrap_or_else(Timestamp::now);
+        let (kind, _) = self.content_meta(&r)?;
+        let res = match kind {
+            content::Kind::Split => self.writes.committer.commit(&self.store, &anchor, r, at),
+            content::Kind::Raw => {
+                anchor::put(&*self.store, &anchor, r, at).map_err(|e| anchor_errno(&e))
+            }
+        };
+        res.map_err(|errno| FsError::Store {
+            errno: Some(errno),
+            why: "anchoring a ref".into(),
+        })?;
+        self.writes.pending_dirs.lock().remove(&anchor);
+        self.after_commit();
+        // The kernel wants a symlink back: the anchor's `latest`, which now points at
+        // the new version (or a newer one).
+        let dir = self.lookup_key(super::inode::ROOT_INO, &names::escape(&anchor))?;
+        let dir_ino = self.inodes.lock().ino_of(&dir);
+        let mut e = self.lookup(dir_ino, super::LATEST)?;
+        e.ttl = std::time::Duration::ZERO;
+        Ok(e)
     }
 }

@@ -134,7 +134,7 @@ impl FileStore {
         let path = self.map_ref_path();
         let ctx = |e| StoreError::io(format!("writing {}", path.display()), e);
         let mut tmp = temp_file_in(&self.root).map_err(ctx)?;
-        tmp.write_all(r.as_bytes()).map_err(ctx)?;
+        tmp.as_file_mut().write_all(r.as_bytes()).map_err(ctx)?;
         tmp.as_file().sync_all().map_err(ctx)?;
         tmp.persist(&path).map_err(|e| ctx(e.error))?;
         sync_dir(&self.root).map_err(ctx)
@@ -354,7 +354,8 @@ impl Store for FileStore {
             }
             Err(e) => return Err(ctx(e)),
         };
-        tmp.write_all(blob).map_err(ctx)?;
+        // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
+        tmp.as_file_mut().write_all(blob).map_err(ctx)?;
         tmp.persist(&path).map_err(|e| ctx(e.error))?;
         Ok((r, true))
     }

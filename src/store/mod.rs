@@ -88,10 +88,16 @@ impl StoreError {
 
     /// The OS error number behind an I/O error, if any (ENOSPC, EIO, ...).
     pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            StoreError::Io { source, .. } => source.raw_os_error(),
+        let StoreError::Io { source, .. } = self else {
+            return None;
+        };
+        source.raw_os_error().or(match source.kind() {
+            io::ErrorKind::StorageFull => Some(libc::ENOSPC),
+            io::ErrorKind::QuotaExceeded => Some(libc::EDQUOT),
+            io::ErrorKind::ReadOnlyFilesystem => Some(libc::EROFS),
+            io::ErrorKind::PermissionDenied => Some(libc::EACCES),
             _ => None,
-        }
+        })
     }
 }
 

@@ -1,0 +1,515 @@
+//! Real mounts, write side: real programs write into anchor directories; afterwards
+//! the store's history holds exactly the expected versions and the content
+//! round-trips.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use anchorfs::anchor::{self, Anchor};
+use anchorfs::split;
+use anchorfs::store::file::FileStore;
+use anchorfs::store::Getter;
+use anchorfs::Timestamp;
+use common::{fuse_skipped, run, Mounted};
+
+/// The history of `name` in the store under `m`, with each version's content.
+fn versions(m: &Mounted, name: &[u8]) -> Vec<(Anchor, Vec<u8>)> {
+    let store = FileStore::open(&m.store).unwrap();
+    anchor::history(&store, name)
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            let kind = anchorfs::content::kind_of(&store, &a.r).unwrap();
+            let mut r = anchorfs::content::open(&store, a.r, kind).unwrap();
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut out).unwrap();
+            (a, out)
+        })
+        .collect()
+}
+
+fn contents(m: &Mounted, name: &[u8]) -> Vec<Vec<u8>> {
+    versions(m, name).into_iter().map(|(_, c)| c).collect()
+}
+
+fn sh(cmd: &str) -> (i32, String) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn mounted() -> (tempfile::TempDir, Mounted) {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    FileStore::create(&sp).unwrap();
+    let m = Mounted::new(&sp, "");
+    (dir, m)
+}
+
+#[test]
+fn shell_redirects_and_mkdir() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    fs::create_dir(m.path("notes")).unwrap();
+    assert!(
+        m.path("notes").is_dir(),
+        "an anchor directory before its first version"
+    );
+    assert!(contents(&m, b"notes").is_empty());
+    let notes = m.path("notes");
+    let n = notes.display();
+    assert_eq!(sh(&format!("echo hi > {n}/latest")).0, 0);
+    assert_eq!(
+        contents(&m, b"notes"),
+        vec![b"hi\n".to_vec()],
+        "first version through latest"
+    );
+    assert_eq!(sh(&format!("echo more >> {n}/latest")).0, 0);
+    assert_eq!(sh(&format!("echo replaced > {n}/latest")).0, 0);
+    assert_eq!(
+        contents(&m, b"notes"),
+        vec![
+            b"hi\n".to_vec(),
+            b"hi\nmore\n".to_vec(),
+            b"replaced\n".to_vec()
+        ],
+        "> truncates, >> seeds the old content; no empty versions from the shell's dup"
+    );
+    // Listed as soon as the close returns.
+    assert_eq!(fs::read(notes.join("latest")).unwrap(), b"replaced\n");
+    assert_eq!(fs::read_dir(&notes).unwrap().count(), 4);
+    // An old version is untouched by writes through latest.
+    let first = fs::read_dir(&notes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "latest")
+        .min()
+        .unwrap();
+    assert_eq!(fs::read(notes.join(&first)).unwrap(), b"hi\n");
+    // Writing over an old version makes a new version, seeded with it.
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(notes.join(&first))
+        .unwrap();
+    f.write_all(b"HI").unwrap();
+    drop(f);
+    assert_eq!(
+        fs::read(notes.join(&first)).unwrap(),
+        b"hi\n",
+        "history does not change"
+    );
+    assert_eq!(contents(&m, b"notes").last().unwrap(), b"HI\n");
+    // touch: an empty version for a new name, nothing for an existing one.
+    assert_eq!(sh(&format!("touch {n}/empty-file")).0, 0);
+    assert!(common::eventually(Duration::from_secs(3), || contents(
+        &m, b"notes"
+    )
+    .len()
+        == 5));
+    assert_eq!(contents(&m, b"notes").last().unwrap(), b"");
+    assert_eq!(sh(&format!("touch {n}/latest")).0, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        contents(&m, b"notes").len(),
+        5,
+        "touching a version adds nothing"
+    );
+}
+
+#[test]
+fn cp_rsync_mv_ln_dd_and_python() {
+    if fuse_skipped() {
+        return;
+    }
+    let (d, m) = mounted();
+    let src = d.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("big.bin"), &big).unwrap();
+    fs::write(src.join("small.txt"), b"small").unwrap();
+    fs::create_dir(m.path("docs")).unwrap();
+    let docs = m.path("docs");
+
+    let (code, err) = sh(&format!("cp {}/big.bin {}/", src.display(), docs.display()));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = sh(&format!(
+        "cp -p {}/small.txt {}/",
+        src.display(),
+        docs.display()
+    ));
+    assert_eq!(code, 0, "cp -p: {err}");
+    assert_eq!(contents(&m, b"docs"), vec![big.clone(), b"small".to_vec()]);
+
+    fs::write(src.join("small.txt"), b"small v2").unwrap();
+    let (code, err) = sh(&format!(
+        "rsync -a {}/small.txt {}/",
+        src.display(),
+        docs.display()
+    ));
+    assert_eq!(code, 0, "rsync -a: {err}");
+    assert_eq!(
+        contents(&m, b"docs").len(),
+        3,
+        "rsync's temp file leaves one version, no junk"
+    );
+    assert_eq!(contents(&m, b"docs").last().unwrap(), b"small v2");
+    assert!(fs::read_dir(&docs).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with('.')));
+
+    // mv from outside (copy + unlink) and a scratch file renamed onto a name.
+    fs::write(src.join("moved.txt"), b"moved").unwrap();
+    let (code, err) = sh(&format!(
+        "mv {}/moved.txt {}/",
+        src.display(),
+        docs.display()
+    ));
+    assert_eq!(code, 0, "mv: {err}");
+    fs::write(docs.join(".draft.swp"), b"swap junk").unwrap();
+    fs::write(docs.join(".draft"), b"from a temp name").unwrap();
+    assert_eq!(
+        contents(&m, b"docs").len(),
+        4,
+        "scratch names are not versions"
+    );
+    fs::rename(docs.join(".draft"), docs.join("final.txt")).unwrap();
+    fs::remove_file(docs.join(".draft.swp")).unwrap();
+    let c = contents(&m, b"docs");
+    assert_eq!(c.len(), 5);
+    assert_eq!(c[3], b"moved");
+    assert_eq!(c[4], b"from a temp name");
+
+    // ln -s HEX anchors to an existing ref without copying.
+    let store = FileStore::open(&m.store).unwrap();
+    let first_ref = anchor::history(&store, b"docs").unwrap()[0].r;
+    let (code, err) = sh(&format!(
+        "ln -s {} {}/link",
+        first_ref.to_hex(),
+        docs.display()
+    ));
+    assert_eq!(code, 0, "ln -s: {err}");
+    let hist = anchor::history(&store, b"docs").unwrap();
+    assert_eq!(hist.len(), 6);
+    assert_eq!(hist[5].r, first_ref);
+    let e = std::os::unix::fs::symlink("not-a-ref", docs.join("bad")).unwrap_err();
+    assert_eq!(errno_of(&e), libc::EINVAL);
+
+    // dd with fsync, and python writing at random offsets.
+    fs::create_dir(m.path("raw")).unwrap();
+    let (code, err) = sh(&format!(
+        "dd if={}/big.bin of={}/dd.out bs=64k conv=fsync status=none",
+        src.display(),
+        m.path("raw").display()
+    ));
+    assert_eq!(code, 0, "dd: {err}");
+    assert_eq!(contents(&m, b"raw"), vec![big.clone()]);
+    let py = format!(
+        "import os\nf=os.open('{}', os.O_CREAT|os.O_WRONLY)\nos.pwrite(f, b'B'*10, 1000)\nos.pwrite(f, b'A'*100, 0)\nos.pwrite(f, b'C'*5, 5)\nos.close(f)\n",
+        m.path("raw/py.bin").display()
+    );
+    let (code, _, err) = run("python3", &[OsStr::new("-c"), OsStr::new(&py)]);
+    assert_eq!(code, 0, "{err}");
+    let mut want = vec![0u8; 1010];
+    want[..100].fill(b'A');
+    want[5..10].fill(b'C');
+    want[1000..].fill(b'B');
+    assert_eq!(contents(&m, b"raw").last().unwrap(), &want);
+    assert_eq!(fs::read(m.path("raw/latest")).unwrap(), want);
+}
+
+#[test]
+fn editors_and_time_named_files() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    fs::create_dir(m.path("doc")).unwrap();
+    fs::write(m.path("doc/latest"), b"line1\n").unwrap();
+    // A vim-style save: probe file, write a temp, rename over the name.
+    let doc = m.path("doc");
+    fs::write(doc.join("4913"), b"").unwrap();
+    fs::remove_file(doc.join("4913")).unwrap();
+    fs::write(doc.join(".doc.tmp~"), b"line1\nline2\n").unwrap();
+    fs::rename(doc.join(".doc.tmp~"), doc.join("latest")).unwrap();
+    assert_eq!(
+        contents(&m, b"doc"),
+        vec![b"line1\n".to_vec(), b"line1\nline2\n".to_vec()]
+    );
+    // The real vim, where installed.
+    if Command::new("vim")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let (code, err) = sh(&format!(
+            "vim -u NONE -N -es -c 'normal Goline3' -c wq {}",
+            doc.join("latest").display()
+        ));
+        assert_eq!(code, 0, "vim: {err}");
+        let c = contents(&m, b"doc");
+        assert_eq!(c.len(), 3, "one version per save, no swap or backup junk");
+        assert_eq!(c[2], b"line1\nline2\nline3\n");
+    }
+    // A file named by a time back-dates its version.
+    fs::write(doc.join("2020-05-05T05:05:05Z"), b"old").unwrap();
+    let v = versions(&m, b"doc");
+    assert_eq!(v[0].0.at, Timestamp::parse("2020-05-05T05:05:05Z").unwrap());
+    assert_eq!(v[0].1, b"old");
+    assert_eq!(
+        fs::read(doc.join("2020-05-05T05:05:05.000000000Z")).unwrap(),
+        b"old"
+    );
+}
+
+#[test]
+fn history_is_immutable() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    fs::create_dir(m.path("h")).unwrap();
+    fs::write(m.path("h/a"), b"one").unwrap();
+    let version = fs::read_dir(m.path("h"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name() != Some(OsStr::new("latest")))
+        .unwrap();
+    for (what, e) in [
+        ("rm version", fs::remove_file(&version).unwrap_err()),
+        (
+            "rm latest",
+            fs::remove_file(m.path("h/latest")).unwrap_err(),
+        ),
+        ("rmdir anchor", fs::remove_dir(m.path("h")).unwrap_err()),
+        (
+            "mv anchor",
+            fs::rename(m.path("h"), m.path("h2")).unwrap_err(),
+        ),
+        (
+            "mv version",
+            fs::rename(&version, m.path("h/renamed")).unwrap_err(),
+        ),
+    ] {
+        assert_eq!(errno_of(&e), libc::EPERM, "{what}: {e}");
+    }
+    assert_eq!(fs::read(&version).unwrap(), b"one");
+    assert_eq!(contents(&m, b"h")[0], b"one");
+    // An empty anchor directory can be removed; files at the top level cannot be made.
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::remove_dir(m.path("empty")).unwrap();
+    assert!(!m.path("empty").exists());
+    let e = fs::write(m.path("top-level-file"), b"x").unwrap_err();
+    assert_eq!(errno_of(&e), libc::EPERM);
+}
+
+#[test]
+fn many_writers_through_one_mount() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    fs::create_dir(m.path("shared")).unwrap();
+    for t in 0..8 {
+        fs::create_dir(m.path(&format!("own{t}"))).unwrap();
+    }
+    let mnt = m.mnt.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let mnt = mnt.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    for dir in ["shared".to_string(), format!("own{t}")] {
+                        let p = mnt.join(&dir).join(format!("w{t}-{i}"));
+                        let mut f = fs::File::create(&p).unwrap();
+                        f.write_all(format!("writer {t} version {i}").as_bytes())
+                            .unwrap();
+                        f.sync_all().expect("fsync commits");
+                        drop(f); // close: must succeed (it already committed)
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("every write and close succeeded");
+    }
+    let own_counts: Vec<usize> = (0..8)
+        .map(|t| contents(&m, format!("own{t}").as_bytes()).len())
+        .collect();
+    eprintln!("own counts: {own_counts:?}");
+    let shared = contents(&m, b"shared");
+    let expected: std::collections::HashSet<Vec<u8>> = (0..8)
+        .flat_map(|t| (0..50).map(move |i| format!("writer {t} version {i}").into_bytes()))
+        .collect();
+    let unexpected: Vec<String> = shared
+        .iter()
+        .filter(|c| !expected.contains(*c))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "versions nobody wrote: {unexpected:?}"
+    );
+    let vs = versions(&m, b"shared");
+    let mut counts = std::collections::HashMap::new();
+    for (_, c) in &vs {
+        *counts.entry(c.clone()).or_insert(0) += 1;
+    }
+    let dups: Vec<String> = vs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, c))| counts[c] > 1)
+        .map(|(i, (a, c))| format!("#{i} {} {}", a.at, String::from_utf8_lossy(c)))
+        .collect();
+    assert!(dups.is_empty(), "versions committed twice: {dups:#?}");
+    assert_eq!(
+        shared.len(),
+        400,
+        "every version written to the shared anchor is there"
+    );
+    let mut seen: Vec<Vec<u8>> = shared.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 400, "none twice");
+    for t in 0..8 {
+        let own = contents(&m, format!("own{t}").as_bytes());
+        assert_eq!(own.len(), 50);
+        for (i, c) in own.iter().enumerate() {
+            assert_eq!(c, format!("writer {t} version {i}").as_bytes());
+        }
+    }
+}
+
+#[test]
+fn a_version_survives_sigkill_right_after_close() {
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    FileStore::create(&sp).unwrap();
+    for round in 0..20 {
+        let mut m = Mounted::new(&sp, "");
+        let p = m.path(&format!("dur/v{round}"));
+        if round == 0 {
+            fs::create_dir(m.path("dur")).unwrap();
+        }
+        let mut f = fs::File::create(&p).unwrap();
+        f.write_all(format!("round {round}").as_bytes()).unwrap();
+        drop(f); // close returned: the version is durable
+                 // SAFETY: killing our own child.
+        unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
+        m.wait_exit(Duration::from_secs(10));
+        let _ = Command::new("umount").arg("-l").arg(&m.mnt).status();
+        let store = FileStore::open(&sp).unwrap();
+        let hist = anchor::history(&store, b"dur").unwrap();
+        assert_eq!(
+            hist.len(),
+            round + 1,
+            "round {round}: every acknowledged version is there"
+        );
+        let last = split::read_to_vec(&store, &hist[round].r).unwrap();
+        assert_eq!(last, format!("round {round}").as_bytes());
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_close_and_loses_nothing() {
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let (code, _, err) = run(
+        "mount",
+        &[
+            OsStr::new("-t"),
+            OsStr::new("tmpfs"),
+            OsStr::new("-o"),
+            OsStr::new("size=4m"),
+            OsStr::new("tmpfs"),
+            small.as_os_str(),
+        ],
+    );
+    assert_eq!(code, 0, "a small tmpfs for the store: {err}");
+    let sp = small.join("store");
+    FileStore::create(&sp).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let m = Mounted::new(&sp, "");
+        fs::create_dir(m.path("e")).unwrap();
+        fs::write(m.path("e/ok"), b"fine").unwrap();
+        let noise: Vec<u8> = (0..6_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let mut f = fs::File::create(m.path("e/too-big")).unwrap();
+        let wrote = f.write_all(&noise);
+        let synced = f.sync_all();
+        let err = wrote
+            .err()
+            .or(synced.err())
+            .expect("the write or the fsync fails on a full disk");
+        assert_eq!(errno_of(&err), libc::ENOSPC, "{err}");
+        drop(f);
+        assert_eq!(
+            contents(&m, b"e"),
+            vec![b"fine".to_vec()],
+            "nothing partial became visible"
+        );
+        assert_eq!(fs::read(m.path("e/latest")).unwrap(), b"fine");
+        // Free space (remove blobs no anchor reaches) and write again, same mount.
+        let store = FileStore::open(&sp).unwrap();
+        let keep: std::collections::HashSet<_> = {
+            let mut k = std::collections::HashSet::new();
+            let mut stack = vec![anchor::map_ref(&store).unwrap().unwrap()];
+            // Everything is small except the failed content: drop blobs over 100 KiB.
+            let _ = &mut stack;
+            store
+                .list_refs(&anchorfs::Ref::ZERO, &mut |r| {
+                    if fs::metadata(store.blob_path(&r))
+                        .map(|md| md.len() < 100_000)
+                        .unwrap_or(true)
+                    {
+                        k.insert(r);
+                    }
+                    Ok(true)
+                })
+                .unwrap();
+            k
+        };
+        store
+            .list_refs(&anchorfs::Ref::ZERO, &mut |r| {
+                if !keep.contains(&r) {
+                    let _ = anchorfs::store::DeletingStore::delete(&store, &r);
+                }
+                Ok(true)
+            })
+            .unwrap();
+        fs::write(m.path("e/after"), b"space again").expect("writes work again without a remount");
+        assert_eq!(
+            contents(&m, b"e"),
+            vec![b"fine".to_vec(), b"space again".to_vec()]
+        );
+    });
+    let _ = run("umount", &[OsStr::new("-l"), small.as_os_str()]);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
