@@ -334,8 +334,8 @@ pub fn all<G: AnchorGetter + ?Sized>(g: &G) -> Result<Anchors, AnchorError> {
 pub struct Update<'a, S: ?Sized> {
     store: &'a S,
     base: Ref,
-    /// Changed histories, by name: the new payloads.
-    pending: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Changed histories, by name: the new payloads (`None`: the name goes).
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a, S: Store + ?Sized> Update<'a, S> {
@@ -367,7 +367,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
 
     fn payload(&self, name: &[u8]) -> Result<Option<Bytes>, AnchorError> {
         if let Some(p) = self.pending.get(name) {
-            return Ok(Some(Bytes::copy_from_slice(p)));
+            return Ok(p.as_deref().map(Bytes::copy_from_slice));
         }
         if self.base.is_zero() {
             return Ok(None);
@@ -388,7 +388,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
         let old = self.payload(name)?;
         match put_into_payload(name, old.as_deref(), Anchor { r, at })? {
             Some(p) => {
-                self.pending.insert(name.to_vec(), p);
+                self.pending.insert(name.to_vec(), Some(p));
                 Ok(true)
             }
             None => Ok(false),
@@ -397,7 +397,13 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
 
     /// Replaces `name`'s whole history.
     pub fn set_history(&mut self, name: &[u8], hist: &[Anchor]) {
-        self.pending.insert(name.to_vec(), encode_history(hist));
+        self.pending
+            .insert(name.to_vec(), Some(encode_history(hist)));
+    }
+
+    /// Removes `name` and its whole history from the map.
+    pub fn remove(&mut self, name: &[u8]) {
+        self.pending.insert(name.to_vec(), None);
     }
 
     /// The proto-types map ref (the reserved anchor's newest entry), if any.
@@ -443,7 +449,10 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
         }
         let mut root = self.root();
         for (name, payload) in self.pending {
-            root = Map::set_owned(self.store, &root, name.into(), payload.into())?.0;
+            root = match payload {
+                Some(p) => Map::set_owned(self.store, &root, name.into(), p.into())?.0,
+                None => Map::remove(self.store, &root, &name)?.0,
+            };
         }
         Ok(root)
     }
@@ -538,7 +547,10 @@ pub fn put_batch<S: AnchorStore + ?Sized>(
 }
 
 /// Go's Expire: drops entries older than `oldest` from every anchor's history,
-/// never leaving fewer than `min`. Returns what was dropped.
+/// never leaving fewer than `min`. Returns what was dropped. Two differences from
+/// Go: a name whose history becomes empty is removed from the map (rather than kept
+/// with an empty list), and the reserved proto-types anchor is never expired (it
+/// holds one entry, and losing it would lose every type record).
 pub fn expire<S: AnchorStore + ?Sized>(
     s: &S,
     oldest: Timestamp,
@@ -550,6 +562,9 @@ pub fn expire<S: AnchorStore + ?Sized>(
             return Ok(dropped);
         }
         for (name, payload) in Map::entries(u.store(), &u.base())? {
+            if name.as_ref() == PROTO_TYPES_ANCHOR {
+                continue;
+            }
             let hist = decode_history(&name, &payload)?;
             let mut n = 0;
             while hist.len() - n > min && hist[n].at < oldest {
@@ -557,7 +572,11 @@ pub fn expire<S: AnchorStore + ?Sized>(
             }
             if n > 0 {
                 dropped.extend(hist[..n].iter().map(|a| (name.to_vec(), *a)));
-                u.set_history(&name, &hist[n..]);
+                if n == hist.len() {
+                    u.remove(&name);
+                } else {
+                    u.set_history(&name, &hist[n..]);
+                }
             }
         }
         Ok(dropped)
@@ -603,9 +622,9 @@ pub fn sync<S: AnchorStore + ?Sized>(stores: &[&S]) -> Result<(), AnchorError> {
             let from = stores[i];
             let to = stores[(i + delta) % n];
             let entries = all(from)?;
-            let from_types = history(from, PROTO_TYPES_ANCHOR)?.last().map(|a| a.r);
+            let from_types = history(from, PROTO_TYPES_ANCHOR)?.last().copied();
             let records = match from_types {
-                Some(t) => type_records(from, &t)?,
+                Some(t) => type_records(from, &t.r)?,
                 None => Vec::new(),
             };
             update(to, |u| {
@@ -617,9 +636,24 @@ pub fn sync<S: AnchorStore + ?Sized>(stores: &[&S]) -> Result<(), AnchorError> {
                         u.put(name, a.r, a.at)?;
                     }
                 }
-                let now = Timestamp::now();
-                for (msg, desc) in &records {
-                    u.record_type(*msg, *desc, now)?;
+                // Type records are merged member by member, at the source's time, and
+                // the reserved entry's time moves to the later of the two, so stores
+                // that hold the same records end with the same entry time.
+                if let Some(src) = from_types {
+                    for (msg, desc) in &records {
+                        u.record_type(*msg, *desc, src.at)?;
+                    }
+                    if let Some(cur) = u.history(PROTO_TYPES_ANCHOR)?.last().copied() {
+                        if cur.at < src.at {
+                            u.set_history(
+                                PROTO_TYPES_ANCHOR,
+                                &[Anchor {
+                                    r: cur.r,
+                                    at: src.at,
+                                }],
+                            );
+                        }
+                    }
                 }
                 Ok(())
             })?;

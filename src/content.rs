@@ -83,9 +83,10 @@ pub fn kind_of<G: AnchorGetter + ?Sized>(g: &G, r: &Ref) -> Result<Kind, Content
     }
     match split::validate_root(g, r) {
         Ok(_) => Ok(Kind::Split),
-        // The ref itself missing, or the store failing, is an error, not a kind.
-        Err(SplitError::Store(StoreError::NotFound(m))) if m == *r => Err(StoreError::NotFound(m).into()),
-        Err(SplitError::Store(e @ (StoreError::Io { .. } | StoreError::Damaged(_)))) => Err(e.into()),
+        // A blob missing or damaged (the ref itself or a child of a tree that
+        // decodes), or the store failing, is an error, not a kind: reading such a
+        // tree as one raw blob would return the root node's bytes as content.
+        Err(SplitError::Store(e)) => Err(e.into()),
         Err(_) => Ok(Kind::Raw),
     }
 }
@@ -110,7 +111,11 @@ pub fn store<S: Store + ?Sized, R: Read>(s: &S, input: R) -> Result<Ref, Content
 
 /// Within an anchor map update: records that `root` is a split tree root (the Go way,
 /// in the proto-types map). The zero ref needs no record.
-pub fn record_split<S: Store + ?Sized>(u: &mut Update<'_, S>, root: Ref, at: Timestamp) -> Result<(), AnchorError> {
+pub fn record_split<S: Store + ?Sized>(
+    u: &mut Update<'_, S>,
+    root: Ref,
+    at: Timestamp,
+) -> Result<(), AnchorError> {
     if root.is_zero() {
         return Ok(());
     }
@@ -126,7 +131,12 @@ pub fn record_split<S: Store + ?Sized>(u: &mut Update<'_, S>, root: Ref, at: Tim
 
 /// Anchors `name` to the split tree `root` at `at`, recording its type in the same
 /// anchor map update.
-pub fn put_split<S: AnchorStore + ?Sized>(s: &S, name: &[u8], root: Ref, at: Timestamp) -> Result<(), ContentError> {
+pub fn put_split<S: AnchorStore + ?Sized>(
+    s: &S,
+    name: &[u8],
+    root: Ref,
+    at: Timestamp,
+) -> Result<(), ContentError> {
     anchor::update(s, |u| {
         record_split(u, root, at)?;
         u.put(name, root, at)
@@ -138,6 +148,7 @@ pub fn put_split<S: AnchorStore + ?Sized>(s: &S, name: &[u8], root: Ref, at: Tim
 mod tests {
     use super::*;
     use crate::store::mem::MemStore;
+    use crate::store::Getter;
 
     #[test]
     fn recorded_recognised_and_raw() {
@@ -159,6 +170,23 @@ mod tests {
         let (empty_msg, _) = s.put(b"").unwrap();
         assert_eq!(kind_of(&s, &empty_msg).unwrap(), Kind::Raw);
 
+        // An unrecorded tree that decodes but lacks a chunk is damage, not a raw
+        // blob: reading it as raw would return the node's bytes as content.
+        let big = store(&s, &vec![7u8; 300_000][..]).unwrap();
+        let mut chunk = None;
+        s.list_refs(&Ref::ZERO, &mut |r| {
+            if s.get(&r)
+                .map(|b| b.iter().all(|&x| x == 7) && b.len() > 1000)
+                .unwrap_or(false)
+            {
+                chunk = Some(r);
+            }
+            Ok(true)
+        })
+        .unwrap();
+        crate::store::DeletingStore::delete(&s, &chunk.unwrap()).unwrap();
+        assert!(kind_of(&s, &big).is_err());
+
         let mut out = Vec::new();
         let mut r = open(&s, root, Kind::Split).unwrap();
         r.read_to_end(&mut out).unwrap();
@@ -173,10 +201,21 @@ mod tests {
         for i in 0..300u32 {
             let before = s.len();
             let root = store(&s, format!("version {i}").as_bytes()).unwrap();
-            put_split(&s, b"doc", root, Timestamp::new(1_700_000_000 + i64::from(i), 0).unwrap()).unwrap();
+            put_split(
+                &s,
+                b"doc",
+                root,
+                Timestamp::new(1_700_000_000 + i64::from(i), 0).unwrap(),
+            )
+            .unwrap();
             added.push(s.len() - before);
         }
-        assert_eq!(anchor::history(&s, anchor::PROTO_TYPES_ANCHOR).unwrap().len(), 1);
+        assert_eq!(
+            anchor::history(&s, anchor::PROTO_TYPES_ANCHOR)
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(anchor::history(&s, b"doc").unwrap().len(), 300);
         // Blobs written per version: bounded by the tries' depths, not by history.
         let early = added[10..20].iter().max().unwrap();

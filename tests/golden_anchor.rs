@@ -224,3 +224,83 @@ fn put_proto_example() {
     assert_eq!(anchor::map_ref(&store).unwrap(), before);
     assert!(anchor::put_proto(&store, &bytes, "no.Such").is_err());
 }
+
+#[test]
+fn sync_converges_histories_and_type_records() {
+    use anchorfs::content;
+    let a = MemStore::new();
+    let b = MemStore::new();
+    let ra = content::store(&a, &b"from a"[..]).unwrap();
+    content::put_split(
+        &a,
+        b"doc",
+        ra,
+        Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let rb = content::store(&b, &b"from b"[..]).unwrap();
+    content::put_split(
+        &b,
+        b"doc",
+        rb,
+        Timestamp::parse("2026-01-02T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    content::put_split(
+        &b,
+        b"other",
+        rb,
+        Timestamp::parse("2026-01-03T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    anchor::sync(&[&a, &b]).unwrap();
+    assert_eq!(
+        anchor::all(&a).unwrap(),
+        anchor::all(&b).unwrap(),
+        "same anchors and histories"
+    );
+    assert_eq!(
+        anchor::map_ref(&a).unwrap(),
+        anchor::map_ref(&b).unwrap(),
+        "same map ref"
+    );
+    for s in [&a, &b] {
+        assert_eq!(content::kind_of(s, &ra).unwrap(), content::Kind::Split);
+        assert_eq!(content::kind_of(s, &rb).unwrap(), content::Kind::Split);
+        assert_eq!(anchor::history(s, b"doc").unwrap().len(), 2);
+    }
+    // Rerunning changes nothing.
+    let before = anchor::map_ref(&a).unwrap();
+    anchor::sync(&[&a, &b]).unwrap();
+    assert_eq!(anchor::map_ref(&a).unwrap(), before);
+}
+
+#[test]
+fn expire_removes_emptied_names_and_keeps_type_records() {
+    use anchorfs::content;
+    let s = MemStore::new();
+    let r = content::store(&s, &b"x"[..]).unwrap();
+    content::put_split(
+        &s,
+        b"old",
+        r,
+        Timestamp::parse("2000-01-01T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    let dropped = anchor::expire(&s, Timestamp::parse("2030-01-01T00:00:00Z").unwrap(), 0).unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert!(
+        anchor::all(&s)
+            .unwrap()
+            .iter()
+            .all(|(n, _)| n.as_slice() != b"old"),
+        "emptied name removed"
+    );
+    assert_eq!(
+        anchor::history(&s, PROTO_TYPES_ANCHOR).unwrap().len(),
+        1,
+        "type records kept"
+    );
+    assert_eq!(content::kind_of(&s, &r).unwrap(), content::Kind::Split);
+}

@@ -159,6 +159,8 @@ proptest! {
                             hist.remove(0);
                         }
                     }
+                    // A name whose whole history expired is gone.
+                    model.retain(|_, h| !h.is_empty());
                 }
             }
             // Compare after every step.

@@ -216,6 +216,27 @@ mod file_specific {
     }
 
     #[test]
+    fn putting_an_existing_blob_makes_it_young_again() {
+        use anchorfs::store::DeletingStore;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::create(dir.path()).unwrap();
+        let (r, _) = s.put(b"old content").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(s.blob_path(&r))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(s.written_at(&r).unwrap() < SystemTime::now() - Duration::from_secs(3600));
+        assert_eq!(s.put(b"old content").unwrap(), (r, false));
+        assert!(
+            s.written_at(&r).unwrap() > SystemTime::now() - Duration::from_secs(60),
+            "gc's grace covers it again"
+        );
+    }
+
+    #[test]
     fn leftover_temp_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStore::create(dir.path()).unwrap();

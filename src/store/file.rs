@@ -231,6 +231,24 @@ fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
         .tempfile_in(dir)
 }
 
+/// Marks an existing blob as written now, so a writer that puts content matching an
+/// old unreachable blob is covered by gc's grace period. Best effort: a store whose
+/// files this process may not touch (read-only, another owner) is left alone.
+fn touch(path: &Path) {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: a valid C string; null times mean "now".
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
+    if rc != 0 {
+        log::debug!(
+            "touching {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -335,7 +353,10 @@ impl Store for FileStore {
         // without flushing yet, and the next update must not reach it unflushed.
         self.unsynced.store(true, Ordering::Release);
         match fs::metadata(&path) {
-            Ok(m) if m.len() == blob.len() as u64 => return Ok((r, false)),
+            Ok(m) if m.len() == blob.len() as u64 => {
+                touch(&path);
+                return Ok((r, false));
+            }
             Ok(m) => log::warn!(
                 "blob {r} on disk has {} bytes, want {}: rewriting it",
                 m.len(),

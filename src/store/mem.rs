@@ -77,7 +77,9 @@ impl Getter for MemStore {
 impl Store for MemStore {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let r = Ref::of(blob);
-        if self.blobs.read().contains_key(&r) {
+        if let Some((_, t)) = self.blobs.write().get_mut(&r) {
+            // Written again: young again, for gc's grace period.
+            *t = SystemTime::now();
             return Ok((r, false));
         }
         self.insert(r, Blob::copy_from_slice(blob))
@@ -93,9 +95,10 @@ impl MemStore {
     fn insert(&self, r: Ref, data: Blob) -> Result<(Ref, bool), StoreError> {
         let mut blobs = self.blobs.write();
         let added = !blobs.contains_key(&r);
-        if added {
-            blobs.insert(r, (data, SystemTime::now()));
-        }
+        blobs
+            .entry(r)
+            .and_modify(|(_, t)| *t = SystemTime::now())
+            .or_insert_with(|| (data, SystemTime::now()));
         Ok((r, added))
     }
 }
