@@ -513,3 +513,86 @@ fn a_full_disk_fails_the_close_and_loses_nothing() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn two_mounts_and_the_cli_at_once() {
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    FileStore::create(&sp).unwrap();
+    let a = Mounted::new(&sp, "poll=200ms");
+    let b = Mounted::new(&sp, "poll=200ms");
+    fs::create_dir(a.path("both")).unwrap();
+    assert!(common::eventually(Duration::from_secs(3), || b
+        .path("both")
+        .exists()
+        || fs::create_dir(b.path("both")).is_ok()));
+    let mut threads = Vec::new();
+    for (side, mnt) in [("a", a.mnt.clone()), ("b", b.mnt.clone())] {
+        for t in 0..3 {
+            let mnt = mnt.clone();
+            threads.push(std::thread::spawn(move || {
+                for i in 0..30 {
+                    let p = mnt.join("both").join(format!("{side}{t}-{i}"));
+                    let mut f = fs::File::create(&p).unwrap();
+                    f.write_all(format!("mount {side} writer {t} version {i}").as_bytes())
+                        .unwrap();
+                    f.sync_all().expect("every fsync succeeds");
+                }
+            }));
+        }
+    }
+    let cli = std::thread::spawn({
+        let sp = sp.clone();
+        move || {
+            for i in 0..30 {
+                let out = Command::new(common::binary())
+                    .arg("--store")
+                    .arg(&sp)
+                    .args(["put", "both", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .and_then(|mut c| {
+                        c.stdin
+                            .take()
+                            .unwrap()
+                            .write_all(format!("cli version {i}").as_bytes())?;
+                        c.wait()
+                    })
+                    .unwrap();
+                assert!(out.success(), "cli put {i}");
+            }
+        }
+    });
+    for t in threads {
+        t.join().expect("every write and close succeeded");
+    }
+    cli.join().expect("every CLI put succeeded");
+    let c = contents(&a, b"both");
+    let mut sorted = c.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), c.len(), "none twice");
+    assert_eq!(
+        c.len(),
+        2 * 3 * 30 + 30,
+        "every version from both mounts and the CLI"
+    );
+    // Both mounts see all of it within the poll interval.
+    let want = c.len() + 1; // versions + latest
+    assert!(common::eventually(Duration::from_secs(3), || fs::read_dir(
+        b.path("both")
+    )
+    .unwrap()
+    .count()
+        == want));
+    assert!(common::eventually(Duration::from_secs(3), || fs::read_dir(
+        a.path("both")
+    )
+    .unwrap()
+    .count()
+        == want));
+}

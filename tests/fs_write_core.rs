@@ -1,0 +1,248 @@
+//! The write path of the filesystem core, without a mount: the staged-file state
+//! machine, commit rules, and failures injected into the store.
+
+use std::sync::Arc;
+
+use anchorfs::anchor;
+use anchorfs::fs::inode::ROOT_INO;
+use anchorfs::fs::{AnchorFs, FsError, FsOptions, LATEST};
+use anchorfs::split;
+use anchorfs::store::faulty::FaultyStore;
+use anchorfs::store::mem::MemStore;
+use anchorfs::Timestamp;
+
+type Store = Arc<FaultyStore<MemStore>>;
+
+fn setup() -> (Store, AnchorFs) {
+    let store = Arc::new(FaultyStore::new(MemStore::new()));
+    let fs = AnchorFs::new(store.clone(), FsOptions::default()).unwrap();
+    (store, fs)
+}
+
+fn contents(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
+    anchor::history(&**store, name)
+        .unwrap()
+        .iter()
+        .map(|a| split::read_to_vec(&**store, &a.r).unwrap())
+        .collect()
+}
+
+/// Creates `name` in anchor directory `dir`, writes `data`, closes; returns the
+/// result of the close.
+fn write_file(fs: &AnchorFs, dir: u64, name: &[u8], data: &[u8]) -> Result<(), FsError> {
+    let (_, fh) = fs.create(dir, name)?;
+    fs.write(fh, 0, data, None)?;
+    let r = fs.flush(fh, None);
+    fs.release(fh)?;
+    r
+}
+
+#[test]
+fn create_write_close_is_a_version() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"notes").unwrap().attr.ino;
+    assert!(matches!(fs.mkdir(ROOT_INO, b"notes"), Err(FsError::Exists)));
+    write_file(&fs, dir, b"a.txt", b"hello").unwrap();
+    assert_eq!(contents(&store, b"notes"), vec![b"hello".to_vec()]);
+    // Listed at once, under its commit time, with latest.
+    let names: Vec<Vec<u8>> = fs
+        .readdir(dir, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names[3], LATEST);
+    // A time-named file back-dates its version.
+    write_file(&fs, dir, b"2001-02-03T04:05:06Z", b"old").unwrap();
+    let h = anchor::history(&*store, b"notes").unwrap();
+    assert_eq!(h[0].at, Timestamp::parse("2001-02-03T04:05:06Z").unwrap());
+}
+
+#[test]
+fn sequential_random_and_seeded_writes() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"d").unwrap().attr.ino;
+    // Random offsets go through the spool; reading back sees own writes.
+    let (_, fh) = fs.create(dir, b"r").unwrap();
+    fs.write(fh, 10, b"world", None).unwrap();
+    fs.write(fh, 0, b"hello", None).unwrap();
+    assert_eq!(fs.read(fh, 0, 15).unwrap(), b"hello\0\0\0\0\0world");
+    fs.flush(fh, None).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(
+        contents(&store, b"d"),
+        vec![b"hello\0\0\0\0\0world".to_vec()]
+    );
+    // Opening latest for writing seeds a new version; the old one stays.
+    let latest = fs.lookup(dir, LATEST).unwrap().attr.ino;
+    let target = fs.readlink(latest).unwrap();
+    let v = fs.lookup(dir, &target).unwrap().attr.ino;
+    let o = fs.open(v, true, false).unwrap();
+    fs.write(o.fh, 15, b"!", None).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    let o = fs.open(v, true, true).unwrap();
+    fs.write(o.fh, 0, b"new", None).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(
+        contents(&store, b"d"),
+        vec![
+            b"hello\0\0\0\0\0world".to_vec(),
+            b"hello\0\0\0\0\0world!".to_vec(),
+            b"new".to_vec()
+        ]
+    );
+    // Opened for writing and closed without a write: nothing new.
+    let o = fs.open(v, true, false).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(contents(&store, b"d").len(), 3);
+    // Truncation through setattr on an open file.
+    let (_, fh) = fs.create(dir, b"t").unwrap();
+    fs.write(fh, 0, b"0123456789", None).unwrap();
+    let staged = fs.lookup(dir, b"t").unwrap().attr.ino;
+    fs.setattr(staged, Some(fh), Some(4), None).unwrap();
+    fs.flush(fh, None).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(contents(&store, b"d").last().unwrap(), b"0123");
+}
+
+#[test]
+fn scratch_names_commit_only_when_renamed() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"s").unwrap().attr.ino;
+    for name in [&b".swapfile"[..], b"x~", b"a.swp", b"b.swx", b"4913"] {
+        write_file(&fs, dir, name, b"junk").unwrap();
+    }
+    assert!(
+        contents(&store, b"s").is_empty(),
+        "no scratch file became a version"
+    );
+    write_file(&fs, dir, b".rsync.tmp", b"real").unwrap();
+    fs.rename(dir, b".rsync.tmp", dir, b"real.txt").unwrap();
+    assert_eq!(contents(&store, b"s"), vec![b"real".to_vec()]);
+    fs.unlink(dir, b"x~").unwrap();
+    assert!(matches!(fs.lookup(dir, b"x~"), Err(FsError::NotFound)));
+}
+
+#[test]
+fn history_is_immutable() {
+    let (_store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"h").unwrap().attr.ino;
+    write_file(&fs, dir, b"f", b"one").unwrap();
+    let latest = fs.lookup(dir, LATEST).unwrap().attr.ino;
+    let v = fs.readlink(latest).unwrap();
+    assert_eq!(fs.unlink(dir, &v).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(fs.unlink(dir, LATEST).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(fs.rmdir(ROOT_INO, b"h").unwrap_err().errno(), libc::EPERM);
+    assert_eq!(
+        fs.rename(ROOT_INO, b"h", ROOT_INO, b"h2")
+            .unwrap_err()
+            .errno(),
+        libc::EPERM
+    );
+    assert_eq!(
+        fs.rename(dir, &v, dir, b"other").unwrap_err().errno(),
+        libc::EPERM
+    );
+    let vino = fs.lookup(dir, &v).unwrap().attr.ino;
+    assert_eq!(
+        fs.setattr(vino, None, Some(0), None).unwrap_err().errno(),
+        libc::EPERM
+    );
+    assert!(
+        fs.setattr(vino, None, None, Some(std::time::SystemTime::now()))
+            .is_ok(),
+        "touch is accepted"
+    );
+    assert_eq!(
+        fs.create(ROOT_INO, b"top").unwrap_err().errno(),
+        libc::EPERM
+    );
+    // A new anchor directory without versions can go.
+    fs.mkdir(ROOT_INO, b"tmp").unwrap();
+    fs.rmdir(ROOT_INO, b"tmp").unwrap();
+    assert!(matches!(
+        fs.lookup(ROOT_INO, b"tmp"),
+        Err(FsError::NotFound)
+    ));
+}
+
+#[test]
+fn failed_commits_are_reported_and_change_nothing() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"e").unwrap().attr.ino;
+    write_file(&fs, dir, b"ok", b"fine").unwrap();
+
+    // The store is full while the content is stored.
+    store.set_errno(libc::ENOSPC);
+    store.fail_puts(true);
+    let (_, fh) = fs.create(dir, b"big").unwrap();
+    let wrote = fs.write(fh, 0, &vec![5u8; 3 << 20], None);
+    let closed = fs.flush(fh, None);
+    let err = wrote
+        .err()
+        .or(closed.err())
+        .expect("the write or the close fails");
+    assert_eq!(err.errno(), libc::ENOSPC);
+    assert_eq!(
+        fs.flush(fh, None).unwrap_err().errno(),
+        libc::ENOSPC,
+        "the error stays"
+    );
+    fs.release(fh).unwrap();
+    store.heal();
+    assert_eq!(
+        contents(&store, b"e"),
+        vec![b"fine".to_vec()],
+        "history unchanged, nothing partial"
+    );
+
+    // The anchor map update fails.
+    store.set_errno(libc::EIO);
+    store.fail_updates(true);
+    let e = write_file(&fs, dir, b"again", b"second").unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    store.heal();
+    assert_eq!(contents(&store, b"e"), vec![b"fine".to_vec()]);
+    // And everything works again without a remount.
+    write_file(&fs, dir, b"later", b"works").unwrap();
+    assert_eq!(
+        contents(&store, b"e"),
+        vec![b"fine".to_vec(), b"works".to_vec()]
+    );
+}
+
+#[test]
+fn concurrent_commits_lose_nothing() {
+    let (store, fs) = setup();
+    let fs = Arc::new(fs);
+    let dir = fs.mkdir(ROOT_INO, b"c").unwrap().attr.ino;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    write_file(
+                        &fs,
+                        dir,
+                        format!("f{t}-{i}").as_bytes(),
+                        format!("{t}/{i}").as_bytes(),
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let c = contents(&store, b"c");
+    assert_eq!(c.len(), 200);
+    let mut d = c.clone();
+    d.sort();
+    d.dedup();
+    assert_eq!(d.len(), 200, "none twice");
+}
