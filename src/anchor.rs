@@ -680,10 +680,19 @@ pub fn type_records<G: Getter + ?Sized>(
 
 /// The descriptor refs recorded for blob `msg` in the proto-types map, if any.
 pub fn types_of<G: AnchorGetter + ?Sized>(g: &G, msg: &Ref) -> Result<Vec<Ref>, AnchorError> {
-    let Some(types) = history(g, PROTO_TYPES_ANCHOR)?.last().map(|a| a.r) else {
-        return Ok(Vec::new());
-    };
-    match Map::lookup(g, &types, msg.as_bytes())? {
+    match history(g, PROTO_TYPES_ANCHOR)?.last() {
+        Some(types) => types_in(g, &types.r, msg),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The descriptor refs recorded for blob `msg` in the proto-types map `types`.
+pub fn types_in<G: Getter + ?Sized>(
+    g: &G,
+    types: &Ref,
+    msg: &Ref,
+) -> Result<Vec<Ref>, AnchorError> {
+    match Map::lookup(g, types, msg.as_bytes())? {
         Some(p) => {
             let set = Ref::from_slice(&p).map_err(|e| AnchorError::BadTypesMap(e.to_string()))?;
             Ok(Set::members(g, &set)?)

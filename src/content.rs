@@ -71,10 +71,26 @@ fn split_descriptor() -> Result<&'static (Vec<u8>, Ref), ContentError> {
 /// What `r` holds: its type record if it has one, else whether it validates as a
 /// split root.
 pub fn kind_of<G: AnchorGetter + ?Sized>(g: &G, r: &Ref) -> Result<Kind, ContentError> {
+    let types = anchor::history(g, anchor::PROTO_TYPES_ANCHOR)?
+        .last()
+        .map(|a| a.r);
+    kind_in(g, types.as_ref(), r)
+}
+
+/// [`kind_of`] with the proto-types map already resolved (`None`: there is none), for
+/// callers that ask about many refs against one anchor map.
+pub fn kind_in<G: Getter + ?Sized>(
+    g: &G,
+    types_map: Option<&Ref>,
+    r: &Ref,
+) -> Result<Kind, ContentError> {
     if r.is_zero() {
         return Ok(Kind::Split);
     }
-    let types = anchor::types_of(g, r)?;
+    let types = match types_map {
+        Some(t) => anchor::types_in(g, t, r)?,
+        None => Vec::new(),
+    };
     if types.contains(&split_descriptor()?.1) {
         return Ok(Kind::Split);
     }

@@ -429,7 +429,9 @@ impl AnchorFs {
         if let Some(m) = self.meta.lock().get(r) {
             return Ok(*m);
         }
-        let kind = content::kind_of(&*self.store, r).map_err(|e| self.damaged(r, e))?;
+        let types_map = self.snapshot().types_map;
+        let kind = content::kind_in(&*self.store, types_map.as_ref(), r)
+            .map_err(|e| self.damaged(r, e))?;
         let reader = content::open(self.store.clone(), *r, kind).map_err(|e| self.damaged(r, e))?;
         let m = (kind, reader.size());
         self.meta.lock().put(*r, m);

@@ -63,6 +63,8 @@ impl AnchorView {
 pub struct Snapshot {
     /// The anchor map ref this was built from (`None`: no map yet).
     pub map_ref: Option<Ref>,
+    /// The proto-types map of that anchor map (the reserved anchor's newest entry).
+    pub types_map: Option<Ref>,
     anchors: Vec<Arc<AnchorView>>,
     long_names: HashMap<Ref, usize>,
 }
@@ -71,6 +73,11 @@ impl Snapshot {
     /// Builds the snapshot from every anchor's history. The reserved proto-types
     /// anchor and anchors with no entries are not shown.
     pub fn new(map_ref: Option<Ref>, anchors: Vec<(Vec<u8>, Vec<Anchor>)>) -> Snapshot {
+        let types_map = anchors
+            .iter()
+            .find(|(name, _)| name.as_slice() == PROTO_TYPES_ANCHOR)
+            .and_then(|(_, hist)| hist.last())
+            .map(|a| a.r);
         let mut views: Vec<Arc<AnchorView>> = anchors
             .into_iter()
             .filter(|(name, hist)| name.as_slice() != PROTO_TYPES_ANCHOR && !hist.is_empty())
@@ -85,6 +92,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             map_ref,
+            types_map,
             anchors: views,
             long_names,
         }
