@@ -14,7 +14,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::{AnchorFs, Attr, FileKind, FsError, Invalidations};
+use super::{AnchorFs, Attr, Entry, FileKind, FsError, Invalidations};
 
 /// The adapter the session runs.
 pub struct FuseAdapter {
@@ -67,6 +67,27 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+fn reply_empty(reply: ReplyEmpty, op: &str, res: Result<(), FsError>) {
+    match res {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, op: &str, res: Result<Entry, FsError>) {
+    match res {
+        Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
+fn reply_attr(reply: ReplyAttr, op: &str, res: Result<Entry, FsError>) {
+    match res {
+        Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 /// Tells the kernel to drop what a poll found stale.
 pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
     for (parent, name) in &inv.entries {
@@ -91,10 +112,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.core.lookup(parent.0, name.as_bytes()) {
-            Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
-            Err(e) => reply.error(errno("lookup", &e)),
-        }
+        reply_entry(reply, "lookup", self.core.lookup(parent.0, name.as_bytes()))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -102,10 +120,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.core.getattr(ino.0) {
-            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-            Err(e) => reply.error(errno("getattr", &e)),
-        }
+        reply_attr(reply, "getattr", self.core.getattr(ino.0))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -158,10 +173,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("release", &e)),
-        }
+        reply_empty(reply, "release", self.core.release(fh.0))
     }
 
     fn readdir(
@@ -232,17 +244,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.core.setxattr(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("setxattr", &e)),
-        }
+        reply_empty(reply, "setxattr", self.core.setxattr(ino.0))
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        match self.core.setxattr(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("removexattr", &e)),
-        }
+        reply_empty(reply, "removexattr", self.core.setxattr(ino.0))
     }
 
     fn mkdir(
@@ -254,10 +260,7 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.core.mkdir(parent.0, name.as_bytes()) {
-            Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
-            Err(e) => reply.error(errno("mkdir", &e)),
-        }
+        reply_entry(reply, "mkdir", self.core.mkdir(parent.0, name.as_bytes()))
     }
 
     fn create(
@@ -316,10 +319,11 @@ impl Filesystem for FuseAdapter {
     ) {
         log::debug!("flush fh {}", fh.0);
         let _ = lock_owner;
-        match self.core.flush(fh.0, Some(u64::from(req.pid()))) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("flush", &e)),
-        }
+        reply_empty(
+            reply,
+            "flush",
+            self.core.flush(fh.0, Some(u64::from(req.pid()))),
+        )
     }
 
     fn fsync(
@@ -331,10 +335,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         log::debug!("fsync fh {}", fh.0);
-        match self.core.flush(fh.0, None) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", &e)),
-        }
+        reply_empty(reply, "fsync", self.core.flush(fh.0, None))
     }
 
     fn setattr(
@@ -359,24 +360,19 @@ impl Filesystem for FuseAdapter {
             TimeOrNow::SpecificTime(t) => t,
             TimeOrNow::Now => SystemTime::now(),
         });
-        match self.core.setattr(ino.0, fh.map(|f| f.0), size, mtime) {
-            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
-            Err(e) => reply.error(errno("setattr", &e)),
-        }
+        reply_attr(
+            reply,
+            "setattr",
+            self.core.setattr(ino.0, fh.map(|f| f.0), size, mtime),
+        )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.core.unlink(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", &e)),
-        }
+        reply_empty(reply, "unlink", self.core.unlink(parent.0, name.as_bytes()))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.core.rmdir(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", &e)),
-        }
+        reply_empty(reply, "rmdir", self.core.rmdir(parent.0, name.as_bytes()))
     }
 
     fn rename(
@@ -406,14 +402,15 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.core.symlink(
-            parent.0,
-            link_name.as_bytes(),
-            target.as_os_str().as_bytes(),
-        ) {
-            Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
-            Err(e) => reply.error(errno("symlink", &e)),
-        }
+        reply_entry(
+            reply,
+            "symlink",
+            self.core.symlink(
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+            ),
+        )
     }
 }
 
