@@ -121,6 +121,10 @@ fn main() {
     let _ = fs::remove_dir_all(&shm_root);
     let have_shm = Path::new("/dev/shm").is_dir();
 
+    if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("memputs") {
+        bench_store("mem", &MemStore::new(), n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
+        return;
+    }
     if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("mem") {
         bench_store("mem", &MemStore::new(), n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
         bench_versions("mem", &MemStore::new(), n);
