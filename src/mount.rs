@@ -76,7 +76,7 @@ impl Default for MountOptions {
             default_permissions: false,
             uid: None,
             gid: None,
-            cache_bytes: 256 << 20,
+            cache_bytes: 32 << 20,
             poll: DEFAULT_POLL,
             names: TimeNames::Rfc3339,
             log: None,
@@ -204,7 +204,7 @@ pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
 const USAGE: &str = "usage: mount.anchorfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]\n\
     SOURCE: a store directory (created if missing) or mem:\n\
     -o: comma-separated options: ro, allow_other, default_permissions, uid=N, gid=N,\n    \
-    cache=SIZE (default 256M), poll=DURATION (default 1s), names=compact, log=FILE,\n    \
+    cache=SIZE (default 32M), poll=DURATION (default 1s), names=compact, log=FILE,\n    \
     and mount(8)'s generic options (defaults, noauto, user, _netdev, nofail, x-systemd.*, ...)\n\
     -f: stay in the foreground   -d: debug logging";
 
@@ -249,18 +249,35 @@ pub fn parse_args(args: &[OsString]) -> Result<MountArgs> {
 
 /// Whether `path` is a mount point in this process's mount namespace.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = std::fs::canonicalize(path) else {
-        return false;
-    };
-    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
-        return false;
-    };
+    mount_device(path).is_some()
+}
+
+/// The device (`MAJOR:MINOR`) mounted at `path`, from /proc/self/mountinfo (read
+/// without touching the mount itself).
+fn mount_device(path: &Path) -> Option<String> {
+    let canon = std::fs::canonicalize(path).ok()?;
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
     let want = canon.as_os_str().as_bytes();
-    info.split(|&b| b == b'\n').any(|line| {
-        line.split(|&b| b == b' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    info.split(|&b| b == b'\n').rev().find_map(|line| {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let mp = fields.get(4)?;
+        if unescape_mountinfo(mp) != want {
+            return None;
+        }
+        Some(String::from_utf8_lossy(fields.get(2)?).into_owned())
     })
+}
+
+/// Raises the kernel's read-ahead for the mount (FUSE can only lower it from the
+/// default of 128 KiB), so sequential reads arrive as 1 MiB requests. Best effort.
+fn raise_read_ahead(mountpoint: &Path) {
+    let Some(dev) = mount_device(mountpoint) else {
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, b"1024") {
+        log::debug!("raising read-ahead ({knob}): {e}");
+    }
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
@@ -520,6 +537,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
             anyhow!("the mount did not appear at {}", args.mountpoint.display()),
         ));
     }
+    raise_read_ahead(&args.mountpoint);
     log::info!("mounted {} on {}", args.source, args.mountpoint.display());
     ready(Ok(()));
     let res = session.run();

@@ -108,6 +108,10 @@ impl Filesystem for FuseAdapter {
         let _ = config.set_max_write(1 << 20);
         // O_TRUNC arrives with open instead of as a separate truncate of a version.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Nothing here is setuid or has file capabilities: without this the kernel
+        // asks for `security.capability` before every write.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        let _ = config.set_max_background(64);
         Ok(())
     }
 

@@ -320,6 +320,7 @@ pub struct AnchorFs {
     mounted_at: SystemTime,
     writes: write::Writes,
     read_only: bool,
+    refreshing: Mutex<()>,
 }
 
 fn blocks(size: u64) -> u64 {
@@ -343,6 +344,7 @@ impl AnchorFs {
             mounted_at: SystemTime::now(),
             writes: write::Writes::default(),
             read_only: opts_read_only,
+            refreshing: Mutex::new(()),
         };
         fs.refresh()?;
         Ok(fs)
@@ -366,13 +368,20 @@ impl AnchorFs {
     /// Re-reads the anchor map if its ref moved; returns the kernel cache entries
     /// that the change makes stale.
     pub fn refresh(&self) -> Result<Invalidations, FsError> {
+        // One refresh at a time (a commit's and the poller's), so an older map can
+        // never replace a newer one.
+        let _serial = self.refreshing.lock();
         let map_ref = anchor::map_ref(&*self.store).map_err(FsError::from_anchor)?;
         let old = self.snapshot();
         if old.map_ref == map_ref && map_ref.is_some() {
             return Ok(Invalidations::default());
         }
-        let all = anchor::all(&*self.store).map_err(FsError::from_anchor)?;
-        let new = Arc::new(Snapshot::new(map_ref, all));
+        let entries = match &map_ref {
+            Some(r) => crate::schema::Map::entries(&*self.store, r)
+                .map_err(|e| FsError::from_anchor(e.into()))?,
+            None => Vec::new(),
+        };
+        let new = Arc::new(Snapshot::rebuild(map_ref, entries, &old));
         let changed = old.changed_since(&new);
         *self.snapshot.write() = new.clone();
         let mut inv = Invalidations::default();

@@ -19,6 +19,9 @@ pub struct AnchorView {
     /// Its versions in time order, one per distinct time: of entries with equal times
     /// the last one is shown, the one a lookup at that time returns.
     pub versions: Vec<Anchor>,
+    /// The ref of the encoded history this view was built from (zero if built from
+    /// a decoded history), so an unchanged history is not decoded again.
+    pub history_ref: Ref,
 }
 
 impl AnchorView {
@@ -35,6 +38,7 @@ impl AnchorView {
             dir_name: names::escape(&name),
             name,
             versions,
+            history_ref: Ref::ZERO,
         }
     }
 
@@ -84,6 +88,53 @@ impl Snapshot {
             .map(|(name, hist)| Arc::new(AnchorView::new(name, &hist)))
             .collect();
         views.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
+        Snapshot::from_views(map_ref, types_map, views)
+    }
+
+    /// Builds the snapshot of the anchor map at `map_ref` from its encoded entries,
+    /// reusing the views of `old` whose history did not change (a commit to one
+    /// anchor does not decode every other history again). An anchor whose history
+    /// does not decode is left out, with a log line; the others are served.
+    pub fn rebuild(
+        map_ref: Option<Ref>,
+        entries: Vec<(bytes::Bytes, bytes::Bytes)>,
+        old: &Snapshot,
+    ) -> Snapshot {
+        let mut views = Vec::with_capacity(entries.len());
+        let mut types_map = None;
+        for (name, payload) in entries {
+            let history_ref = Ref::of(&payload);
+            if let Some(v) = old.by_name(&name).filter(|v| v.history_ref == history_ref) {
+                views.push(v.clone());
+                continue;
+            }
+            let hist = match crate::anchor::decode_history(&name, &payload) {
+                Ok(h) => h,
+                Err(e) => {
+                    log::error!("{e}");
+                    continue;
+                }
+            };
+            if name.as_ref() == PROTO_TYPES_ANCHOR {
+                types_map = hist.last().map(|a| a.r);
+                continue;
+            }
+            if hist.is_empty() {
+                continue;
+            }
+            let mut v = AnchorView::new(name.to_vec(), &hist);
+            v.history_ref = history_ref;
+            views.push(Arc::new(v));
+        }
+        views.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
+        Snapshot::from_views(map_ref, types_map, views)
+    }
+
+    fn from_views(
+        map_ref: Option<Ref>,
+        types_map: Option<Ref>,
+        views: Vec<Arc<AnchorView>>,
+    ) -> Snapshot {
         let long_names = views
             .iter()
             .enumerate()
@@ -235,5 +286,47 @@ mod tests {
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
         );
         assert!(new.changed_since(&new).is_empty());
+    }
+
+    #[test]
+    fn rebuild_reuses_unchanged_histories_and_skips_damaged_ones() {
+        use crate::anchor::encode_history;
+        let e = |n: &[u8], h: &[Anchor]| {
+            (
+                bytes::Bytes::copy_from_slice(n),
+                bytes::Bytes::from(encode_history(h)),
+            )
+        };
+        let first = Snapshot::rebuild(
+            None,
+            vec![e(b"a", &[a(1, 1)]), e(b"b", &[a(1, 1)])],
+            &Snapshot::default(),
+        );
+        let second = Snapshot::rebuild(
+            Some(Ref([9; 32])),
+            vec![
+                e(b"a", &[a(1, 1)]),
+                e(b"b", &[a(1, 1), a(2, 2)]),
+                (
+                    bytes::Bytes::from_static(b"bad"),
+                    bytes::Bytes::from_static(b"\x0a\x05xx"),
+                ),
+            ],
+            &first,
+        );
+        assert!(
+            Arc::ptr_eq(&first.anchors()[0], &second.anchors()[0]),
+            "unchanged: reused"
+        );
+        assert_eq!(
+            second.by_name(b"b").unwrap().versions.len(),
+            2,
+            "changed: decoded"
+        );
+        assert!(
+            second.by_name(b"bad").is_none(),
+            "a damaged history is left out"
+        );
+        assert_eq!(second.anchors().len(), 2);
     }
 }

@@ -6,6 +6,9 @@ use parking_lot::Mutex;
 use super::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
+/// Written blobs up to this size are cached on the way in.
+const SMALL_BLOB: usize = 16 << 10;
+
 /// Caches the blobs of an inner store, keeping at most `capacity` bytes.
 pub struct LruStore<S> {
     inner: S,
@@ -95,15 +98,23 @@ impl<S: Getter> Getter for LruStore<S> {
 }
 
 impl<S: Store> Store for LruStore<S> {
+    // What is written is not cached: a large write would only push out what readers
+    // use, and copying every blob costs as much as storing it. Small blobs (trie
+    // nodes, which the next update reads again) are the exception.
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let (r, added) = self.inner.put(blob)?;
-        self.cache.lock().insert(r, Blob::copy_from_slice(blob));
+        if blob.len() <= SMALL_BLOB {
+            self.cache.lock().insert(r, Blob::copy_from_slice(blob));
+        }
         Ok((r, added))
     }
 
     fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        let small = blob.len() <= SMALL_BLOB;
         let (r, added) = self.inner.put_blob(blob.clone())?;
-        self.cache.lock().insert(r, blob);
+        if small {
+            self.cache.lock().insert(r, blob);
+        }
         Ok((r, added))
     }
 
