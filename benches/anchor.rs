@@ -132,7 +132,13 @@ fn main() {
     }
     if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("shm") {
         let s = FileStore::create(shm_root.join("puts")).unwrap();
-        bench_store("file on /dev/shm", &s, n, Some(GO_PUTS_TMPFS), GO_GET_FILE_US);
+        bench_store(
+            "file on /dev/shm",
+            &s,
+            n,
+            Some(GO_PUTS_TMPFS),
+            GO_GET_FILE_US,
+        );
         let _ = fs::remove_dir_all(&shm_root);
         return;
     }
