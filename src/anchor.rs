@@ -112,6 +112,14 @@ pub enum AnchorError {
 }
 
 impl AnchorError {
+    /// The OS error number behind a store failure, however deep (ENOSPC, EIO, ...).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            AnchorError::Store(s) | AnchorError::Schema(SchemaError::Store(s)) => s.raw_os_error(),
+            _ => None,
+        }
+    }
+
     /// Whether this is "not found" (of an anchor or of a blob).
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::anchor::{self, AnchorError};
 use crate::blob::Ref;
 use crate::content::{self, ContentError, Kind};
+use crate::schema::SchemaError;
 use crate::split::{SplitError, SplitReader};
 use crate::store::{AnchorStore, StoreError};
 use crate::timestamp::Timestamp;
@@ -160,9 +161,11 @@ impl FsError {
 
     fn from_anchor(e: AnchorError) -> FsError {
         match e {
-            AnchorError::Store(s) => FsError::from_store(s),
+            AnchorError::Store(s) | AnchorError::Schema(SchemaError::Store(s)) => {
+                FsError::from_store(s)
+            }
             other => FsError::Store {
-                errno: Some(libc::EIO),
+                errno: Some(other.raw_os_error().unwrap_or(libc::EIO)),
                 why: other.to_string(),
             },
         }

@@ -273,9 +273,8 @@ fn name_time(name: &[u8]) -> Option<Timestamp> {
 
 fn anchor_errno(e: &AnchorError) -> i32 {
     match e {
-        AnchorError::Store(s) => s.raw_os_error().unwrap_or(libc::EIO),
         AnchorError::RetriesExhausted(_) => libc::EAGAIN,
-        _ => libc::EIO,
+        e => e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
