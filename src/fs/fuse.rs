@@ -238,6 +238,22 @@ impl Filesystem for FuseAdapter {
         }
     }
 
+    /// No ioctls: every file answers ENOTTY (what `isatty` and friends expect),
+    /// quietly, since programs probe every file they open.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn setxattr(
         &self,
         _req: &Request,

@@ -106,6 +106,9 @@ pub enum FsError {
     /// The directory still holds files being written.
     #[error("directory not empty")]
     NotEmpty,
+    /// A name longer than a directory entry may be.
+    #[error("file name too long")]
+    NameTooLong,
 }
 
 impl FsError {
@@ -126,6 +129,7 @@ impl FsError {
             FsError::Exists => libc::EEXIST,
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
         }
     }
 
@@ -545,6 +549,9 @@ impl AnchorFs {
 
     /// The node `name` in directory `parent`, if it exists (no lookup counted).
     fn child_key(&self, parent: &NodeKey, name: &[u8]) -> Result<NodeKey, FsError> {
+        if name.len() > names::NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
         let snap = self.snapshot();
         match parent {
             NodeKey::Root => {

@@ -421,7 +421,10 @@ impl AnchorFs {
     }
 
     fn check_name(name: &[u8]) -> Result<(), FsError> {
-        if name.is_empty() || name.len() > names::NAME_MAX || name == b"." || name == b".." {
+        if name.len() > names::NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if name.is_empty() || name == b"." || name == b".." {
             return Err(FsError::BadName(String::from_utf8_lossy(name).into()));
         }
         Ok(())
