@@ -756,18 +756,29 @@ impl AnchorFs {
         let Some(f) = self.writes.get(id) else {
             return;
         };
-        let last = f.lock().open <= 1;
-        if last {
+        loop {
+            let mut g = f.lock();
+            if g.open > 1 {
+                g.open -= 1;
+                return;
+            }
+            // The last close. A rename may give the file a committable name at any
+            // moment until `open` drops to 0 (after which the rename commits it
+            // itself), so decide under the lock: commit and look again, or let go.
+            let committable = g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none();
+            if !committable {
+                g.open = 0;
+                let done = g.unlinked || !g.scratch();
+                drop(g);
+                if done {
+                    self.writes.remove(id);
+                }
+                return;
+            }
+            drop(g);
             if let Err(e) = self.commit(id, true) {
                 log::error!("committing at last close: {e}");
             }
-        }
-        let mut g = f.lock();
-        g.open = g.open.saturating_sub(1);
-        let done = g.open == 0 && (g.unlinked || (!g.scratch() && !g.dirty));
-        drop(g);
-        if done {
-            self.writes.remove(id);
         }
     }
 
