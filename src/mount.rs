@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use crate::fs::fuse::{invalidate, FuseAdapter, DEFAULT_POLL};
 use crate::fs::names::TimeNames;
-use crate::fs::{AnchorFs, FsOptions, SharedStore};
+use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
 use crate::store::file::FileStore;
 use crate::store::lru::LruStore;
 use crate::store::mem::MemStore;
@@ -500,6 +500,23 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
     let stop = Arc::new(AtomicBool::new(false));
+
+    // Kernel cache entries made stale by this mount's own commits and writes, passed
+    // on from a thread of their own (never from inside a request).
+    let (inval_tx, inval_rx) = std::sync::mpsc::channel::<Invalidations>();
+    {
+        core.set_invalidator(Box::new(move |inv| {
+            let _ = inval_tx.send(inv);
+        }));
+        let notifier = session.notifier();
+        std::thread::Builder::new()
+            .name("anchorfs-inval".into())
+            .spawn(move || {
+                while let Ok(inv) = inval_rx.recv() {
+                    invalidate(&notifier, &inv);
+                }
+            })?;
+    }
 
     // Poll for changes made by other processes, mounts and the CLI.
     let poller = {

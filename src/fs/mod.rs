@@ -299,6 +299,9 @@ pub struct Opened {
     pub fh: u64,
     /// Whether the kernel may keep cached pages across opens (immutable content).
     pub keep_cache: bool,
+    /// Whether reads and writes must bypass the kernel's page cache: a write opened
+    /// on a version, whose cached pages must keep showing the version.
+    pub direct_io: bool,
 }
 
 /// An open file: a reader of immutable content, or a file being written.
@@ -328,7 +331,12 @@ pub struct AnchorFs {
     writes: write::Writes,
     read_only: bool,
     refreshing: Mutex<()>,
+    invalidator: std::sync::OnceLock<Invalidator>,
 }
+
+/// Where the core sends kernel cache entries it made stale (the mount passes them to
+/// the kernel from a thread of its own, never from inside a request).
+pub type Invalidator = Box<dyn Fn(Invalidations) + Send + Sync>;
 
 fn blocks(size: u64) -> u64 {
     size.div_ceil(512)
@@ -352,6 +360,7 @@ impl AnchorFs {
             writes: write::Writes::default(),
             read_only: opts_read_only,
             refreshing: Mutex::new(()),
+            invalidator: std::sync::OnceLock::new(),
         };
         fs.refresh()?;
         Ok(fs)
@@ -365,6 +374,22 @@ impl AnchorFs {
     /// The options in force.
     pub fn options(&self) -> &FsOptions {
         &self.opts
+    }
+
+    /// Sets where stale kernel cache entries are reported (once; later calls are
+    /// ignored). Without one, the kernel's caches expire by their timeouts alone.
+    pub fn set_invalidator(&self, f: Invalidator) {
+        let _ = self.invalidator.set(f);
+    }
+
+    /// Reports stale kernel cache entries, if anyone listens.
+    fn invalidate(&self, inv: Invalidations) {
+        if inv.entries.is_empty() && inv.inodes.is_empty() {
+            return;
+        }
+        if let Some(f) = self.invalidator.get() {
+            f(inv);
+        }
     }
 
     /// The current snapshot of the anchors.
@@ -834,7 +859,11 @@ impl AnchorFs {
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            direct_io: false,
+        })
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.

@@ -94,6 +94,9 @@ pub(crate) struct StagedFile {
     /// inherited by a forked child and closed at its exec) is not this writer's
     /// close, so it does not commit; the last close still does.
     writer_owner: Option<u64>,
+    /// The inode of the version this file was opened over (copy-on-write): the
+    /// kernel's cached pages and size of that inode are dropped at the last close.
+    over_version: Option<u64>,
     /// A write or truncate failed with this errno: part of the content is lost, so
     /// the file never becomes a version; every later call reports the error.
     broken: Option<i32>,
@@ -385,6 +388,7 @@ impl AnchorFs {
             unlinked: false,
             gate: Arc::new(Mutex::new(())),
             writer_owner: None,
+            over_version: None,
             broken: None,
         }));
         self.writes.files.lock().insert(id, f.clone());
@@ -506,6 +510,7 @@ impl AnchorFs {
                 Ok(Opened {
                     fh: self.write_handle(*id)?,
                     keep_cache: false,
+                    direct_io: false,
                 })
             }
             NodeKey::Version(anchor, at) => {
@@ -536,11 +541,18 @@ impl AnchorFs {
                 // Not listed under a name of its own: the version appears under its
                 // commit time when the file is closed.
                 let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
-                // Seeded with the old content: nothing to commit unless written.
-                f.lock().dirty = truncate;
+                {
+                    let mut g = f.lock();
+                    // Seeded with the old content: nothing to commit unless written.
+                    g.dirty = truncate;
+                    g.over_version = Some(self.inodes.lock().ino_of(key));
+                }
+                // The kernel writes through the version's own inode: keep the new
+                // bytes out of its page cache, which must go on showing the version.
                 Ok(Opened {
                     fh: self.write_handle(id)?,
                     keep_cache: false,
+                    direct_io: true,
                 })
             }
             _ => Err(FsError::ReadOnly),
@@ -727,8 +739,9 @@ impl AnchorFs {
 
     /// After a commit: the new version is listed at once.
     fn after_commit(&self) {
-        if let Err(e) = self.refresh() {
-            log::warn!("re-reading anchors after a commit: {e}");
+        match self.refresh() {
+            Ok(inv) => self.invalidate(inv),
+            Err(e) => log::warn!("re-reading anchors after a commit: {e}"),
         }
     }
 
@@ -769,9 +782,18 @@ impl AnchorFs {
             if !committable {
                 g.open = 0;
                 let done = g.unlinked || !g.scratch();
+                let over = g.over_version.take();
                 drop(g);
                 if done {
                     self.writes.remove(id);
+                }
+                if let Some(ino) = over {
+                    // A truncating open and the writes set the inode's size in the
+                    // kernel: have it ask again.
+                    self.invalidate(super::Invalidations {
+                        entries: Vec::new(),
+                        inodes: vec![ino],
+                    });
                 }
                 return;
             }
