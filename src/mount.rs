@@ -395,8 +395,23 @@ fn init_logging(args: &MountArgs, detached: bool) -> Result<()> {
 /// Checks what can be checked before mounting, for clear messages.
 fn preflight(args: &MountArgs) -> Result<()> {
     let mp = &args.mountpoint;
-    let meta = std::fs::metadata(mp)
-        .with_context(|| format!("mount point {} does not exist", mp.display()))?;
+    let meta = match std::fs::metadata(mp) {
+        Ok(m) => m,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
+            bail!(
+                "mount point {} is busy: a filesystem whose daemon died is still mounted \
+                 there (transport endpoint not connected); unmount it first \
+                 (`fusermount3 -u {}` or `umount -l {}`)",
+                mp.display(),
+                mp.display(),
+                mp.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {} does not exist", mp.display())
+        }
+        Err(e) => bail!("mount point {} cannot be used: {e}", mp.display()),
+    };
     if !meta.is_dir() {
         bail!("mount point {} is not a directory", mp.display());
     }

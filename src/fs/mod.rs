@@ -409,8 +409,17 @@ impl AnchorFs {
             return Ok(Invalidations::default());
         }
         let entries = match &map_ref {
-            Some(r) => crate::schema::Map::entries(&*self.store, r)
-                .map_err(|e| FsError::from_anchor(e.into()))?,
+            Some(r) => {
+                let read = crate::schema::Map::entries_skipping_damage(&*self.store, r)
+                    .map_err(|e| FsError::from_anchor(e.into()))?;
+                for (node, e) in &read.damaged {
+                    log::error!(
+                        "anchor map node {node} cannot be read, the anchors it holds are \
+                         not shown: {e}"
+                    );
+                }
+                read.entries
+            }
             None => Vec::new(),
         };
         let new = Arc::new(Snapshot::rebuild(map_ref, entries, &old));
@@ -566,6 +575,22 @@ impl AnchorFs {
             .then(|| Arc::new(AnchorView::new(name.to_vec(), &[])))
     }
 
+    /// The view of anchor `name` for looking inside it: `EIO` if its history does not
+    /// decode.
+    fn readable_view(&self, snap: &Snapshot, name: &[u8]) -> Result<Arc<AnchorView>, FsError> {
+        let v = self.anchor_view(snap, name).ok_or(FsError::NotFound)?;
+        match &v.damaged {
+            Some(why) => {
+                log::error!("anchor {}: {why}", names::escape(name).escape_ascii());
+                Err(FsError::Damaged {
+                    r: v.history_ref,
+                    why: why.clone(),
+                })
+            }
+            None => Ok(v),
+        }
+    }
+
     /// The node `name` in directory `parent` (no lookup counted).
     pub(crate) fn lookup_key(&self, parent: u64, name: &[u8]) -> Result<NodeKey, FsError> {
         let pkey = self.key_of(parent)?;
@@ -599,7 +624,7 @@ impl AnchorFs {
                 if let Some(id) = self.writes.find(anchor, name) {
                     return Ok(NodeKey::Staged(id));
                 }
-                let v = self.anchor_view(&snap, anchor).ok_or(FsError::NotFound)?;
+                let v = self.readable_view(&snap, anchor)?;
                 if name == LATEST && v.latest().is_some() {
                     return Ok(NodeKey::Latest(anchor.clone()));
                 }
@@ -620,6 +645,7 @@ impl AnchorFs {
             }
             NodeKey::AtTime(t) => {
                 let v = snap.by_dir_name(name).ok_or(FsError::NotFound)?;
+                let v = self.readable_view(&snap, &v.name)?;
                 v.as_of(*t).ok_or(FsError::NotFound)?;
                 Ok(NodeKey::AtFile(*t, v.name.clone()))
             }
@@ -738,7 +764,7 @@ impl AnchorFs {
                 )
             }
             NodeKey::AnchorDir(name) => {
-                let v = self.anchor_view(&snap, name).ok_or(FsError::NotFound)?;
+                let v = self.readable_view(&snap, name)?;
                 let names = self.opts.time_names;
                 let inodes = &inodes;
                 let has_latest = usize::from(v.latest().is_some());

@@ -22,6 +22,9 @@ pub struct AnchorView {
     /// The ref of the encoded history this view was built from (zero if built from
     /// a decoded history), so an unchanged history is not decoded again.
     pub history_ref: Ref,
+    /// Why the stored history does not decode, if it does not: the anchor is listed
+    /// (with no versions) and everything inside it answers EIO.
+    pub damaged: Option<String>,
 }
 
 impl AnchorView {
@@ -39,6 +42,15 @@ impl AnchorView {
             name,
             versions,
             history_ref: Ref::ZERO,
+            damaged: None,
+        }
+    }
+
+    /// The view of an anchor whose stored history does not decode.
+    pub fn damaged(name: Vec<u8>, why: String) -> AnchorView {
+        AnchorView {
+            damaged: Some(why),
+            ..AnchorView::new(name, &[])
         }
     }
 
@@ -94,7 +106,7 @@ impl Snapshot {
     /// Builds the snapshot of the anchor map at `map_ref` from its encoded entries,
     /// reusing the views of `old` whose history did not change (a commit to one
     /// anchor does not decode every other history again). An anchor whose history
-    /// does not decode is left out, with a log line; the others are served.
+    /// does not decode is listed as damaged, with a log line; the others are served.
     pub fn rebuild(
         map_ref: Option<Ref>,
         entries: Vec<(bytes::Bytes, bytes::Bytes)>,
@@ -110,8 +122,15 @@ impl Snapshot {
             }
             let hist = match crate::anchor::decode_history(&name, &payload) {
                 Ok(h) => h,
+                Err(e) if name.as_ref() == PROTO_TYPES_ANCHOR => {
+                    log::error!("{e}");
+                    continue;
+                }
                 Err(e) => {
                     log::error!("{e}");
+                    let mut v = AnchorView::damaged(name.to_vec(), e.to_string());
+                    v.history_ref = history_ref;
+                    views.push(Arc::new(v));
                     continue;
                 }
             };
@@ -289,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn rebuild_reuses_unchanged_histories_and_skips_damaged_ones() {
+    fn rebuild_reuses_unchanged_histories_and_marks_damaged_ones() {
         use crate::anchor::encode_history;
         let e = |n: &[u8], h: &[Anchor]| {
             (
@@ -323,10 +342,8 @@ mod tests {
             2,
             "changed: decoded"
         );
-        assert!(
-            second.by_name(b"bad").is_none(),
-            "a damaged history is left out"
-        );
-        assert_eq!(second.anchors().len(), 2);
+        let bad = second.by_name(b"bad").expect("a damaged history is listed");
+        assert!(bad.damaged.is_some() && bad.versions.is_empty());
+        assert_eq!(second.anchors().len(), 3);
     }
 }

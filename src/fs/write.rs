@@ -466,12 +466,17 @@ impl AnchorFs {
         }
         let anchor = self.anchor_dir_of(parent)?;
         Self::check_name(name)?;
-        let has_versions = self
-            .snapshot()
-            .by_name(&anchor)
-            .is_some_and(|v| v.latest().is_some());
+        let view = self.snapshot().by_name(&anchor).cloned();
+        let has_versions = view.as_ref().is_some_and(|v| v.latest().is_some());
         if name == super::LATEST && has_versions {
             return Err(FsError::Exists);
+        }
+        // A back-dated file named by the time of an existing version, in any
+        // spelling, would hide that version: history does not change.
+        if let (Some(t), Some(v)) = (name_time(name), &view) {
+            if v.version(t).is_some() {
+                return Err(FsError::Exists);
+            }
         }
         let (id, _) = self.new_staged(
             &anchor,
@@ -926,8 +931,14 @@ impl AnchorFs {
         let new_anchor = self.anchor_dir_of(newparent)?;
         Self::check_name(newname)?;
         let f = self.writes.get(id).ok_or(FsError::NotFound)?;
-        // Onto `latest` or an existing version's name: a new version at commit time.
-        let target = if newname == super::LATEST {
+        // Onto `latest` or an existing version's name (in any spelling): a new
+        // version at commit time.
+        let onto_version = name_time(newname).is_some_and(|t| {
+            self.snapshot()
+                .by_name(&new_anchor)
+                .is_some_and(|v| v.version(t).is_some())
+        });
+        let target = if newname == super::LATEST || onto_version {
             self.opts.time_names.format(Timestamp::now()).into_bytes()
         } else {
             newname.to_vec()

@@ -13,6 +13,15 @@ use trie::{Entry, Kind, Trie};
 
 pub use trie::MAX as MAX_LEAF_MEMBERS;
 
+/// What a walk of a map that skips damage found.
+#[derive(Debug, Default)]
+pub struct EntriesRead {
+    /// The (key, payload) pairs read.
+    pub entries: Vec<(Bytes, Bytes)>,
+    /// The nodes that could not be read, with why; their members are missing above.
+    pub damaged: Vec<(Ref, SchemaError)>,
+}
+
 /// Errors reading or changing a stored structure.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -45,6 +54,20 @@ pub enum SchemaError {
     /// A list's bytes do not decode.
     #[error("list does not decode: {0}")]
     List(prost::DecodeError),
+}
+
+impl SchemaError {
+    /// Whether this says a node is missing, damaged or malformed (as opposed to the
+    /// store failing to answer).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            SchemaError::Store(s) => matches!(s, StoreError::Damaged(_) | StoreError::NotFound(_)),
+            SchemaError::Decode { .. } | SchemaError::Malformed { .. } | SchemaError::List(_) => {
+                true
+            }
+            SchemaError::TooDeep => false,
+        }
+    }
 }
 
 /// What an insert did.
@@ -135,6 +158,22 @@ impl Map {
             out.push((k, p));
             Ok(())
         })?;
+        Ok(out)
+    }
+
+    /// Every (key, payload) that can be read, and the nodes below the root that could
+    /// not (missing, damaged or malformed: the members under them are left out).
+    pub fn entries_skipping_damage<G: Getter + ?Sized>(
+        g: &G,
+        root: &Ref,
+    ) -> Result<EntriesRead, SchemaError> {
+        let mut out = EntriesRead::default();
+        MAP.each_skipping_damage(
+            g,
+            root,
+            &mut |e| out.entries.push((e.key, e.payload)),
+            &mut out.damaged,
+        )?;
         Ok(out)
     }
 

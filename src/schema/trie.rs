@@ -518,6 +518,46 @@ impl Trie {
         Ok(())
     }
 
+    /// Like [`each`](Self::each), but a subtree below the root whose node is missing,
+    /// damaged or malformed is recorded in `damaged` and skipped instead of ending the
+    /// walk. Store I/O errors and a bad root still end it.
+    pub fn each_skipping_damage<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        f: &mut dyn FnMut(Entry),
+        damaged: &mut Vec<(Ref, SchemaError)>,
+    ) -> Result<(), SchemaError> {
+        self.each_skipping_at(g, r, 0, f, damaged)
+    }
+
+    fn each_skipping_at<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        depth: i32,
+        f: &mut dyn FnMut(Entry),
+        damaged: &mut Vec<(Ref, SchemaError)>,
+    ) -> Result<(), SchemaError> {
+        let n = match self.load(g, r, depth) {
+            Ok(n) => n,
+            Err(e) if depth > 0 && e.is_damage() => {
+                damaged.push((*r, e));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        match n.kids {
+            Some(kids) => {
+                for sub in &kids {
+                    self.each_skipping_at(g, &sub.r, depth + 1, f, damaged)?;
+                }
+            }
+            None => n.members.iter().for_each(|m| f(m.clone())),
+        }
+        Ok(())
+    }
+
     /// The number of members, from the root alone.
     pub fn len<G: Getter + ?Sized>(&self, g: &G, r: &Ref) -> Result<usize, SchemaError> {
         Ok(self.load(g, r, 0)?.size as usize)
