@@ -119,6 +119,16 @@ where
     })
 }
 
+/// The whole content of `r`, read as its kind says (a split tree or one raw blob).
+pub fn read_all<G: AnchorGetter + ?Sized>(g: &G, r: &Ref) -> Result<Vec<u8>, ContentError> {
+    let kind = kind_of(g, r)?;
+    let mut out = Vec::new();
+    open(g, *r, kind)?
+        .read_to_end(&mut out)
+        .map_err(|e| ContentError::Split(SplitError::Io(e)))?;
+    Ok(out)
+}
+
 /// Stores everything `input` yields as a split tree; returns the root (zero ref for
 /// empty input). Nothing is anchored yet.
 pub fn store<S: Store + ?Sized, R: Read>(s: &S, input: R) -> Result<Ref, ContentError> {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use anchorfs::anchor;
+use anchorfs::content;
 use anchorfs::fs::inode::ROOT_INO;
 use anchorfs::fs::{AnchorFs, FsError, FsOptions, LATEST};
-use anchorfs::split;
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::mem::MemStore;
 use anchorfs::Timestamp;
@@ -23,7 +23,7 @@ fn contents(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
     anchor::history(&**store, name)
         .unwrap()
         .iter()
-        .map(|a| split::read_to_vec(&**store, &a.r).unwrap())
+        .map(|a| content::read_all(&**store, &a.r).unwrap())
         .collect()
 }
 
@@ -245,4 +245,54 @@ fn concurrent_commits_lose_nothing() {
     d.sort();
     d.dedup();
     assert_eq!(d.len(), 200, "none twice");
+}
+
+#[test]
+fn small_files_are_raw_blobs_and_large_ones_split_trees() {
+    use anchorfs::content::{self, Kind};
+    use anchorfs::fs::SMALL_MAX;
+    use anchorfs::store::Getter;
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"k").unwrap().attr.ino;
+    let kind_of_latest = |store: &Store| {
+        let h = anchor::history(&**store, b"k").unwrap();
+        let r = h.last().unwrap().r;
+        (r, content::kind_of(&**store, &r).unwrap())
+    };
+    // Small: one raw blob, nothing recorded in the proto-types map.
+    let types_before = anchor::history(&*store, anchor::PROTO_TYPES_ANCHOR).unwrap();
+    write_file(&fs, dir, b"small", b"a small file").unwrap();
+    let (r, kind) = kind_of_latest(&store);
+    assert_eq!((r, kind), (anchorfs::Ref::of(b"a small file"), Kind::Raw));
+    assert_eq!(
+        anchor::history(&*store, anchor::PROTO_TYPES_ANCHOR).unwrap(),
+        types_before
+    );
+    // Exactly SMALL_MAX bytes is still small; one more byte is a split tree.
+    let edge = vec![7u8; SMALL_MAX];
+    write_file(&fs, dir, b"edge", &edge).unwrap();
+    assert_eq!(kind_of_latest(&store).1, Kind::Raw);
+    let big = vec![8u8; SMALL_MAX + 1];
+    write_file(&fs, dir, b"big", &big).unwrap();
+    assert_eq!(kind_of_latest(&store).1, Kind::Split);
+    // Content whose bytes read as a split tree root (here: the root node of a tree
+    // already in the store) must not be stored raw, or it would read as that tree.
+    let inner = content::store(&*store, &b"the tree's own content"[..]).unwrap();
+    let node = store.get(&inner).unwrap().to_vec();
+    assert!(node.len() <= SMALL_MAX);
+    write_file(&fs, dir, b"looks-like-a-tree", &node).unwrap();
+    let (r, kind) = kind_of_latest(&store);
+    assert_eq!(kind, Kind::Split);
+    assert_eq!(content::read_all(&*store, &r).unwrap(), node);
+    // Appending to a small version past the limit streams into a split tree.
+    let latest = fs.lookup(dir, LATEST).unwrap().attr.ino;
+    let target = fs.readlink(latest).unwrap();
+    let v = fs.lookup(dir, &target).unwrap().attr.ino;
+    let o = fs.open(v, true, false).unwrap();
+    fs.write(o.fh, node.len() as u64, &big, None).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    let all = contents(&store, b"k");
+    assert_eq!(all.last().unwrap(), &[node, big].concat());
+    assert_eq!(all.len(), 5);
 }

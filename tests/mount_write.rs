@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anchorfs::anchor::{self, Anchor};
-use anchorfs::split;
+use anchorfs::content;
 use anchorfs::store::file::FileStore;
 use anchorfs::store::Getter;
 use anchorfs::Timestamp;
@@ -425,7 +425,7 @@ fn a_version_survives_sigkill_right_after_close() {
             round + 1,
             "round {round}: every acknowledged version is there"
         );
-        let last = split::read_to_vec(&store, &hist[round].r).unwrap();
+        let last = content::read_all(&store, &hist[round].r).unwrap();
         assert_eq!(last, format!("round {round}").as_bytes());
     }
 }

@@ -24,8 +24,8 @@ use anchorfs::store::file::FileStore;
 use anchorfs::{content, Ref, Timestamp};
 use rand::Rng;
 use reliability::{
-    age_file, assert_fsck_ok, cli, cli_run, cli_run_in, history, noise, split_root, write_file,
-    Daemon,
+    age_file, assert_fsck_ok, cli, cli_run, cli_run_in, history, mount_ref, noise, split_root,
+    write_file, Daemon,
 };
 
 use common::fuse_skipped;
@@ -68,7 +68,7 @@ fn writer(mnt: PathBuf, t: usize, round: usize, stop: Arc<AtomicBool>) -> Writte
         let size = rng.gen_range(0..6000);
         let mut data = format!("round {round} writer {t} version {i}\n").into_bytes();
         data.extend(noise(size, (round * 1000 + t * 100_000 + i) as u64));
-        let r = split_root(&data);
+        let r = mount_ref(&data);
         w.tried.push((anchor.clone(), r));
         let path = mnt.join(&anchor).join(format!("r{round}-w{t}-{i}"));
         match write_file(&path, &data, 1500, rng.gen_bool(0.3)) {
@@ -109,7 +109,7 @@ fn the_daemon_killed_during_concurrent_writes_loses_no_acknowledged_version() {
                     .at;
                 let p = m.path(&format!("{a}/{}", at.to_rfc3339()));
                 let got = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                assert_eq!(split_root(&got), *r, "{} after the remount", p.display());
+                assert_eq!(mount_ref(&got), *r, "{} after the remount", p.display());
             }
         }
         for a in &anchors {

@@ -647,7 +647,7 @@ fn writing_through_latest_never_changes_what_an_old_version_reads() {
     let s = FileStore::open(&sp).unwrap();
     let hist = anchor::history(&s, b"doc").unwrap();
     assert_eq!(hist.len(), 6);
-    assert_eq!(split::read_to_vec(&s, &hist[0].r).unwrap(), old);
+    assert_eq!(content::read_all(&s, &hist[0].r).unwrap(), old);
     assert!(
         problems.is_empty(),
         "the old version's file changed: {problems:#?}"

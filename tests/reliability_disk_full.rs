@@ -12,8 +12,8 @@ use std::path::Path;
 
 use anchorfs::store::file::FileStore;
 use reliability::{
-    assert_fsck_ok, cli_run, errno_of, history, noise, read_content, split_root, write_file,
-    Daemon, SmallFs, Stage,
+    assert_fsck_ok, cli_run, errno_of, history, mount_ref, noise, read_content, write_file, Daemon,
+    SmallFs, Stage,
 };
 
 use common::fuse_skipped;
@@ -151,7 +151,7 @@ fn fill_and_recover(small: &SmallFs, tally: &mut Tally) {
     assert_fsck_ok(&sp, "after gc");
     // No failed write left a version behind: every version is one we were told
     // about, and its root is the root of what we wrote.
-    let roots: Vec<_> = acked.iter().map(|d| split_root(d)).collect();
+    let roots: Vec<_> = acked.iter().map(|d| mount_ref(d)).collect();
     let hist: Vec<_> = history(&sp, b"fill").into_iter().map(|a| a.r).collect();
     assert_eq!(hist, roots);
     let log = m.log_text();

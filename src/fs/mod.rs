@@ -14,6 +14,7 @@ pub mod inode;
 pub mod names;
 pub mod view;
 mod write;
+pub use write::SMALL_MAX;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -25,8 +25,8 @@ use super::names;
 use super::{AnchorFs, Entry, FsError, Handle, Opened, SharedStore};
 use crate::anchor::{self, AnchorError};
 use crate::blob::Ref;
-use crate::content;
-use crate::split::{SplitOptions, SplitReader, SplitWriter};
+use crate::content::{self, Kind};
+use crate::split::{SplitOptions, SplitWriter};
 use crate::timestamp::Timestamp;
 
 /// Whether a file name is scratch: never committed on its own.
@@ -40,6 +40,9 @@ pub fn is_scratch(name: &[u8]) -> bool {
 
 /// Where a staged file's bytes are.
 enum Data {
+    /// Small content in memory (at most [`SMALL_MAX`] bytes, written in order): stored
+    /// as one raw blob at commit, which needs no type record and no split node.
+    Small(Vec<u8>),
     /// Streaming into the split writer; `len` bytes so far, all in order.
     Stream {
         writer: Box<SplitWriter<SharedStore>>,
@@ -47,8 +50,30 @@ enum Data {
     },
     /// In a temporary file (random writes, truncates, reads of own writes).
     Spool { file: File, len: u64 },
-    /// Stored as a split tree (after a commit, or seeded from a version).
-    Stored { root: Ref, len: u64 },
+    /// Stored (after a commit, or seeded from a version).
+    Stored { root: Ref, kind: Kind, len: u64 },
+}
+
+/// Content up to this size is kept in memory while written and stored as one raw
+/// blob; larger content streams into a split tree.
+pub const SMALL_MAX: usize = 16 << 10;
+
+impl Data {
+    /// Empty content, as a new or truncated file starts.
+    fn empty() -> Data {
+        Data::Small(Vec::new())
+    }
+
+    fn taken(&mut self) -> Data {
+        std::mem::replace(
+            self,
+            Data::Stored {
+                root: Ref::ZERO,
+                kind: Kind::Split,
+                len: 0,
+            },
+        )
+    }
 }
 
 /// The commit state of a staged file.
@@ -106,6 +131,7 @@ impl StagedFile {
     /// The size written so far.
     pub fn len(&self) -> u64 {
         match &self.data {
+            Data::Small(b) => b.len() as u64,
             Data::Stream { len, .. } | Data::Spool { len, .. } | Data::Stored { len, .. } => *len,
         }
     }
@@ -184,6 +210,7 @@ impl Writes {
 struct Pending {
     anchor: Vec<u8>,
     root: Ref,
+    kind: Kind,
     at: Timestamp,
     result: Option<Result<(), i32>>,
 }
@@ -203,18 +230,19 @@ struct CommitQueue {
 }
 
 impl Committer {
-    /// Anchors `anchor` to the split tree `root` at `at`, durably; returns the errno
-    /// on failure.
+    /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably; returns the
+    /// errno on failure. A split root gets its type record in the same update.
     fn commit(
         &self,
         store: &SharedStore,
         anchor: &[u8],
-        root: Ref,
+        (root, kind): (Ref, Kind),
         at: Timestamp,
     ) -> Result<(), i32> {
         let me = Arc::new(Mutex::new(Pending {
             anchor: anchor.to_vec(),
             root,
+            kind,
             at,
             result: None,
         }));
@@ -233,16 +261,18 @@ impl Committer {
         q.leading = true;
         let batch: Vec<Arc<Mutex<Pending>>> = std::mem::take(&mut q.waiting);
         drop(q);
-        let items: Vec<(Vec<u8>, Ref, Timestamp)> = batch
+        let items: Vec<(Vec<u8>, Ref, Kind, Timestamp)> = batch
             .iter()
             .map(|p| {
                 let p = p.lock();
-                (p.anchor.clone(), p.root, p.at)
+                (p.anchor.clone(), p.root, p.kind, p.at)
             })
             .collect();
         let res = anchor::update(&**store, |u| {
-            for (name, root, at) in &items {
-                content::record_split(u, *root, *at)?;
+            for (name, root, kind, at) in &items {
+                if *kind == Kind::Split {
+                    content::record_split(u, *root, *at)?;
+                }
                 u.put(name, *root, *at)?;
             }
             Ok(())
@@ -285,6 +315,10 @@ fn io_errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+fn io_err(e: std::io::Error) -> FsError {
+    store_err(&e, Some(io_errno(&e)))
+}
+
 fn store_err(e: impl std::fmt::Display, errno: Option<i32>) -> FsError {
     FsError::Store {
         errno: Some(errno.unwrap_or(libc::EIO)),
@@ -316,55 +350,82 @@ impl AnchorFs {
 
     /// Moves a staged file's bytes into a spool file (for random access).
     fn to_spool(&self, f: &mut StagedFile) -> Result<(), FsError> {
-        let (root, len) = match std::mem::replace(
-            &mut f.data,
-            Data::Stored {
-                root: Ref::ZERO,
-                len: 0,
-            },
-        ) {
-            Data::Spool { file, len } => {
-                f.data = Data::Spool { file, len };
-                return Ok(());
+        let (file, len) = match f.data.taken() {
+            Data::Spool { file, len } => (file, len),
+            Data::Small(buf) => {
+                let mut file = self.spool_file()?;
+                file.write_all(&buf).map_err(io_err)?;
+                (file, buf.len() as u64)
             }
-            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, len),
-            Data::Stored { root, len } => (root, len),
+            Data::Stream { writer, len } => {
+                let root = writer.finish().map_err(split_err)?;
+                (self.copy_to_spool(root, Kind::Split, len)?, len)
+            }
+            Data::Stored { root, kind, len } => (self.copy_to_spool(root, kind, len)?, len),
         };
-        let mut file = self.spool_file()?;
-        if len > 0 {
-            let mut reader = SplitReader::new(self.store.clone(), root).map_err(split_err)?;
-            std::io::copy(&mut reader, &mut file)
-                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
-        }
         f.data = Data::Spool { file, len };
         Ok(())
     }
 
-    /// Stores a staged file's bytes as a split tree; returns the root.
-    fn store_data(&self, f: &mut StagedFile) -> Result<Ref, FsError> {
-        let (root, len) = match std::mem::replace(
-            &mut f.data,
-            Data::Stored {
-                root: Ref::ZERO,
-                len: 0,
-            },
-        ) {
-            Data::Stored { root, len } => (root, len),
-            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, len),
+    /// A new spool file holding the `len` bytes of stored content `root`.
+    fn copy_to_spool(&self, root: Ref, kind: Kind, len: u64) -> Result<File, FsError> {
+        let mut file = self.spool_file()?;
+        if len > 0 {
+            let mut reader = content::open(self.store.clone(), root, kind)
+                .map_err(|e| FsError::from_content(root, e))?;
+            std::io::copy(&mut reader, &mut file).map_err(io_err)?;
+        }
+        Ok(file)
+    }
+
+    /// Stores a staged file's bytes; returns the ref and its kind. Content of at most
+    /// [`SMALL_MAX`] bytes becomes one raw blob, larger content a split tree.
+    fn store_data(&self, f: &mut StagedFile) -> Result<(Ref, Kind), FsError> {
+        let (root, kind, len) = match f.data.taken() {
+            Data::Stored { root, kind, len } => (root, kind, len),
+            Data::Small(buf) => {
+                let (root, kind) = self.store_small(&buf)?;
+                (root, kind, buf.len() as u64)
+            }
+            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, Kind::Split, len),
+            Data::Spool { file, len } if len as usize <= SMALL_MAX => {
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, 0).map_err(io_err)?;
+                let (root, kind) = self.store_small(&buf)?;
+                (root, kind, len)
+            }
             Data::Spool { mut file, len } => {
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                file.seek(SeekFrom::Start(0)).map_err(io_err)?;
                 let root = crate::split::store_from(
                     &*self.store,
                     (&mut file).take(len),
                     SplitOptions::default(),
                 )
                 .map_err(split_err)?;
-                (root, len)
+                (root, Kind::Split, len)
             }
         };
-        f.data = Data::Stored { root, len };
-        Ok(root)
+        f.data = Data::Stored { root, kind, len };
+        Ok((root, kind))
+    }
+
+    /// Stores small content as one raw blob, unless its bytes happen to read as a
+    /// split tree root (a raw blob without a type record must not), in which case it
+    /// becomes a split tree. Empty content is the zero ref.
+    fn store_small(&self, buf: &[u8]) -> Result<(Ref, Kind), FsError> {
+        if buf.is_empty() {
+            return Ok((Ref::ZERO, Kind::Split));
+        }
+        let (r, _) = self.store.put(buf).map_err(FsError::from_store)?;
+        match crate::split::validate_root(&*self.store, &r) {
+            Err(crate::split::SplitError::Store(e)) => Err(FsError::from_store(e)),
+            Err(_) => Ok((r, Kind::Raw)),
+            Ok(_) => {
+                let root =
+                    content::store(&*self.store, buf).map_err(|e| FsError::from_content(r, e))?;
+                Ok((root, Kind::Split))
+            }
+        }
     }
 
     fn new_staged(
@@ -478,15 +539,7 @@ impl AnchorFs {
                 return Err(FsError::Exists);
             }
         }
-        let (id, _) = self.new_staged(
-            &anchor,
-            name,
-            Data::Stream {
-                writer: Box::new(SplitWriter::new(self.store.clone())),
-                len: 0,
-            },
-            true,
-        )?;
+        let (id, _) = self.new_staged(&anchor, name, Data::empty(), true)?;
         let fh = self.write_handle(id)?;
         let entry = self.lookup(parent, name)?;
         Ok((entry, fh))
@@ -504,10 +557,7 @@ impl AnchorFs {
                 let mut g = f.lock();
                 g.open += 1;
                 if truncate {
-                    g.data = Data::Stream {
-                        writer: Box::new(SplitWriter::new(self.store.clone())),
-                        len: 0,
-                    };
+                    g.data = Data::empty();
                     g.dirty = true;
                     g.state = CommitState::Staging;
                 }
@@ -525,22 +575,13 @@ impl AnchorFs {
                     .and_then(|v| v.version(*at))
                     .ok_or(FsError::NotFound)?;
                 let data = if truncate {
-                    Data::Stream {
-                        writer: Box::new(SplitWriter::new(self.store.clone())),
-                        len: 0,
-                    }
+                    Data::empty()
                 } else {
                     let (kind, len) = self.content_meta(&a.r)?;
-                    match kind {
-                        content::Kind::Split => Data::Stored { root: a.r, len },
-                        content::Kind::Raw => {
-                            // A raw blob: copy it into a spool file to write over.
-                            let mut file = self.spool_file()?;
-                            let blob = self.store.get(&a.r).map_err(FsError::from_store)?;
-                            file.write_all(&blob)
-                                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
-                            Data::Spool { file, len }
-                        }
+                    Data::Stored {
+                        root: a.r,
+                        kind,
+                        len,
                     }
                 };
                 // Not listed under a name of its own: the version appears under its
@@ -595,31 +636,51 @@ impl AnchorFs {
 
     fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
         match &mut g.data {
+            Data::Small(buf) if offset == buf.len() as u64 => {
+                if buf.len() + data.len() <= SMALL_MAX {
+                    buf.extend_from_slice(data);
+                } else {
+                    // Grown past small: from here on it streams into a split tree.
+                    let mut writer = SplitWriter::new(self.store.clone());
+                    writer.write_bytes(buf).map_err(split_err)?;
+                    writer.write_bytes(data).map_err(split_err)?;
+                    let len = (buf.len() + data.len()) as u64;
+                    g.data = Data::Stream {
+                        writer: Box::new(writer),
+                        len,
+                    };
+                }
+            }
             Data::Stream { writer, len: l } if offset == *l => {
                 writer.write_bytes(data).map_err(split_err)?;
                 *l += data.len() as u64;
             }
-            Data::Stored { root, len: l } if offset == *l && *l > 0 => {
-                // Appending to seeded content: stream the old bytes, then the new.
-                let mut writer = SplitWriter::new(self.store.clone());
-                let reader = SplitReader::new(self.store.clone(), *root).map_err(split_err)?;
-                std::io::copy(
-                    &mut std::io::BufReader::with_capacity(1 << 20, reader),
-                    &mut writer,
-                )
-                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
-                writer.write_bytes(data).map_err(split_err)?;
-                let new_len = *l + data.len() as u64;
-                g.data = Data::Stream {
-                    writer: Box::new(writer),
-                    len: new_len,
-                };
+            Data::Stored { root, kind, len: l } if offset == *l => {
+                // Appending to seeded content: the old bytes, then the new.
+                let (root, kind, len) = (*root, *kind, *l);
+                let reader = content::open(self.store.clone(), root, kind)
+                    .map_err(|e| FsError::from_content(root, e))?;
+                let mut old = std::io::BufReader::with_capacity(1 << 20, reader);
+                let new_len = len + data.len() as u64;
+                if new_len as usize <= SMALL_MAX {
+                    let mut buf = Vec::with_capacity(new_len as usize);
+                    old.read_to_end(&mut buf).map_err(io_err)?;
+                    buf.extend_from_slice(data);
+                    g.data = Data::Small(buf);
+                } else {
+                    let mut writer = SplitWriter::new(self.store.clone());
+                    std::io::copy(&mut old, &mut writer).map_err(io_err)?;
+                    writer.write_bytes(data).map_err(split_err)?;
+                    g.data = Data::Stream {
+                        writer: Box::new(writer),
+                        len: new_len,
+                    };
+                }
             }
             _ => {
                 self.to_spool(g)?;
                 if let Data::Spool { file, len: l } = &mut g.data {
-                    file.write_all_at(data, offset)
-                        .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+                    file.write_all_at(data, offset).map_err(io_err)?;
                     *l = (*l).max(offset + data.len() as u64);
                 }
             }
@@ -636,12 +697,21 @@ impl AnchorFs {
     ) -> Result<Vec<u8>, FsError> {
         let f = self.writes.get(id).ok_or(FsError::BadHandle)?;
         let mut g = f.lock();
-        if let Data::Stored { root, len } = &g.data {
-            let reader = SplitReader::new(self.store.clone(), *root).map_err(split_err)?;
-            let n = len.saturating_sub(offset).min(size as u64) as usize;
-            let mut buf = vec![0u8; n];
-            reader.read_exact_at(offset, &mut buf).map_err(split_err)?;
-            return Ok(buf);
+        match &g.data {
+            Data::Stored { root, kind, len } => {
+                let reader = content::open(self.store.clone(), *root, *kind)
+                    .map_err(|e| FsError::from_content(*root, e))?;
+                let n = len.saturating_sub(offset).min(size as u64) as usize;
+                let mut buf = vec![0u8; n];
+                reader.read_exact_at(offset, &mut buf).map_err(split_err)?;
+                return Ok(buf);
+            }
+            Data::Small(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size).min(b.len());
+                return Ok(b[start..end].to_vec());
+            }
+            _ => {}
         }
         self.to_spool(&mut g)?;
         let Data::Spool { file, len } = &g.data else {
@@ -722,7 +792,7 @@ impl AnchorFs {
         match res {
             Ok(()) => {
                 if g.state == CommitState::Committing {
-                    g.state = CommitState::Committed(root);
+                    g.state = CommitState::Committed(root.0);
                 }
                 drop(g);
                 self.writes.pending_dirs.lock().remove(&anchor_name);
@@ -992,12 +1062,10 @@ impl AnchorFs {
         }
         let at = name_time(name).unwrap_or_else(Timestamp::now);
         let (kind, _) = self.content_meta(&r)?;
-        let res = match kind {
-            content::Kind::Split => self.writes.committer.commit(&self.store, &anchor, r, at),
-            content::Kind::Raw => {
-                anchor::put(&*self.store, &anchor, r, at).map_err(|e| anchor_errno(&e))
-            }
-        };
+        let res = self
+            .writes
+            .committer
+            .commit(&self.store, &anchor, (r, kind), at);
         res.map_err(|errno| FsError::Store {
             errno: Some(errno),
             why: "anchoring a ref".into(),

@@ -178,6 +178,16 @@ pub fn split_root(data: &[u8]) -> Ref {
     content::store(&MemStore::new(), data).expect("split in memory")
 }
 
+/// The ref the mount stores `data` under: one raw blob when it is small, else the
+/// root of its split tree.
+pub fn mount_ref(data: &[u8]) -> Ref {
+    if !data.is_empty() && data.len() <= anchorfs::fs::SMALL_MAX {
+        Ref::of(data)
+    } else {
+        split_root(data)
+    }
+}
+
 /// The history of `name` in the store at `store`.
 pub fn history(store: &Path, name: &[u8]) -> Vec<Anchor> {
     let s = FileStore::open(store).expect("open store");
