@@ -1207,16 +1207,63 @@ where
             }
             Body::Tree(root) => root,
         };
+        let chunks = self.chunks_for(root, offset, want)?;
         let mut done = 0;
-        while done < want {
+        for (start, chunk) in chunks {
             let pos = offset + done as u64;
-            let (start, chunk) = self.chunk_at(root, pos)?;
             let from = (pos - start) as usize;
             let n = (chunk.len() - from).min(want - done);
             buf[done..done + n].copy_from_slice(&chunk[from..from + n]);
             done += n;
         }
         Ok(done)
+    }
+
+    /// The chunks covering `want` bytes from `offset`, in order, each with its stream
+    /// offset. Chunks not cached are fetched (and verified) on up to
+    /// [`PARALLEL_FETCHES`] threads at once, so a large read overlaps disk waits and
+    /// hashing.
+    fn chunks_for(
+        &self,
+        root: &Arc<DecNode>,
+        offset: u64,
+        want: usize,
+    ) -> Result<Vec<(u64, Blob)>, SplitError> {
+        let end = offset + want as u64;
+        let mut plan: Vec<(u64, Option<Blob>, Option<ChunkSpot>)> = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            if let Some((start, b)) = self.cache.lock().chunk_at(pos) {
+                pos = start + b.len() as u64;
+                plan.push((start, Some(b), None));
+                continue;
+            }
+            let spot = self.locate(root, pos)?;
+            pos = spot.end;
+            plan.push((spot.start, None, Some(spot)));
+        }
+        let missing: Vec<&ChunkSpot> = plan.iter().filter_map(|(_, _, s)| s.as_ref()).collect();
+        let mut fetched = fetch_chunks(&*self.store, &missing)?.into_iter();
+        let mut out = Vec::with_capacity(plan.len());
+        for (start, have, spot) in plan {
+            let b = match (have, spot) {
+                (Some(b), _) => b,
+                (None, _) => match fetched.next() {
+                    Some(b) => {
+                        self.cache.lock().add_chunk(start, b.clone());
+                        b
+                    }
+                    None => {
+                        return Err(SplitError::Malformed {
+                            r: self.root,
+                            why: "a chunk went missing while reading".into(),
+                        })
+                    }
+                },
+            };
+            out.push((start, b));
+        }
+        Ok(out)
     }
 
     /// Reads exactly `buf.len()` bytes from `offset`, or fails with
@@ -1237,20 +1284,26 @@ where
         Ok(())
     }
 
-    /// The chunk holding `pos` (inside the content) and its stream offset.
-    fn chunk_at(&self, root: &Arc<DecNode>, pos: u64) -> Result<(u64, Blob), SplitError> {
-        if let Some(hit) = self.cache.lock().chunk_at(pos) {
-            return Ok(hit);
-        }
+    /// Where the chunk holding `pos` (inside the content) is: descends from the root,
+    /// reading and checking interior nodes (cached), but not the chunk itself.
+    fn locate(&self, root: &Arc<DecNode>, pos: u64) -> Result<ChunkSpot, SplitError> {
         let mut node = Arc::clone(root);
         for _ in 0..MAX_DEPTH {
             let (i, start, end) = node.child_at(pos);
             let cr = node.refs[i];
             if node.leaves {
-                let chunk = self.store.get(&cr)?;
-                check_chunk(&node.r, &cr, chunk.len(), start, end)?;
-                self.cache.lock().add_chunk(start, chunk.clone());
-                return Ok((start, chunk));
+                if end <= pos {
+                    return Err(SplitError::Coverage {
+                        r: node.r,
+                        why: format!("no chunk covers offset {pos}"),
+                    });
+                }
+                return Ok(ChunkSpot {
+                    parent: node.r,
+                    chunk: cr,
+                    start,
+                    end,
+                });
             }
             let cached = self.cache.lock().nodes.get(&cr).cloned();
             let child = match cached {
@@ -1269,6 +1322,71 @@ where
             max: MAX_DEPTH,
         })
     }
+}
+
+/// How many chunks one read fetches at once.
+pub const PARALLEL_FETCHES: usize = 4;
+
+/// A chunk's place in a tree: its ref, its parent leaf node and its span.
+struct ChunkSpot {
+    parent: Ref,
+    chunk: Ref,
+    start: u64,
+    end: u64,
+}
+
+impl ChunkSpot {
+    fn fetch<S: Getter + ?Sized>(&self, store: &S) -> Result<Blob, SplitError> {
+        let b = store.get(&self.chunk)?;
+        check_chunk(&self.parent, &self.chunk, b.len(), self.start, self.end)?;
+        Ok(b)
+    }
+}
+
+/// Fetches `spots` in order; with more than one, on up to [`PARALLEL_FETCHES`]
+/// threads, each taking every n-th chunk.
+fn fetch_chunks<S: Getter + ?Sized>(
+    store: &S,
+    spots: &[&ChunkSpot],
+) -> Result<Vec<Blob>, SplitError> {
+    let lanes = spots.len().min(PARALLEL_FETCHES);
+    if lanes <= 1 {
+        return spots.iter().map(|s| s.fetch(store)).collect();
+    }
+    let mut got: Vec<Option<Result<Blob, SplitError>>> = (0..spots.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..lanes)
+            .map(|lane| {
+                scope.spawn(move || {
+                    (lane..spots.len())
+                        .step_by(lanes)
+                        .map(|i| (i, spots[i].fetch(store)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for i in (0..spots.len()).step_by(lanes) {
+            got[i] = Some(spots[i].fetch(store));
+        }
+        for h in handles {
+            // A fetch that panicked leaves its slots empty: reported below.
+            if let Ok(results) = h.join() {
+                for (i, r) in results {
+                    got[i] = Some(r);
+                }
+            }
+        }
+    });
+    got.into_iter()
+        .map(|g| {
+            g.unwrap_or_else(|| {
+                Err(SplitError::Malformed {
+                    r: Ref::ZERO,
+                    why: "a chunk fetch did not finish".into(),
+                })
+            })
+        })
+        .collect()
 }
 
 impl<G> Read for SplitReader<G>
