@@ -236,3 +236,62 @@ fn damaged_and_missing_content_is_eio() {
     store.fail_gets(false);
     assert_eq!(fs.read(o.fh, 0, 3).unwrap(), vec![1, 1, 1]);
 }
+
+#[test]
+fn listings_with_attributes_match_lookups_and_count_each_entry_once() {
+    let store = Arc::new(MemStore::new());
+    for i in 0..40u32 {
+        let data = vec![i as u8; 100 + 5000 * i as usize];
+        let r = content::store(&*store, &data[..]).unwrap();
+        let at = Timestamp::new(1_700_000_000 + i64::from(i), 0).unwrap();
+        content::put_split(&*store, b"doc", r, at).unwrap();
+    }
+    let fs = fs_over(store, TimeNames::Rfc3339);
+    let dir = fs.lookup(ROOT_INO, b"doc").unwrap().attr.ino;
+    let plain = fs.readdir(dir, 0, 1000).unwrap();
+    // Taken in pages of 7 entries, as a kernel buffer would.
+    let (mut offset, mut seen) = (0, Vec::new());
+    loop {
+        let mut page = Vec::new();
+        fs.readdir_plus(dir, offset, 1000, &mut |d, e| {
+            if page.len() == 7 {
+                return true;
+            }
+            page.push((d.clone(), e.cloned()));
+            false
+        })
+        .unwrap();
+        let Some((last, _)) = page.last() else { break };
+        offset = last.next;
+        seen.extend(page);
+    }
+    let names: Vec<_> = seen.iter().map(|(d, _)| d.clone()).collect();
+    assert_eq!(names, plain, "the same entries as a plain listing");
+    for (d, e) in &seen {
+        if d.name == b"." || d.name == b".." {
+            assert!(e.is_none());
+            continue;
+        }
+        let e = e.as_ref().expect("attributes for every entry");
+        // What a lookup says (this lookup counts once more).
+        let looked = fs.lookup(dir, &d.name).unwrap();
+        assert_eq!(e.attr, looked.attr, "{}", String::from_utf8_lossy(&d.name));
+        assert_eq!(e.attr.ino, d.ino);
+        // Each listed entry was counted once: two forgets free it, after which
+        // its number is no longer known.
+        fs.forget(d.ino, 1);
+        assert!(fs.getattr(d.ino).is_ok(), "still held after one forget");
+        fs.forget(d.ino, 1);
+        assert!(
+            matches!(fs.getattr(d.ino), Err(FsError::NotFound)),
+            "freed after as many forgets as lookups"
+        );
+    }
+    let sizes: Vec<u64> = seen
+        .iter()
+        .filter_map(|(_, e)| e.as_ref())
+        .filter(|e| e.attr.kind == FileKind::File)
+        .map(|e| e.attr.size)
+        .collect();
+    assert_eq!(sizes, (0..40).map(|i| 100 + 5000 * i).collect::<Vec<u64>>());
+}

@@ -74,6 +74,22 @@ fn reply_empty(reply: ReplyEmpty, op: &str, res: Result<(), FsError>) {
     }
 }
 
+/// Attributes for `.` and `..` in a listing with attributes: the kernel uses only
+/// their name, number and type.
+fn dot_attr(ino: u64, kind: FileKind) -> FileAttr {
+    file_attr(&Attr {
+        ino,
+        size: 0,
+        blocks: 0,
+        mtime: SystemTime::UNIX_EPOCH,
+        kind,
+        perm: 0,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+    })
+}
+
 fn reply_entry(reply: ReplyEntry, op: &str, res: Result<Entry, FsError>) {
     match res {
         Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
@@ -111,6 +127,11 @@ impl Filesystem for FuseAdapter {
         // Nothing here is setuid or has file capabilities: without this the kernel
         // asks for `security.capability` before every write.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // Listings carry attributes (READDIRPLUS) when the kernel sees them used, so
+        // `ls -l` and `find` need no lookup per entry.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         let _ = config.set_max_background(64);
         Ok(())
     }
@@ -180,6 +201,44 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         reply_empty(reply, "release", self.core.release(fh.0))
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        // The kernel's buffer takes 20 to 180 entries; what does not fit is cached
+        // for the next call.
+        let res = self.core.readdir_plus(ino.0, offset, 256, &mut |d, e| {
+            let name = OsStr::from_bytes(&d.name);
+            match e {
+                Some(e) => reply.add(
+                    INodeNo(d.ino),
+                    d.next,
+                    name,
+                    &e.ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                ),
+                // `.` and `..`: the kernel takes only the name and type.
+                None => reply.add(
+                    INodeNo(d.ino),
+                    d.next,
+                    name,
+                    &Duration::ZERO,
+                    &dot_attr(d.ino, d.kind),
+                    Generation(0),
+                ),
+            }
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("readdirplus", &e)),
+        }
     }
 
     fn readdir(

@@ -39,6 +39,9 @@ use view::{AnchorView, Snapshot};
 /// The store a mount serves: any anchor store, shared by every thread.
 pub type SharedStore = Arc<dyn AnchorStore>;
 
+/// How many contents' sizes a listing with attributes fetches at once.
+pub const META_FETCHES: usize = 16;
+
 /// The name of the directory of special views.
 pub const META_DIR: &[u8] = b".anchorfs";
 /// The name of the link to the newest version.
@@ -891,6 +894,102 @@ impl AnchorFs {
             keep_cache,
             direct_io: false,
         })
+    }
+
+    /// A listing with each entry's attributes (the kernel's READDIRPLUS), so listing
+    /// and `stat`ing a directory needs no lookup per entry. Calls `add` for each
+    /// entry in order with its attributes (`None` for `.` and `..`); `add` returns
+    /// true when its buffer is full and the entry was not taken. Every other entry
+    /// taken counts as one kernel lookup. An entry whose attributes cannot be had (a
+    /// damaged version) gets placeholder attributes valid for no time, so the kernel
+    /// asks again and gets the error. The contents' sizes are fetched on several
+    /// threads at once.
+    pub fn readdir_plus(
+        &self,
+        ino: u64,
+        offset: u64,
+        max: usize,
+        add: &mut dyn FnMut(&DirEntry, Option<&Entry>) -> bool,
+    ) -> Result<(), FsError> {
+        let pkey = self.key_of(ino)?;
+        let listed = self.readdir(ino, offset, max)?;
+        let keys: Vec<Option<NodeKey>> = listed
+            .iter()
+            .map(|d| {
+                if d.name == b"." || d.name == b".." {
+                    None
+                } else {
+                    self.child_key(&pkey, &d.name).ok()
+                }
+            })
+            .collect();
+        self.prefetch_metas(&keys);
+        for (i, (d, key)) in listed.iter().zip(keys).enumerate() {
+            let Some(key) = key else {
+                let dots = i < 2 && offset < 2;
+                if dots && add(d, None) {
+                    break;
+                }
+                // Otherwise gone since the listing was made: left out.
+                continue;
+            };
+            let entry = match self.attr_of(&key, d.ino) {
+                Ok((attr, ttl)) if attr.ino == d.ino => Entry { attr, ttl },
+                _ => Entry {
+                    attr: Attr {
+                        ino: d.ino,
+                        size: 0,
+                        blocks: 0,
+                        mtime: SystemTime::UNIX_EPOCH,
+                        kind: d.kind,
+                        perm: 0,
+                        nlink: 1,
+                        uid: self.opts.uid,
+                        gid: self.opts.gid,
+                    },
+                    ttl: Duration::ZERO,
+                },
+            };
+            if add(d, Some(&entry)) {
+                break;
+            }
+            self.inodes.lock().lookup(&key);
+        }
+        Ok(())
+    }
+
+    /// Loads the kind and size of the content behind each version key that is not
+    /// cached yet, on up to [`META_FETCHES`] threads.
+    fn prefetch_metas(&self, keys: &[Option<NodeKey>]) {
+        let snap = self.snapshot();
+        let cached = self.meta.lock();
+        let refs: Vec<Ref> = keys
+            .iter()
+            .flatten()
+            .filter_map(|k| match k {
+                NodeKey::Version(name, at) => snap.by_name(name).and_then(|v| v.version(*at)),
+                NodeKey::AtFile(t, name) => snap.by_name(name).and_then(|v| v.as_of(*t)),
+                _ => None,
+            })
+            .map(|a| a.r)
+            .filter(|r| !cached.contains(r))
+            .collect();
+        drop(cached);
+        if refs.len() < 2 {
+            return;
+        }
+        let lanes = refs.len().min(META_FETCHES);
+        std::thread::scope(|scope| {
+            for lane in 0..lanes {
+                let refs = &refs;
+                scope.spawn(move || {
+                    for r in refs.iter().skip(lane).step_by(lanes) {
+                        // Errors are reported when the entry itself is asked for.
+                        let _ = self.content_meta(r);
+                    }
+                });
+            }
+        });
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
