@@ -325,6 +325,19 @@ enum Sink {
     Syslog(Option<UnixDatagram>),
 }
 
+/// Messages of `fuser` that report nothing wrong: a reply to a request the kernel
+/// dropped because its caller was interrupted or killed (ENOENT), and the second
+/// unmount attempt after `umount` already removed the mount (EINVAL). Shown only
+/// with debug logging.
+fn expected_fuser_noise(r: &log::Record) -> bool {
+    if !r.target().starts_with("fuser") || r.level() > log::Level::Warn {
+        return false;
+    }
+    let text = r.args().to_string();
+    (text.starts_with("Failed to send FUSE reply") && text.contains("os error 2)"))
+        || (text.starts_with("Failed to umount filesystem") && text.contains("os error 22)"))
+}
+
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= self.level
@@ -332,7 +345,9 @@ impl log::Log for Logger {
     }
 
     fn log(&self, r: &log::Record) {
-        if !self.enabled(r.metadata()) {
+        if !self.enabled(r.metadata())
+            || (self.level < log::LevelFilter::Debug && expected_fuser_noise(r))
+        {
             return;
         }
         let mut sink = self.sink.lock();
