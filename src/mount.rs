@@ -66,6 +66,9 @@ pub struct MountOptions {
     pub names: TimeNames,
     /// Where to log when detached (default: syslog).
     pub log: Option<PathBuf>,
+    /// Answer no extended attribute requests at all, so the kernel stops asking
+    /// (`ls -l` asks two per file); the `user.anchorfs.*` attributes are then gone.
+    pub no_xattr: bool,
 }
 
 impl Default for MountOptions {
@@ -78,6 +81,7 @@ impl Default for MountOptions {
             gid: None,
             cache_bytes: 32 << 20,
             poll: DEFAULT_POLL,
+            no_xattr: false,
             names: TimeNames::Rfc3339,
             log: None,
         }
@@ -183,6 +187,7 @@ pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
             ("rw", None) => opts.read_only = false,
             ("allow_other", None) => opts.allow_other = true,
             ("default_permissions", None) => opts.default_permissions = true,
+            ("noxattr", None) => opts.no_xattr = true,
             ("uid", Some(v)) => {
                 opts.uid = Some(v.parse().with_context(|| format!("bad uid {v:?}"))?)
             }
@@ -204,7 +209,7 @@ pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
 const USAGE: &str = "usage: mount.anchorfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]\n\
     SOURCE: a store directory (created if missing) or mem:\n\
     -o: comma-separated options: ro, allow_other, default_permissions, uid=N, gid=N,\n    \
-    cache=SIZE (default 32M), poll=DURATION (default 1s), names=compact, log=FILE,\n    \
+    cache=SIZE (default 32M), poll=DURATION (default 1s), names=compact, log=FILE, noxattr,\n    \
     and mount(8)'s generic options (defaults, noauto, user, _netdev, nofail, x-systemd.*, ...)\n\
     -f: stay in the foreground   -d: debug logging";
 
@@ -513,20 +518,23 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     }
     config.n_threads = Some(4);
     config.clone_fd = true;
-    let mut session =
-        match fuser::Session::new(FuseAdapter::new(core.clone()), &args.mountpoint, &config) {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(fail(
-                    ready,
-                    anyhow!(
-                        "cannot mount {} on {}: {e}",
-                        args.source,
-                        args.mountpoint.display()
-                    ),
-                ))
-            }
-        };
+    let mut session = match fuser::Session::new(
+        FuseAdapter::new(core.clone()).with_xattrs(!args.opts.no_xattr),
+        &args.mountpoint,
+        &config,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(fail(
+                ready,
+                anyhow!(
+                    "cannot mount {} on {}: {e}",
+                    args.source,
+                    args.mountpoint.display()
+                ),
+            ))
+        }
+    };
     let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
     let stop = Arc::new(AtomicBool::new(false));

@@ -388,6 +388,31 @@ fn writes_are_refused_read_only() {
 }
 
 #[test]
+fn noxattr_turns_extended_attributes_off_and_nothing_else() {
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    let store = FileStore::create(&sp).unwrap();
+    put(&store, b"doc", b"one", "2026-01-01T00:00:00Z");
+    let m = Mounted::new(&sp, "noxattr");
+    let v = m.path("doc/2026-01-01T00:00:00.000000000Z");
+    assert_eq!(fs::read(&v).unwrap(), b"one");
+    assert!(xattr(&v, "user.anchorfs.ref").is_none());
+    let e = std::io::Error::last_os_error();
+    assert_eq!(errno_of(&e), libc::EOPNOTSUPP, "{e}");
+    // A normal mount of the same store shows them.
+    drop(m);
+    let m = Mounted::new(&sp, "");
+    let v = m.path("doc/2026-01-01T00:00:00.000000000Z");
+    assert_eq!(
+        xattr(&v, "user.anchorfs.at").unwrap(),
+        b"2026-01-01T00:00:00.000000000Z"
+    );
+}
+
+#[test]
 fn daemon_mode_sigterm_and_umount() {
     if fuse_skipped() {
         return;
