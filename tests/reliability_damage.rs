@@ -18,7 +18,9 @@ use anchorfs::store::file::FileStore;
 use anchorfs::store::{Getter, Store};
 use anchorfs::{content, split, Ref, Timestamp};
 use prost::Message;
-use reliability::{assert_fsck_ok, cli_run, close, errno_of, fsck, noise, write_file, Daemon};
+use reliability::{
+    assert_fsck_ok, cli_run, close, errno_of, fsck, history, noise, write_file, Daemon,
+};
 
 use common::fuse_skipped;
 
@@ -652,4 +654,77 @@ fn writing_through_latest_never_changes_what_an_old_version_reads() {
         problems.is_empty(),
         "the old version's file changed: {problems:#?}"
     );
+}
+
+#[test]
+fn readers_opening_a_version_while_this_mount_writes_over_it_get_its_bytes() {
+    // A copy-on-write open of a version (`> latest`, an in-place edit) writes through
+    // the version's own inode, and the kernel moves that inode's size with the
+    // writer's offsets. A reader that opens the version while such a writer is open
+    // must still get exactly its bytes, however writes and reads interleave; and
+    // once the writer has closed, every reader gets them.
+    if fuse_skipped() {
+        return;
+    }
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    FileStore::create(&sp).unwrap();
+    let m = Daemon::start(&sp, "");
+    fs::create_dir(m.path("doc")).unwrap();
+    let old = noise(2_500, 11);
+    write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
+    let v = m
+        .path("doc")
+        .join(fs::read_link(m.path("doc/latest")).unwrap());
+    // `generation` counts the writer's opens and closes: odd while it is open.
+    let (stop, generation) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let (mut during, mut wrong, mut writes) = (0usize, Vec::new(), 0usize);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&v)
+                    .unwrap();
+                generation.fetch_add(1, Ordering::SeqCst);
+                for piece in noise(64 << 10, n as u64).chunks(4096) {
+                    f.write_all(piece).unwrap();
+                }
+                generation.fetch_add(1, Ordering::SeqCst);
+                close(f).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            let before = generation.load(Ordering::SeqCst);
+            let got = fs::read(&v).unwrap();
+            let after = generation.load(Ordering::SeqCst);
+            // Only reads opened and finished within one open of the writer count.
+            if before % 2 == 1 && before == after {
+                during += 1;
+                if got != old && wrong.len() < 5 {
+                    wrong.push(format!("{} bytes instead of {}", got.len(), old.len()));
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writes = writer.join().unwrap();
+    });
+    assert!(
+        writes >= 3 && during >= 20,
+        "{writes} writes, {during} reads during them"
+    );
+    assert!(
+        wrong.is_empty(),
+        "reads opened while a writer was open over the version, of {during}: {wrong:?}"
+    );
+    // After the last close, the version reads as it was.
+    assert_eq!(fs::read(&v).unwrap(), old);
+    assert_eq!(history(&sp, b"doc").len(), writes + 1);
 }

@@ -887,12 +887,17 @@ impl AnchorFs {
         self.handles
             .lock()
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
+        // While this mount writes a new version through this version's inode (a
+        // copy-on-write open of it or of `latest`), the kernel's size of the inode
+        // follows the writer's offsets: read around the page cache, so this reader
+        // gets exactly the version's bytes.
+        let direct_io = matches!(key, NodeKey::Version(..)) && self.writes.writing_over(ino);
         // Versions and refs never change: let the page cache outlive the open.
-        let keep_cache = matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
+        let keep_cache = !direct_io && matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
         Ok(Opened {
             fh,
             keep_cache,
-            direct_io: false,
+            direct_io,
         })
     }
 
