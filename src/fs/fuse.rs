@@ -168,6 +168,9 @@ impl Filesystem for FuseAdapter {
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match self.core.open(ino.0, write, truncate) {
             Ok(o) => {
+                if write && flags.0 & libc::O_APPEND != 0 {
+                    self.core.set_append(o.fh);
+                }
                 let mut f = FopenFlags::empty();
                 if o.keep_cache {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -365,17 +368,22 @@ impl Filesystem for FuseAdapter {
         name: &OsStr,
         _mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         match self.core.create(parent.0, name.as_bytes()) {
-            Ok((e, fh)) => reply.created(
-                &e.ttl,
-                &file_attr(&e.attr),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((e, fh)) => {
+                if flags & libc::O_APPEND != 0 {
+                    self.core.set_append(fh);
+                }
+                reply.created(
+                    &e.ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(errno("create", &e)),
         }
     }

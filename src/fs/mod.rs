@@ -625,6 +625,22 @@ impl AnchorFs {
                 }
             }
             NodeKey::AnchorDir(anchor) => {
+                // History first: a file being written under the name `latest` or a
+                // version's name (committed by an fsync, or renamed there) does not
+                // hide them; its descriptors keep writing to it.
+                if let Some(v) = self
+                    .anchor_view(&snap, anchor)
+                    .filter(|v| v.damaged.is_none())
+                {
+                    if name == LATEST && v.latest().is_some() {
+                        return Ok(NodeKey::Latest(anchor.clone()));
+                    }
+                    if let Some(at) = names::parse_version_name(name) {
+                        if v.version(at).is_some() {
+                            return Ok(NodeKey::Version(anchor.clone(), at));
+                        }
+                    }
+                }
                 if let Some(id) = self.writes.find(anchor, name) {
                     return Ok(NodeKey::Staged(id));
                 }
@@ -772,7 +788,19 @@ impl AnchorFs {
                 let names = self.opts.time_names;
                 let inodes = &inodes;
                 let has_latest = usize::from(v.latest().is_some());
-                let staged = self.writes.in_anchor(name);
+                // Files being written under a name history already shows are listed
+                // once, as history.
+                let staged: Vec<_> = self
+                    .writes
+                    .in_anchor(name)
+                    .into_iter()
+                    .filter(|(_, n)| {
+                        let shown_as_latest = n == LATEST && has_latest == 1;
+                        let shown_as_version =
+                            names::parse_version_name(n).is_some_and(|at| v.version(at).is_some());
+                        !shown_as_latest && !shown_as_version
+                    })
+                    .collect();
                 (
                     v.versions.len() + has_latest + staged.len(),
                     Box::new(move |i| match v.versions.get(i) {
@@ -997,6 +1025,17 @@ impl AnchorFs {
         });
     }
 
+    /// Marks write handle `fh` as opened with `O_APPEND`: its writes go to the end of
+    /// the file, whatever offset the kernel gives.
+    pub fn set_append(&self, fh: u64) {
+        if matches!(
+            self.handles.lock().get(&fh).map(|h| &**h),
+            Some(Handle::Write(_))
+        ) {
+            self.writes.set_appending(fh, true);
+        }
+    }
+
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
         let h = self
@@ -1028,6 +1067,7 @@ impl AnchorFs {
     /// Closes open file `fh` (after its last flush).
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
+        self.writes.set_appending(fh, false);
         if let Handle::Write(id) = &*h {
             self.release_write(*id);
         }

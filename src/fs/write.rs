@@ -166,6 +166,8 @@ pub(crate) struct Writes {
     by_name: Mutex<HashMap<StagedName, u64>>,
     next_id: std::sync::atomic::AtomicU64,
     pub committer: Committer,
+    /// Handles opened with `O_APPEND`: each write lands at the file's end.
+    appending: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Writes {
@@ -180,6 +182,31 @@ impl Writes {
     /// The staged file with id `id`.
     pub fn get(&self, id: u64) -> Option<Arc<Mutex<StagedFile>>> {
         self.files.lock().get(&id).cloned()
+    }
+
+    /// The staged file `id` lost its name to another (a create or rename over it):
+    /// like an unlinked file, it is never committed, and it is dropped at its last
+    /// close; descriptors open on it keep working until then.
+    fn displace(&self, id: u64) {
+        let Some(f) = self.get(id) else {
+            return;
+        };
+        let mut g = f.lock();
+        g.unlinked = true;
+        if g.open == 0 {
+            drop(g);
+            self.remove(id);
+        }
+    }
+
+    /// Whether handle `fh` appends.
+    pub fn set_appending(&self, fh: u64, on: bool) {
+        let mut a = self.appending.lock();
+        if on {
+            a.insert(fh);
+        } else {
+            a.remove(&fh);
+        }
     }
 
     /// Whether a file opened for writing over the version numbered `ino` is open.
@@ -469,10 +496,7 @@ impl AnchorFs {
             .insert((anchor.to_vec(), name.to_vec()), id);
         if let Some(old) = old {
             // A new file of the same name replaces an older staged one.
-            if let Some(o) = self.writes.get(old) {
-                o.lock().unlinked = true;
-            }
-            self.writes.files.lock().remove(&old);
+            self.writes.displace(old);
         }
         Ok((id, f))
     }
@@ -625,6 +649,13 @@ impl AnchorFs {
         if owner.is_some() {
             g.writer_owner = owner;
         }
+        // The kernel places an append at the end it last heard of, which for a file
+        // opened over a version is the version's size after any stat of it.
+        let offset = if self.writes.appending.lock().contains(&fh) {
+            g.len()
+        } else {
+            offset
+        };
         if let Some(errno) = g.broken {
             return Err(broken_err(errno));
         }
@@ -762,7 +793,20 @@ impl AnchorFs {
             };
         }
         g.state = CommitState::Committing;
-        let at = name_time(&g.name).unwrap_or_else(Timestamp::now);
+        // A time-named file back-dates its first commit; once a version of that time
+        // exists (a commit of this file before, or another writer), it never changes:
+        // later commits are new versions at their commit time.
+        let snap = self.snapshot();
+        let view = snap.by_name(&g.anchor);
+        let at = match name_time(&g.name) {
+            Some(t) if view.is_none_or(|v| v.version(t).is_none()) => t,
+            _ => Timestamp::now(),
+        };
+        // The version right after a back-dated one, if any.
+        let next = view.and_then(|v| {
+            let i = v.versions.partition_point(|a| a.at <= at);
+            v.versions.get(i).copied()
+        });
         log::debug!(
             "commit: file {id} ({}/{}) at {at}{}",
             names::escape(&g.anchor).escape_ascii(),
@@ -788,6 +832,19 @@ impl AnchorFs {
                 return Err(e);
             }
         };
+        if next.is_some_and(|n| n.r == root.0) {
+            // The store keeps one entry for equal neighbours, the earlier: anchoring
+            // this content before the next version, which has it too, would move that
+            // version. History does not change; the content is there already.
+            g.state = CommitState::Failed(libc::EEXIST);
+            log::warn!(
+                "{}/{}: a back-dated version with the content of the version after it \
+                 would replace that version; not committed",
+                names::escape(&anchor_name).escape_ascii(),
+                g.name.escape_ascii()
+            );
+            return Err(FsError::Exists);
+        }
         // The group commit may wait for other handles: do not hold this file's lock.
         drop(g);
         let res = self
@@ -1024,7 +1081,7 @@ impl AnchorFs {
             names_map.remove(&(anchor.clone(), name.to_vec()));
             if let Some(old) = names_map.insert((new_anchor.clone(), target.clone()), id) {
                 if old != id {
-                    self.writes.files.lock().remove(&old);
+                    self.writes.displace(old);
                 }
             }
         }
