@@ -1006,7 +1006,9 @@ impl AnchorFs {
             return Err(FsError::ReadOnly);
         }
         let anchor = self.anchor_dir_of(parent)?;
-        if let Some(id) = self.writes.find(&anchor, name) {
+        // A name history shows (a version, `latest`) is history, even while a file of
+        // that name is being written.
+        if let NodeKey::Staged(id) = self.lookup_key(parent, name)? {
             let f = self.writes.get(id).ok_or(FsError::NotFound)?;
             let mut g = f.lock();
             g.unlinked = true;
@@ -1018,8 +1020,6 @@ impl AnchorFs {
             }
             return Ok(());
         }
-        // Exists as a version or `latest`: history is immutable.
-        self.lookup_key(parent, name)?;
         Err(FsError::Immutable)
     }
 
@@ -1057,8 +1057,7 @@ impl AnchorFs {
             return Err(FsError::ReadOnly);
         }
         let anchor = self.anchor_dir_of(parent)?;
-        let Some(id) = self.writes.find(&anchor, name) else {
-            self.lookup_key(parent, name)?;
+        let NodeKey::Staged(id) = self.lookup_key(parent, name)? else {
             return Err(FsError::Immutable);
         };
         let new_anchor = self.anchor_dir_of(newparent)?;
@@ -1076,14 +1075,13 @@ impl AnchorFs {
         } else {
             newname.to_vec()
         };
-        {
+        let displaced = {
             let mut names_map = self.writes.by_name.lock();
             names_map.remove(&(anchor.clone(), name.to_vec()));
-            if let Some(old) = names_map.insert((new_anchor.clone(), target.clone()), id) {
-                if old != id {
-                    self.writes.displace(old);
-                }
-            }
+            names_map.insert((new_anchor.clone(), target.clone()), id)
+        };
+        if let Some(old) = displaced.filter(|&old| old != id) {
+            self.writes.displace(old);
         }
         let commit_now = {
             let mut g = f.lock();
