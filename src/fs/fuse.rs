@@ -112,15 +112,13 @@ fn reply_attr(reply: ReplyAttr, op: &str, res: Result<Entry, FsError>) {
     }
 }
 
-/// Tells the kernel to drop what a poll found stale.
+/// Tells the kernel to drop the attributes a poll or commit found stale. A negative
+/// offset drops attributes only: no page of the inode is touched, so the call never
+/// waits for a page lock held by a read in flight (which, were the daemon killed,
+/// would never be answered and would keep the connection from being aborted).
 pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
-    for (parent, name) in &inv.entries {
-        if let Err(e) = notifier.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)) {
-            log::debug!("invalidating entry {parent}/{}: {e}", name.escape_ascii());
-        }
-    }
     for ino in &inv.inodes {
-        if let Err(e) = notifier.inval_inode(INodeNo(*ino), 0, 0) {
+        if let Err(e) = notifier.inval_inode(INodeNo(*ino), -1, 0) {
             log::debug!("invalidating inode {ino}: {e}");
         }
     }

@@ -287,12 +287,14 @@ impl Default for FsOptions {
     }
 }
 
-/// What a poll found changed: the kernel's cached entries to drop.
+/// What a poll or a commit found changed: the kernel's cached attributes to drop.
+/// Only attributes: the names themselves keep meaning the same nodes (an anchor
+/// directory, `latest`, a version), and directory listings and link targets are not
+/// cached. Dropping attributes never waits on a lock a request holds, so it cannot
+/// hang the daemon; dropping entries could.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Invalidations {
-    /// `(parent inode, name)` entries to forget.
-    pub entries: Vec<(u64, Vec<u8>)>,
-    /// Inodes whose attributes and listings to forget.
+    /// Inodes whose attributes to forget.
     pub inodes: Vec<u64>,
 }
 
@@ -388,7 +390,7 @@ impl AnchorFs {
 
     /// Reports stale kernel cache entries, if anyone listens.
     fn invalidate(&self, inv: Invalidations) {
-        if inv.entries.is_empty() && inv.inodes.is_empty() {
+        if inv.inodes.is_empty() {
             return;
         }
         if let Some(f) = self.invalidator.get() {
@@ -435,7 +437,6 @@ impl AnchorFs {
         }
         let inodes = self.inodes.lock();
         for dir in changed {
-            inv.entries.push((ROOT_INO, dir.clone()));
             let name = new
                 .by_dir_name(&dir)
                 .or_else(|| old.by_dir_name(&dir))
@@ -443,7 +444,6 @@ impl AnchorFs {
             if let Some(name) = name {
                 let dir_ino = inodes.ino_of(&NodeKey::AnchorDir(name.clone()));
                 inv.inodes.push(dir_ino);
-                inv.entries.push((dir_ino, LATEST.to_vec()));
                 inv.inodes.push(inodes.ino_of(&NodeKey::Latest(name)));
             }
         }

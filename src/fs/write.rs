@@ -928,10 +928,7 @@ impl AnchorFs {
                 if let Some(ino) = over {
                     // A truncating open and the writes set the inode's size in the
                     // kernel: have it ask again.
-                    self.invalidate(super::Invalidations {
-                        entries: Vec::new(),
-                        inodes: vec![ino],
-                    });
+                    self.invalidate(super::Invalidations { inodes: vec![ino] });
                 }
                 return;
             }
