@@ -915,11 +915,18 @@ impl AnchorFs {
         self.handles
             .lock()
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
-        // While this mount writes a new version through this version's inode (a
-        // copy-on-write open of it or of `latest`), the kernel's size of the inode
-        // follows the writer's offsets: read around the page cache, so this reader
-        // gets exactly the version's bytes.
-        let direct_io = matches!(key, NodeKey::Version(..)) && self.writes.writing_over(ino);
+        // Writing over a version (a copy-on-write open of it or of `latest`) goes
+        // through the version's own inode, and the kernel's size of that inode
+        // follows the writer's offsets while the writer is open. Reads opened while
+        // such a writer is open, and every read of an anchor this mount has written
+        // over (where `> latest` and `cat latest` meet), go around the page cache, so
+        // they get exactly the version's bytes.
+        let direct_io = match &key {
+            NodeKey::Version(anchor, _) => {
+                self.writes.was_written_over(anchor) || self.writes.writing_over(ino)
+            }
+            _ => false,
+        };
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = !direct_io && matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
         Ok(Opened {

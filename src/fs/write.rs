@@ -168,6 +168,8 @@ pub(crate) struct Writes {
     pub committer: Committer,
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
     appending: Mutex<std::collections::HashSet<u64>>,
+    /// Anchors a version of which this mount has opened for writing (copy-on-write).
+    written_over: Mutex<BTreeSet<Vec<u8>>>,
 }
 
 impl Writes {
@@ -207,6 +209,11 @@ impl Writes {
         } else {
             a.remove(&fh);
         }
+    }
+
+    /// Whether this mount has opened a version of `anchor` for writing.
+    pub fn was_written_over(&self, anchor: &[u8]) -> bool {
+        self.written_over.lock().contains(anchor)
     }
 
     /// Whether a file opened for writing over the version numbered `ino` is open.
@@ -622,6 +629,7 @@ impl AnchorFs {
                     // Seeded with the old content: nothing to commit unless written.
                     g.dirty = truncate;
                     g.over_version = Some(self.inodes.lock().ino_of(key));
+                    self.writes.written_over.lock().insert(anchor.clone());
                 }
                 // The kernel writes through the version's own inode: keep the new
                 // bytes out of its page cache, which must go on showing the version.
