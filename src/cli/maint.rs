@@ -16,8 +16,10 @@ use crate::anchor;
 use crate::blob::Ref;
 use crate::store::StoreError;
 
-/// How many times gc walks a map that moved under it before giving up.
-const MAX_REWALKS: usize = 10;
+/// How many times gc walks a map that moved under it before giving up. A rewalk reads
+/// only the nodes new since the last one (milliseconds), so under writers that
+/// commit without pause it takes many tries to find the map standing still.
+const MAX_REWALKS: usize = 1000;
 
 /// Every ref in the store, in order.
 fn all_refs(opened: &Opened, what: &str) -> anyhow::Result<Vec<Ref>> {
