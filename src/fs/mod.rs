@@ -917,14 +917,11 @@ impl AnchorFs {
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // Writing over a version (a copy-on-write open of it or of `latest`) goes
         // through the version's own inode, and the kernel's size of that inode
-        // follows the writer's offsets while the writer is open. Reads opened while
-        // such a writer is open, and every read of an anchor this mount has written
-        // over (where `> latest` and `cat latest` meet), go around the page cache, so
-        // they get exactly the version's bytes.
+        // follows the writer's offsets while the writer is open. Every read of an
+        // anchor this mount has written over (where `> latest` and `cat latest`
+        // meet) goes around the page cache, so it gets exactly the version's bytes.
         let direct_io = match &key {
-            NodeKey::Version(anchor, _) => {
-                self.writes.was_written_over(anchor) || self.writes.writing_over(ino)
-            }
+            NodeKey::Version(anchor, _) => self.writes.was_written_over(anchor),
             _ => false,
         };
         // Versions and refs never change: let the page cache outlive the open.

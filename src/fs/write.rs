@@ -216,12 +216,6 @@ impl Writes {
         self.written_over.lock().contains(anchor)
     }
 
-    /// Whether a file opened for writing over the version numbered `ino` is open.
-    pub fn writing_over(&self, ino: u64) -> bool {
-        let files: Vec<_> = self.files.lock().values().cloned().collect();
-        files.iter().any(|f| f.lock().over_version == Some(ino))
-    }
-
     /// The staged files of `anchor`: (id, name), by name.
     pub fn in_anchor(&self, anchor: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let mut v: Vec<(u64, Vec<u8>)> = self
