@@ -41,6 +41,17 @@ fn at0() -> Timestamp {
 }
 
 /// Installs `root` as the store's anchor map ref, whatever it holds.
+/// A file store in a new temporary directory whose anchor `doc` holds `content` (a
+/// split tree, at [`at0`]): (the directory, the store's path, the store, the ref).
+fn store_with_doc(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, FileStore, Ref) {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    let s = FileStore::create(&sp).unwrap();
+    let r = anchorfs::content::store(&s, content).unwrap();
+    anchorfs::content::put_split(&s, b"doc", r, at0()).unwrap();
+    (dir, sp, s, r)
+}
+
 fn set_map_ref<S: AnchorStore + ?Sized>(s: &S, root: Ref) {
     s.update_anchor_map(&mut |_| Ok(root)).unwrap();
 }
@@ -654,11 +665,7 @@ fn malformed_times_and_refs_under_dot_anchorfs_are_einval() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    let s = FileStore::create(&sp).unwrap();
-    let r = content::store(&s, &b"doc content"[..]).unwrap();
-    content::put_split(&s, b"doc", r, at0()).unwrap();
+    let (_dir, sp, _s, r) = store_with_doc(b"doc content");
     let m = Daemon::start(&sp, "");
     let at = m.path(".anchorfs/at");
     let long = "9".repeat(255);
@@ -753,11 +760,7 @@ fn symlinks_with_non_ref_targets_are_einval_and_change_nothing() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    let s = FileStore::create(&sp).unwrap();
-    let r = content::store(&s, &b"doc content"[..]).unwrap();
-    content::put_split(&s, b"doc", r, at0()).unwrap();
+    let (_dir, sp, s, r) = store_with_doc(b"doc content");
     let m = Daemon::start(&sp, "");
     let hex = r.to_hex();
     let targets: Vec<Vec<u8>> = vec![
@@ -910,11 +913,7 @@ fn a_second_mount_on_the_same_mount_point_is_refused_clearly() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    let s = FileStore::create(&sp).unwrap();
-    let r = content::store(&s, &b"doc content"[..]).unwrap();
-    content::put_split(&s, b"doc", r, at0()).unwrap();
+    let (dir, sp, _s, _r) = store_with_doc(b"doc content");
     let other = dir.path().join("other-store");
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -973,11 +972,7 @@ fn a_write_named_by_an_existing_versions_time_never_changes_that_version() {
     // Version files never change (the kernel keeps their pages for a day): a file
     // named by the time of an existing version, in any spelling, or a scratch file
     // renamed onto a version's name, must not replace what that version shows.
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    let s = FileStore::create(&sp).unwrap();
-    let r = content::store(&s, &b"the old version"[..]).unwrap();
-    content::put_split(&s, b"doc", r, at0()).unwrap();
+    let (_dir, sp, _s, _r) = store_with_doc(b"the old version");
     let name = at0().to_rfc3339();
     let m = Daemon::start(&sp, "");
     let version = m.path(&format!("doc/{name}"));
@@ -1020,11 +1015,7 @@ fn isatty_probes_do_not_flood_the_log() {
     }
     // Python, stdio and shells ask every file they open whether it is a terminal
     // (ioctl TCGETS). That is no event worth a log line, let alone one per open.
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    let s = FileStore::create(&sp).unwrap();
-    let r = content::store(&s, &b"doc content"[..]).unwrap();
-    content::put_split(&s, b"doc", r, at0()).unwrap();
+    let (_dir, sp, _s, _r) = store_with_doc(b"doc content");
     let m = Daemon::start(&sp, "");
     let before = m.log_text().lines().count();
     for _ in 0..100 {
