@@ -86,6 +86,21 @@ fn lookups_attributes_and_links() {
         fs.getxattr(dir.attr.ino, "user.anchorfs.ref"),
         Err(FsError::NoAttr)
     ));
+    assert!(matches!(
+        fs.getxattr(v1.attr.ino, "user.other"),
+        Err(FsError::NoAttr)
+    ));
+    // Other namespaces do not exist here, which `ls -l` is told once per listing.
+    for name in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+        for ino in [v1.attr.ino, dir.attr.ino] {
+            let e = fs.getxattr(ino, name).unwrap_err();
+            assert_eq!(e.errno(), libc::EOPNOTSUPP, "{name}");
+        }
+    }
+    assert!(matches!(
+        fs.getxattr(9_999_999, "security.selinux"),
+        Err(FsError::NotFound)
+    ));
 
     // Errors and their errnos.
     let e = fs.lookup(ROOT_INO, b"missing").unwrap_err();

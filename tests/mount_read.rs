@@ -213,6 +213,17 @@ fn browse_versions_with_real_programs() {
         b"2026-11-24T21:20:32.123456789Z"
     );
     assert!(xattr(&f1, "user.nothing").is_none());
+    // No security labels or ACLs here: EOPNOTSUPP, so `ls -l` asks once per listing.
+    for name in ["security.selinux", "system.posix_acl_access"] {
+        for path in [&f1, &notes] {
+            assert!(xattr(path, name).is_none());
+            assert_eq!(
+                errno_of(&std::io::Error::last_os_error()),
+                libc::EOPNOTSUPP,
+                "{name} of {path:?}"
+            );
+        }
+    }
     if which("getfattr") {
         let (code, out, err) = run(
             "getfattr",

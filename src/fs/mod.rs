@@ -54,6 +54,8 @@ pub const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const XATTR_REF: &str = "user.anchorfs.ref";
 /// Extended attribute: a version's time.
 pub const XATTR_AT: &str = "user.anchorfs.at";
+/// The only namespace of extended attributes the mount has.
+const XATTR_USER_PREFIX: &str = "user.";
 
 /// Errors of filesystem operations, each with one errno (see [`FsError::errno`]).
 #[derive(Debug, thiserror::Error)]
@@ -1078,9 +1080,16 @@ impl AnchorFs {
         Ok(())
     }
 
-    /// The value of extended attribute `name` of `ino`.
+    /// The value of extended attribute `name` of `ino`. Only the `user.` namespace
+    /// exists here: a name in any other (`security.selinux`, the POSIX ACLs of
+    /// `system.`) is not supported (EOPNOTSUPP), which tells `ls -l` after the first
+    /// file of a listing to stop asking, instead of two round trips per entry.
     pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
-        let (r, at) = self.version_of(ino)?.ok_or(FsError::NoAttr)?;
+        let version = self.version_of(ino)?;
+        if !name.starts_with(XATTR_USER_PREFIX) {
+            return Err(FsError::NotSupported);
+        }
+        let (r, at) = version.ok_or(FsError::NoAttr)?;
         match name {
             XATTR_REF => Ok(r.to_hex().into_bytes()),
             XATTR_AT => Ok(at.to_rfc3339().into_bytes()),
