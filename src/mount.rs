@@ -482,6 +482,9 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
         time_names: args.opts.names,
         uid: args.opts.uid.unwrap_or(uid),
         gid: args.opts.gid.unwrap_or(gid),
+        size_log: store_path
+            .as_ref()
+            .map(|p| p.join(crate::fs::sizes::FILE_NAME)),
         store_path,
         mutable_ttl: args.opts.poll,
         read_only: args.opts.read_only,

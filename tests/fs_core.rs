@@ -309,3 +309,80 @@ fn listings_with_attributes_match_lookups_and_count_each_entry_once() {
         .collect();
     assert_eq!(sizes, (0..40).map(|i| 100 + 5000 * i).collect::<Vec<u64>>());
 }
+
+#[test]
+fn size_log_answers_sizes_and_opening_checks_them() {
+    use anchorfs::fs::sizes::{self, SizeLog};
+    use anchorfs::store::faulty::FaultyStore;
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join(sizes::FILE_NAME);
+    let store = Arc::new(FaultyStore::new(MemStore::new()));
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let root = content::store(&*store, &data[..]).unwrap();
+    content::put_split(&*store, b"doc", root, t("2026-03-01T10:00:00Z")).unwrap();
+    let with_log = || {
+        let opts = FsOptions {
+            size_log: Some(log_path.clone()),
+            ..FsOptions::default()
+        };
+        AnchorFs::new(store.clone(), opts).unwrap()
+    };
+    let version = |fs: &AnchorFs| {
+        let d = fs.lookup(ROOT_INO, b"doc").unwrap();
+        fs.lookup(d.attr.ino, b"2026-03-01T10:00:00.000000000Z")
+            .unwrap()
+    };
+
+    // A first mount works the size out from the store and logs it.
+    let fs = with_log();
+    assert_eq!(version(&fs).attr.size, 70_000);
+    drop(fs);
+    assert_eq!(SizeLog::open(&log_path, false).get(&root), Some(70_000));
+
+    // The next one answers from the log: no blob read, even with the store failing.
+    let fs = with_log();
+    store.fail_gets(true);
+    let v = version(&fs);
+    assert_eq!(v.attr.size, 70_000);
+    assert_eq!(
+        fs.open(v.attr.ino, false, false).unwrap_err().errno(),
+        libc::EIO
+    );
+    store.heal();
+    drop(fs);
+
+    // A wrong size in the log is shown until the version is opened; the open finds
+    // it out, reads around the page cache, and corrects the log.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    f.write_all(&sizes::encode(&root, 5)).unwrap();
+    drop(f);
+    let fs = with_log();
+    let v = version(&fs);
+    assert_eq!(v.attr.size, 5, "the log's (wrong) size");
+    let o = fs.open(v.attr.ino, false, false).unwrap();
+    assert!(o.direct_io && !o.keep_cache);
+    assert_eq!(fs.read(o.fh, 0, 100_000).unwrap(), data);
+    assert_eq!(fs.getattr(v.attr.ino).unwrap().attr.size, 70_000);
+    fs.release(o.fh).unwrap();
+    drop(fs);
+    assert_eq!(SizeLog::open(&log_path, false).get(&root), Some(70_000));
+
+    // A read-only mount neither creates nor appends to a log.
+    let other = dir.path().join("other");
+    let fs = AnchorFs::new(
+        store.clone(),
+        FsOptions {
+            size_log: Some(other.clone()),
+            read_only: true,
+            ..FsOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(version(&fs).attr.size, 70_000);
+    assert!(!other.exists());
+}

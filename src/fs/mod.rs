@@ -12,6 +12,7 @@
 pub mod fuse;
 pub mod inode;
 pub mod names;
+pub mod sizes;
 pub mod view;
 mod write;
 pub use write::SMALL_MAX;
@@ -274,6 +275,9 @@ pub struct FsOptions {
     pub mutable_ttl: Duration,
     /// Refuse every write with EROFS.
     pub read_only: bool,
+    /// Where to keep the size log ([`sizes::SizeLog`]), if anywhere: read, and
+    /// appended to unless `read_only`.
+    pub size_log: Option<PathBuf>,
 }
 
 impl Default for FsOptions {
@@ -285,6 +289,7 @@ impl Default for FsOptions {
             store_path: None,
             mutable_ttl: Duration::from_secs(1),
             read_only: false,
+            size_log: None,
         }
     }
 }
@@ -335,6 +340,7 @@ pub struct AnchorFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     meta: Mutex<MetaCache>,
+    sizes: Option<sizes::SizeLog>,
     mounted_at: SystemTime,
     writes: write::Writes,
     read_only: bool,
@@ -354,6 +360,10 @@ impl AnchorFs {
     /// A filesystem over `store`, loading the current anchors.
     pub fn new(store: SharedStore, opts: FsOptions) -> Result<AnchorFs, FsError> {
         let opts_read_only = opts.read_only;
+        let size_log = opts
+            .size_log
+            .as_deref()
+            .map(|p| sizes::SizeLog::open(p, !opts.read_only));
         let fs = AnchorFs {
             store,
             opts,
@@ -364,6 +374,7 @@ impl AnchorFs {
             meta: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
+            sizes: size_log,
             mounted_at: SystemTime::now(),
             writes: write::Writes::default(),
             read_only: opts_read_only,
@@ -489,9 +500,33 @@ impl AnchorFs {
         let kind = content::kind_in(&*self.store, types_map.as_ref(), r)
             .map_err(|e| self.damaged(r, e))?;
         let reader = content::open(self.store.clone(), *r, kind).map_err(|e| self.damaged(r, e))?;
-        let m = (kind, reader.size());
-        self.meta.lock().put(*r, m);
-        Ok(m)
+        let size = reader.size();
+        self.note_meta(r, kind, size);
+        Ok((kind, size))
+    }
+
+    /// Remembers the kind and size of `r`'s content, worked out from the store.
+    fn note_meta(&self, r: &Ref, kind: Kind, size: u64) {
+        self.meta.lock().put(*r, (kind, size));
+        if let Some(log) = &self.sizes {
+            log.record(&[(*r, size)]);
+        }
+    }
+
+    /// The size of `r`'s content: from what this mount worked out, else the size
+    /// log, else the store.
+    fn content_size(&self, r: &Ref) -> Result<u64, FsError> {
+        match self.known_size(r) {
+            Some(size) => Ok(size),
+            None => Ok(self.content_meta(r)?.1),
+        }
+    }
+
+    /// The size of `r`'s content if known without reading the store: what this
+    /// mount worked out, else what the size log says.
+    fn known_size(&self, r: &Ref) -> Option<u64> {
+        let worked_out = self.meta.lock().peek(r).map(|(_, size)| *size);
+        worked_out.or_else(|| self.sizes.as_ref().and_then(|l| l.get(r)))
     }
 
     fn damaged(&self, r: &Ref, e: ContentError) -> FsError {
@@ -531,7 +566,7 @@ impl AnchorFs {
             NodeKey::Version(name, at) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.version(*at).ok_or(FsError::NotFound)?;
-                let (_, size) = self.content_meta(&a.r)?;
+                let size = self.content_size(&a.r)?;
                 let mut attr = self.file_attr(ino, size, at.to_system_time());
                 // Writable on a writable mount: writing starts a new version.
                 if !self.read_only {
@@ -551,11 +586,11 @@ impl AnchorFs {
             NodeKey::AtFile(t, name) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.as_of(*t).ok_or(FsError::NotFound)?;
-                let (_, size) = self.content_meta(&a.r)?;
+                let size = self.content_size(&a.r)?;
                 Ok((self.file_attr(ino, size, a.at.to_system_time()), short))
             }
             NodeKey::RefFile(r) => {
-                let (_, size) = self.content_meta(r)?;
+                let size = self.content_size(r)?;
                 Ok((self.file_attr(ino, size, self.mounted_at), IMMUTABLE_TTL))
             }
             NodeKey::Staged(id) => {
@@ -911,8 +946,21 @@ impl AnchorFs {
             NodeKey::Latest(_) => return Err(FsError::NotFound),
             _ => return Err(FsError::IsDir),
         };
+        // The size the kernel was given may have come from the size log: check it
+        // against the content's own.
+        let told = self.known_size(&r);
         let (kind, _) = self.content_meta(&r)?;
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
+        let misreported = told.is_some_and(|s| s != reader.size());
+        if misreported {
+            log::warn!(
+                "the size log said {} bytes for {r}, which has {}; corrected",
+                told.unwrap_or_default(),
+                reader.size()
+            );
+            self.note_meta(&r, kind, reader.size());
+            self.invalidate(Invalidations { inodes: vec![ino] });
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
             .lock()
@@ -922,10 +970,13 @@ impl AnchorFs {
         // follows the writer's offsets while the writer is open. Every read of an
         // anchor this mount has written over (where `> latest` and `cat latest`
         // meet) goes around the page cache, so it gets exactly the version's bytes.
-        let direct_io = match &key {
-            NodeKey::Version(anchor, _) => self.writes.was_written_over(anchor),
-            _ => false,
-        };
+        // A read bounded by a wrong size would be cut short or padded: around the
+        // page cache, it gets exactly the content.
+        let direct_io = misreported
+            || match &key {
+                NodeKey::Version(anchor, _) => self.writes.was_written_over(anchor),
+                _ => false,
+            };
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = !direct_io && matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
         Ok(Opened {
@@ -1001,7 +1052,6 @@ impl AnchorFs {
     /// cached yet, on up to [`META_FETCHES`] threads.
     fn prefetch_metas(&self, keys: &[Option<NodeKey>]) {
         let snap = self.snapshot();
-        let cached = self.meta.lock();
         let refs: Vec<Ref> = keys
             .iter()
             .flatten()
@@ -1011,9 +1061,8 @@ impl AnchorFs {
                 _ => None,
             })
             .map(|a| a.r)
-            .filter(|r| !cached.contains(r))
+            .filter(|r| self.known_size(r).is_none())
             .collect();
-        drop(cached);
         if refs.len() < 2 {
             return;
         }

@@ -440,6 +440,7 @@ impl AnchorFs {
             }
         };
         f.data = Data::Stored { root, kind, len };
+        self.note_meta(&root, kind, len);
         Ok((root, kind))
     }
 

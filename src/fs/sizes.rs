@@ -1,0 +1,249 @@
+//! The size log: a file beside the store that remembers the size of each content a
+//! mount has seen, so a fresh mount answers `ls -l` without reading one blob per
+//! version.
+//!
+//! The log is a cache, never an authority. It holds sizes only (the kind of a
+//! content, which decides how its bytes are read, is always worked out from the
+//! store), and opening a version compares the logged size with the content's own.
+//!
+//! Format: fixed records of [`RECORD_LEN`] bytes, `ref (32) | size (u64 LE) | check
+//! (8)`, the check being the first 8 bytes of SHA-256 over a tag, the ref and the
+//! size. Loading skips what does not check out (a torn append, damage) and goes on
+//! byte by byte, so the records after it are found again. Records are appended with
+//! `O_APPEND` and never synced: a lost tail costs reads, nothing else. Later records
+//! win, so a correction is one more record.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::blob::Ref;
+
+/// The log's name in a file store's directory.
+pub const FILE_NAME: &str = "anchorfs-sizes";
+/// Bytes per record.
+pub const RECORD_LEN: usize = 48;
+/// The most sizes kept in memory; a log with more distinct refs keeps the last ones.
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// What the check hashes before the record's fields.
+const CHECK_TAG: &[u8] = b"anchorfs size log v1\0";
+
+/// Sizes of contents by ref, loaded from and appended to one file.
+pub struct SizeLog {
+    path: PathBuf,
+    file: Option<File>,
+    sizes: Mutex<HashMap<Ref, u64>>,
+}
+
+impl SizeLog {
+    /// Opens the log at `path` and loads its records; unless `writable`, it is
+    /// only read (and never created). A log that cannot be read starts empty; one
+    /// that cannot be written is only read; both are logged.
+    pub fn open(path: &Path, writable: bool) -> SizeLog {
+        let mut bytes = Vec::new();
+        match File::open(path) {
+            Ok(mut f) => {
+                if let Err(e) = f.read_to_end(&mut bytes) {
+                    log::warn!("reading size log {}: {e}", path.display());
+                    bytes.clear();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("reading size log {}: {e}", path.display()),
+        }
+        let (sizes, records, skipped) = parse(&bytes);
+        if skipped > 0 {
+            log::warn!(
+                "size log {}: skipped {skipped} bytes that are no record",
+                path.display()
+            );
+        }
+        // Many repeats (several mounts recording the same contents) or damage: write
+        // it again, compacted. A mount appending meanwhile may lose its records.
+        let compact = writable && (skipped > 0 || records > 2 * sizes.len() + 4096);
+        if compact {
+            if let Err(e) = rewrite(path, &sizes) {
+                log::warn!("compacting size log {}: {e}", path.display());
+            }
+        }
+        let file = if writable {
+            match OpenOptions::new().append(true).create(true).open(path) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    log::warn!("size log {} is read-only: {e}", path.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        SizeLog {
+            path: path.to_path_buf(),
+            file,
+            sizes: Mutex::new(sizes),
+        }
+    }
+
+    /// The logged size of `r`'s content, if any.
+    pub fn get(&self, r: &Ref) -> Option<u64> {
+        self.sizes.lock().get(r).copied()
+    }
+
+    /// Whether `r` has a logged size.
+    pub fn contains(&self, r: &Ref) -> bool {
+        self.sizes.lock().contains_key(r)
+    }
+
+    /// Records the sizes of `entries`, appending those that are new or differ.
+    pub fn record(&self, entries: &[(Ref, u64)]) {
+        let mut out = Vec::new();
+        {
+            let mut sizes = self.sizes.lock();
+            for (r, size) in entries {
+                if sizes.get(r) == Some(size) || sizes.len() >= MAX_ENTRIES {
+                    continue;
+                }
+                sizes.insert(*r, *size);
+                out.extend_from_slice(&encode(r, *size));
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        if let Some(f) = &self.file {
+            // One write of whole records at the end of the file (O_APPEND).
+            if let Err(e) = (&*f).write_all(&out) {
+                log::debug!("appending to size log {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// The record for `r` of `size` bytes.
+pub fn encode(r: &Ref, size: u64) -> [u8; RECORD_LEN] {
+    let mut rec = [0u8; RECORD_LEN];
+    rec[..32].copy_from_slice(r.as_bytes());
+    rec[32..40].copy_from_slice(&size.to_le_bytes());
+    let check = check_of(&rec[..40]);
+    rec[40..].copy_from_slice(&check);
+    rec
+}
+
+fn check_of(fields: &[u8]) -> [u8; 8] {
+    let mut h = Sha256::new();
+    h.update(CHECK_TAG);
+    h.update(fields);
+    let d = h.finalize();
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&d[..8]);
+    c
+}
+
+/// The sizes in `bytes` (later records win, at most [`MAX_ENTRIES`]), the number of
+/// records found and the number of bytes skipped as no record.
+pub fn parse(bytes: &[u8]) -> (HashMap<Ref, u64>, usize, usize) {
+    let mut sizes = HashMap::new();
+    let (mut at, mut records, mut skipped) = (0usize, 0usize, 0usize);
+    while at + RECORD_LEN <= bytes.len() {
+        let rec = &bytes[at..at + RECORD_LEN];
+        if check_of(&rec[..40])[..] != rec[40..] {
+            at += 1;
+            skipped += 1;
+            continue;
+        }
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&rec[..32]);
+        let r = Ref(r);
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&rec[32..40]);
+        if sizes.len() < MAX_ENTRIES || sizes.contains_key(&r) {
+            sizes.insert(r, u64::from_le_bytes(size));
+        }
+        records += 1;
+        at += RECORD_LEN;
+    }
+    skipped += bytes.len() - at;
+    (sizes, records, skipped)
+}
+
+/// Writes `sizes` as a fresh log at `path` (a temporary file renamed over it).
+fn rewrite(path: &Path, sizes: &HashMap<Ref, u64>) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut out = Vec::with_capacity(sizes.len() * RECORD_LEN);
+    for (r, size) in sizes {
+        out.extend_from_slice(&encode(r, *size));
+    }
+    tmp.write_all(&out)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(b: u8) -> Ref {
+        Ref([b; 32])
+    }
+
+    #[test]
+    fn later_records_win_and_damage_is_stepped_over() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&encode(&r(1), 10));
+        bytes.extend_from_slice(&encode(&r(2), 20));
+        // A torn append, then records again.
+        bytes.extend_from_slice(&encode(&r(3), 30)[..17]);
+        bytes.extend_from_slice(&encode(&r(1), 11));
+        // A record with one flipped bit is no record.
+        let mut bad = encode(&r(4), 40);
+        bad[33] ^= 1;
+        bytes.extend_from_slice(&bad);
+        bytes.extend_from_slice(&encode(&r(5), 50));
+        bytes.extend_from_slice(&encode(&r(6), 60)[..40]);
+
+        let (sizes, records, skipped) = parse(&bytes);
+        assert_eq!(records, 4);
+        assert_eq!(skipped, 17 + RECORD_LEN + 40);
+        assert_eq!(sizes.get(&r(1)), Some(&11));
+        assert_eq!(sizes.get(&r(2)), Some(&20));
+        assert_eq!(sizes.get(&r(5)), Some(&50));
+        assert_eq!(sizes.len(), 3);
+    }
+
+    #[test]
+    fn open_compacts_a_damaged_log_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = b"not a record at all".to_vec();
+        bytes.extend_from_slice(&encode(&r(1), 10));
+        std::fs::write(&path, &bytes).unwrap();
+
+        let log = SizeLog::open(&path, true);
+        assert_eq!(log.get(&r(1)), Some(10));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD_LEN as u64);
+        log.record(&[(r(2), 20), (r(1), 10)]);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * RECORD_LEN as u64,
+            "only what is new is appended"
+        );
+        drop(log);
+        let log = SizeLog::open(&path, true);
+        assert_eq!((log.get(&r(1)), log.get(&r(2))), (Some(10), Some(20)));
+    }
+
+    #[test]
+    fn parsing_any_bytes_never_panics() {
+        use proptest::prelude::*;
+        proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..400))| {
+            let (sizes, records, skipped) = parse(&bytes);
+            prop_assert!(sizes.len() <= records);
+            prop_assert_eq!(records * RECORD_LEN + skipped, bytes.len());
+        });
+    }
+}
