@@ -129,6 +129,11 @@ fn browse_versions_with_real_programs() {
     let md = fs::metadata(notes.join("2026-11-25T08:00:00.000000000Z")).unwrap();
     assert_eq!(md.len(), v2.len() as u64);
     assert_eq!(md.blocks(), (v2.len() as u64).div_ceil(512));
+    assert_eq!(
+        md.blksize(),
+        u64::from(anchorfs::fs::fuse::IO_BLOCK),
+        "tools size their buffers by st_blksize: one FUSE request's worth"
+    );
     assert_eq!(md.mtime(), t("2026-11-25T08:00:00Z").secs());
     assert_eq!(md.ctime(), md.mtime());
     assert_eq!(
