@@ -123,6 +123,15 @@ impl NodeCache {
             .map(|(n, _)| n.clone())
     }
 
+    /// Removes and returns the node at `r`: a writer about to replace it, so the
+    /// cache's copy is usually the only one and is changed in place, not cloned.
+    fn take(kind: Kind, r: &Ref) -> Option<(Arc<Node>, usize)> {
+        let mut c = NODE_CACHE.lock();
+        let (n, size) = c.entries.pop(&(kind, *r))?;
+        c.bytes -= size;
+        Some((n, size))
+    }
+
     fn insert(kind: Kind, r: Ref, node: Arc<Node>, size: usize) {
         if size > NODE_CACHE_BYTES / 4 {
             return;
@@ -150,6 +159,7 @@ fn bit(h: &[u8], d: i32) -> usize {
     }
 }
 
+#[cfg(test)]
 fn sub_to_pb(s: &Sub) -> pb::SubNode {
     pb::SubNode {
         r#ref: Bytes::copy_from_slice(s.r.as_bytes()),
@@ -187,7 +197,93 @@ impl Trie {
         members.extend(keyed.into_iter().map(|(_, m)| m));
     }
 
+    /// The node's blob: a `Map` or `Set` message, written field by field straight
+    /// from the node (no message structs to build and drop), in exactly the bytes
+    /// prost gives for the same message (`encode_by_message`, kept for the tests).
     fn encode(&self, n: &Node) -> Vec<u8> {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, int32, WireType};
+        let sub_len = |s: &Sub| {
+            let r = 1 + encoded_len_varint(32) + 32;
+            r + if s.size != 0 {
+                int32::encoded_len(2, &s.size)
+            } else {
+                0
+            }
+        };
+        let field_len = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+        let mut node_len = 0;
+        if n.depth != 0 {
+            node_len += int32::encoded_len(1, &n.depth);
+        }
+        if n.size != 0 {
+            node_len += int32::encoded_len(2, &n.size);
+        }
+        if let Some(kids) = &n.kids {
+            node_len += kids.iter().map(|k| field_len(sub_len(k))).sum::<usize>();
+        }
+        let pair_len = |e: &Entry| {
+            let mut l = 0;
+            if !e.key.is_empty() {
+                l += field_len(e.key.len());
+            }
+            if !e.payload.is_empty() {
+                l += field_len(e.payload.len());
+            }
+            l
+        };
+        let members_len: usize = match self.kind {
+            Kind::Map => n.members.iter().map(|e| field_len(pair_len(e))).sum(),
+            Kind::Set => n.members.iter().map(|e| field_len(e.key.len())).sum(),
+        };
+        let mut buf = Vec::with_capacity(field_len(node_len) + members_len);
+        // The node field is always present, even when all its fields are defaults.
+        encode_key(1, WireType::LengthDelimited, &mut buf);
+        encode_varint(node_len as u64, &mut buf);
+        if n.depth != 0 {
+            int32::encode(1, &n.depth, &mut buf);
+        }
+        if n.size != 0 {
+            int32::encode(2, &n.size, &mut buf);
+        }
+        if let Some(kids) = &n.kids {
+            for (tag, k) in [(3, &kids[0]), (4, &kids[1])] {
+                encode_key(tag, WireType::LengthDelimited, &mut buf);
+                encode_varint(sub_len(k) as u64, &mut buf);
+                encode_key(1, WireType::LengthDelimited, &mut buf);
+                encode_varint(32, &mut buf);
+                buf.extend_from_slice(k.r.as_bytes());
+                if k.size != 0 {
+                    int32::encode(2, &k.size, &mut buf);
+                }
+            }
+        }
+        let bytes_field = |tag: u32, b: &[u8], buf: &mut Vec<u8>| {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(b.len() as u64, buf);
+            buf.extend_from_slice(b);
+        };
+        for e in &n.members {
+            match self.kind {
+                Kind::Map => {
+                    encode_key(2, WireType::LengthDelimited, &mut buf);
+                    encode_varint(pair_len(e) as u64, &mut buf);
+                    if !e.key.is_empty() {
+                        bytes_field(1, &e.key, &mut buf);
+                    }
+                    if !e.payload.is_empty() {
+                        bytes_field(2, &e.payload, &mut buf);
+                    }
+                }
+                Kind::Set => bytes_field(2, &e.key, &mut buf),
+            }
+        }
+        buf
+    }
+
+    /// The node's blob through prost's message types: the reference `encode` must
+    /// match byte for byte.
+    #[cfg(test)]
+    fn encode_by_message(&self, n: &Node) -> Vec<u8> {
         let (left, right) = match &n.kids {
             Some([l, r]) => (Some(sub_to_pb(l)), Some(sub_to_pb(r))),
             None => (None, None),
@@ -298,17 +394,28 @@ impl Trie {
         let n = match NodeCache::get(self.kind, r) {
             Some(n) => n,
             None => {
-                let data = if *r == Self::empty_ref() {
-                    Bytes::from_static(Self::EMPTY)
-                } else {
-                    g.get(r)?
-                };
-                let size = data.len();
-                let n = Arc::new(self.decode(r, data)?);
+                let (n, size) = self.fetch(g, r)?;
+                let n = Arc::new(n);
                 NodeCache::insert(self.kind, *r, n.clone(), size);
                 n
             }
         };
+        self.check_depth(r, &n, depth)?;
+        Ok(n)
+    }
+
+    /// Reads and decodes the node at `r` (no cache); also its encoded size.
+    fn fetch<G: Getter + ?Sized>(&self, g: &G, r: &Ref) -> Result<(Node, usize), SchemaError> {
+        let data = if *r == Self::empty_ref() {
+            Bytes::from_static(Self::EMPTY)
+        } else {
+            g.get(r)?
+        };
+        let size = data.len();
+        Ok((self.decode(r, data)?, size))
+    }
+
+    fn check_depth(&self, r: &Ref, n: &Node, depth: i32) -> Result<(), SchemaError> {
         if n.depth != depth {
             return Err(SchemaError::Malformed {
                 r: *r,
@@ -316,7 +423,27 @@ impl Trie {
                 why: format!("depth {} where {} was expected", n.depth, depth),
             });
         }
-        Ok(n)
+        Ok(())
+    }
+
+    /// Loads the node at `r` to change it: taken out of the cache, so that unless
+    /// someone else holds it, it is changed in place instead of copied. A change
+    /// that turns out to be none puts it back.
+    fn load_to_change<G: Getter + ?Sized>(
+        &self,
+        g: &G,
+        r: &Ref,
+        depth: i32,
+    ) -> Result<(Node, usize), SchemaError> {
+        let (n, size) = match NodeCache::take(self.kind, r) {
+            Some((n, size)) => (Arc::unwrap_or_clone(n), size),
+            None => self.fetch(g, r)?,
+        };
+        if let Err(e) = self.check_depth(r, &n, depth) {
+            NodeCache::insert(self.kind, *r, Arc::new(n), size);
+            return Err(e);
+        }
+        Ok((n, size))
     }
 
     fn save<S: Store + ?Sized>(&self, s: &S, n: Node) -> Result<Ref, SchemaError> {
@@ -344,14 +471,18 @@ impl Trie {
         e: Entry,
         depth: i32,
     ) -> Result<(Ref, Outcome), SchemaError> {
-        let mut n = Arc::unwrap_or_clone(self.load(s, r, depth)?);
+        let (mut n, size) = self.load_to_change(s, r, depth)?;
+        let unchanged = |n: Node| {
+            NodeCache::insert(self.kind, *r, Arc::new(n), size);
+            Ok((*r, Outcome::None))
+        };
         let h = self.kind.hash(&e.key);
         let h = h.as_ref();
         if let Some(kids) = &mut n.kids {
             let k = bit(h, n.depth);
             let (child, outcome) = self.set_at(s, &kids[k].r, e, depth + 1)?;
             if outcome == Outcome::None {
-                return Ok((*r, Outcome::None));
+                return unchanged(n);
             }
             kids[k].r = child;
             if outcome == Outcome::Added {
@@ -363,7 +494,7 @@ impl Trie {
         match self.find(&n.members, h) {
             Ok(i) => {
                 if self.kind == Kind::Set || n.members[i].payload == e.payload {
-                    return Ok((*r, Outcome::None));
+                    return unchanged(n);
                 }
                 n.members[i].payload = e.payload;
                 Ok((self.save(s, n)?, Outcome::Updated))
@@ -412,12 +543,16 @@ impl Trie {
         h: &[u8],
         depth: i32,
     ) -> Result<(Ref, bool), SchemaError> {
-        let mut n = Arc::unwrap_or_clone(self.load(s, r, depth)?);
+        let (mut n, size) = self.load_to_change(s, r, depth)?;
+        let unchanged = |n: Node| {
+            NodeCache::insert(self.kind, *r, Arc::new(n), size);
+            Ok((*r, false))
+        };
         if let Some(kids) = &mut n.kids {
             let k = bit(h, n.depth);
             let (child, removed) = self.remove_at(s, &kids[k].r, h, depth + 1)?;
             if !removed {
-                return Ok((*r, false));
+                return unchanged(n);
             }
             kids[k].r = child;
             kids[k].size -= 1;
@@ -441,7 +576,7 @@ impl Trie {
                 n.size -= 1;
                 Ok((self.save(s, n)?, true))
             }
-            Err(_) => Ok((*r, false)),
+            Err(_) => unchanged(n),
         }
     }
 
@@ -615,5 +750,63 @@ impl Trie {
             members: Vec::new(),
         };
         Ok((self.save(s, n)?, ls + rs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(k, p)| Entry {
+                key: Bytes::from(k),
+                payload: Bytes::from(p),
+            })
+    }
+
+    fn sub() -> impl Strategy<Value = Sub> {
+        (
+            any::<[u8; 32]>(),
+            prop_oneof![Just(0), 0..i32::MAX, Just(-1)],
+        )
+            .prop_map(|(r, size)| Sub { r: Ref(r), size })
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        (
+            prop_oneof![Just(0), 0..300i32, Just(-5)],
+            prop_oneof![Just(0), 0..100_000i32, Just(-1)],
+            proptest::option::of((sub(), sub())),
+            proptest::collection::vec(entry(), 0..6),
+        )
+            .prop_map(|(depth, size, kids, members)| Node {
+                depth,
+                size,
+                kids: kids.map(|(l, r)| [l, r]),
+                members,
+            })
+    }
+
+    proptest! {
+        /// The direct encoder writes exactly prost's bytes, for both kinds, including
+        /// defaults left out, empty keys and payloads, and negative numbers.
+        #[test]
+        fn direct_encoding_is_prosts(n in node()) {
+            for kind in [Kind::Map, Kind::Set] {
+                let t = Trie { kind };
+                let mut n = n.clone();
+                if kind == Kind::Set {
+                    for m in &mut n.members {
+                        m.payload = Bytes::new();
+                    }
+                }
+                prop_assert_eq!(t.encode(&n), t.encode_by_message(&n));
+            }
+        }
     }
 }
