@@ -123,12 +123,19 @@ impl NodeCache {
             .map(|(n, _)| n.clone())
     }
 
-    /// Removes and returns the node at `r`: a writer about to replace it, so the
-    /// cache's copy is usually the only one and is changed in place, not cloned.
-    fn take(kind: Kind, r: &Ref) -> Option<(Arc<Node>, usize)> {
+    /// The node at `r` for a writer about to replace it. A small node is taken out
+    /// of the cache, so the writer usually holds the only copy and changes it in
+    /// place: cloning is what costs there (many members, a refcount each). A large
+    /// one (a few members with long payloads, like a long history) stays cached and
+    /// is shared: cloning it is cheap, and freeing its big buffers on every write
+    /// would make the allocator hand memory back and fault it in again.
+    fn take_for_change(kind: Kind, r: &Ref) -> Option<(Arc<Node>, usize)> {
         let mut c = NODE_CACHE.lock();
-        let (n, size) = c.entries.pop(&(kind, *r))?;
-        c.bytes -= size;
+        let (n, size) = c.entries.get(&(kind, *r)).cloned()?;
+        if size <= TAKE_MAX {
+            c.entries.pop(&(kind, *r));
+            c.bytes -= size;
+        }
         Some((n, size))
     }
 
@@ -149,6 +156,9 @@ impl NodeCache {
         }
     }
 }
+
+/// The largest encoded node [`NodeCache::take_for_change`] takes out of the cache.
+const TAKE_MAX: usize = 64 << 10;
 
 /// Bit `d` of hash `h`: bit `d % 8` from the least significant end of byte `d / 8`.
 fn bit(h: &[u8], d: i32) -> usize {
@@ -426,16 +436,15 @@ impl Trie {
         Ok(())
     }
 
-    /// Loads the node at `r` to change it: taken out of the cache, so that unless
-    /// someone else holds it, it is changed in place instead of copied. A change
-    /// that turns out to be none puts it back.
+    /// Loads the node at `r` to change it (see [`NodeCache::take_for_change`]). A
+    /// change that turns out to be none puts it back.
     fn load_to_change<G: Getter + ?Sized>(
         &self,
         g: &G,
         r: &Ref,
         depth: i32,
     ) -> Result<(Node, usize), SchemaError> {
-        let (n, size) = match NodeCache::take(self.kind, r) {
+        let (n, size) = match NodeCache::take_for_change(self.kind, r) {
             Some((n, size)) => (Arc::unwrap_or_clone(n), size),
             None => self.fetch(g, r)?,
         };
