@@ -104,8 +104,10 @@ struct NodeCache {
     bytes: usize,
 }
 
-/// Bytes of encoded nodes the cache keeps.
-const NODE_CACHE_BYTES: usize = 32 << 20;
+/// Bytes of encoded nodes the cache keeps. Kept small: an anchor's history is the
+/// payload of one leaf, rewritten at every put of it, and a larger cache filled up
+/// with superseded copies of long histories (most of a busy mount's memory).
+const NODE_CACHE_BYTES: usize = 8 << 20;
 
 static NODE_CACHE: LazyLock<Mutex<NodeCache>> = LazyLock::new(|| {
     Mutex::new(NodeCache {
