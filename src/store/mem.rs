@@ -1,7 +1,7 @@
 //! An in-memory store, for tests and for `mem:` mounts.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
@@ -9,10 +9,11 @@ use parking_lot::{Mutex, RwLock};
 use super::{AnchorGetter, AnchorStore, DeletingStore, Getter, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
-/// A store that keeps everything in memory.
+/// A store that keeps everything in memory. Blobs sit in a hash map (puts and gets
+/// are the hot path); only `list_refs`, for gc and sync, sorts.
 #[derive(Default)]
 pub struct MemStore {
-    blobs: RwLock<BTreeMap<Ref, (Blob, SystemTime)>>,
+    blobs: RwLock<HashMap<Ref, (Blob, SystemTime)>>,
     map_ref: Mutex<Option<Ref>>,
 }
 
@@ -51,26 +52,21 @@ impl Getter for MemStore {
         after: &Ref,
         f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        // Walk in pages so the lock is never held while `f` runs.
-        let mut cursor = *after;
-        loop {
-            let page: Vec<Ref> = self
-                .blobs
-                .read()
-                .range((Bound::Excluded(cursor), Bound::Unbounded))
-                .take(1024)
-                .map(|(r, _)| *r)
-                .collect();
-            let Some(last) = page.last().copied() else {
+        // The refs as of now, sorted; the lock is not held while `f` runs.
+        let mut refs: Vec<Ref> = self
+            .blobs
+            .read()
+            .keys()
+            .filter(|r| *r > after)
+            .copied()
+            .collect();
+        refs.sort_unstable();
+        for r in refs {
+            if !f(r)? {
                 return Ok(());
-            };
-            for r in page {
-                if !f(r)? {
-                    return Ok(());
-                }
             }
-            cursor = last;
         }
+        Ok(())
     }
 }
 
@@ -93,13 +89,18 @@ impl Store for MemStore {
 
 impl MemStore {
     fn insert(&self, r: Ref, data: Blob) -> Result<(Ref, bool), StoreError> {
-        let mut blobs = self.blobs.write();
-        let added = !blobs.contains_key(&r);
-        blobs
-            .entry(r)
-            .and_modify(|(_, t)| *t = SystemTime::now())
-            .or_insert_with(|| (data, SystemTime::now()));
-        Ok((r, added))
+        let now = SystemTime::now();
+        match self.blobs.write().entry(r) {
+            // Written again: young again, for gc's grace period.
+            Entry::Occupied(mut e) => {
+                e.get_mut().1 = now;
+                Ok((r, false))
+            }
+            Entry::Vacant(e) => {
+                e.insert((data, now));
+                Ok((r, true))
+            }
+        }
     }
 }
 
