@@ -372,6 +372,24 @@ fn size_log_answers_sizes_and_opening_checks_them() {
     drop(fs);
     assert_eq!(SizeLog::open(&log_path, false).get(&root), Some(70_000));
 
+    // Sizes of refs no history holds any more are pruned by the next mount.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    for i in 0..(2 * sizes::PRUNE_SLACK as u64) {
+        f.write_all(&sizes::encode(&Ref::of(&i.to_le_bytes()), i))
+            .unwrap();
+    }
+    drop(f);
+    drop(with_log());
+    assert_eq!(
+        std::fs::metadata(&log_path).unwrap().len(),
+        sizes::RECORD_LEN as u64,
+        "only the live version's size is kept"
+    );
+    assert_eq!(SizeLog::open(&log_path, false).get(&root), Some(70_000));
+
     // A read-only mount neither creates nor appends to a log.
     let other = dir.path().join("other");
     let fs = AnchorFs::new(

@@ -382,6 +382,15 @@ impl AnchorFs {
             invalidator: std::sync::OnceLock::new(),
         };
         fs.refresh()?;
+        if let Some(log) = &fs.sizes {
+            let snap = fs.snapshot();
+            let live: std::collections::HashSet<Ref> = snap
+                .anchors()
+                .iter()
+                .flat_map(|v| v.versions.iter().map(|a| a.r))
+                .collect();
+            log.prune(|r| live.contains(r));
+        }
         Ok(fs)
     }
 

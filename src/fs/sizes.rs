@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::blob::Ref;
@@ -29,13 +29,16 @@ pub const FILE_NAME: &str = "anchorfs-sizes";
 pub const RECORD_LEN: usize = 48;
 /// The most sizes kept in memory; a log with more distinct refs keeps the last ones.
 pub const MAX_ENTRIES: usize = 1 << 20;
+/// Sizes of refs no longer in any history that a log may hold before it is pruned.
+pub const PRUNE_SLACK: usize = 4096;
 /// What the check hashes before the record's fields.
 const CHECK_TAG: &[u8] = b"anchorfs size log v1\0";
 
 /// Sizes of contents by ref, loaded from and appended to one file.
 pub struct SizeLog {
     path: PathBuf,
-    file: Option<File>,
+    /// Where records are appended (none for a read-only log); replaced by a prune.
+    file: RwLock<Option<File>>,
     sizes: Mutex<HashMap<Ref, u64>>,
 }
 
@@ -70,20 +73,10 @@ impl SizeLog {
                 log::warn!("compacting size log {}: {e}", path.display());
             }
         }
-        let file = if writable {
-            match OpenOptions::new().append(true).create(true).open(path) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    log::warn!("size log {} is read-only: {e}", path.display());
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let file = if writable { open_append(path) } else { None };
         SizeLog {
             path: path.to_path_buf(),
-            file,
+            file: RwLock::new(file),
             sizes: Mutex::new(sizes),
         }
     }
@@ -96,6 +89,48 @@ impl SizeLog {
     /// Whether `r` has a logged size.
     pub fn contains(&self, r: &Ref) -> bool {
         self.sizes.lock().contains_key(r)
+    }
+
+    /// The number of sizes held.
+    pub fn len(&self) -> usize {
+        self.sizes.lock().len()
+    }
+
+    /// Whether no size is held.
+    pub fn is_empty(&self) -> bool {
+        self.sizes.lock().is_empty()
+    }
+
+    /// Keeps only the sizes of refs for which `live` is true, and writes the log
+    /// again with just those, when that drops most of it (at least half and more
+    /// than [`PRUNE_SLACK`] records): versions expired or replaced would otherwise
+    /// keep the log growing for good. A mount appending meanwhile may lose records.
+    pub fn prune(&self, live: impl Fn(&Ref) -> bool) {
+        let kept = {
+            let mut sizes = self.sizes.lock();
+            let before = sizes.len();
+            let dead = sizes.keys().filter(|r| !live(r)).count();
+            if dead <= PRUNE_SLACK || dead * 2 < before {
+                return;
+            }
+            sizes.retain(|r, _| live(r));
+            sizes.clone()
+        };
+        let mut file = self.file.write();
+        if file.is_none() {
+            return;
+        }
+        match rewrite(&self.path, &kept) {
+            Ok(()) => {
+                log::debug!(
+                    "size log {}: kept {} sizes",
+                    self.path.display(),
+                    kept.len()
+                );
+                *file = open_append(&self.path);
+            }
+            Err(e) => log::warn!("pruning size log {}: {e}", self.path.display()),
+        }
     }
 
     /// Records the sizes of `entries`, appending those that are new or differ.
@@ -114,11 +149,22 @@ impl SizeLog {
         if out.is_empty() {
             return;
         }
-        if let Some(f) = &self.file {
+        if let Some(f) = &*self.file.read() {
             // One write of whole records at the end of the file (O_APPEND).
             if let Err(e) = (&*f).write_all(&out) {
                 log::debug!("appending to size log {}: {e}", self.path.display());
             }
+        }
+    }
+}
+
+/// The log at `path` opened for appending (created if missing), or `None`, logged.
+fn open_append(path: &Path) -> Option<File> {
+    match OpenOptions::new().append(true).create(true).open(path) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn!("size log {} is read-only: {e}", path.display());
+            None
         }
     }
 }
@@ -235,6 +281,33 @@ mod tests {
         drop(log);
         let log = SizeLog::open(&path, true);
         assert_eq!((log.get(&r(1)), log.get(&r(2))), (Some(10), Some(20)));
+    }
+
+    #[test]
+    fn prune_drops_the_dead_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let log = SizeLog::open(&path, true);
+        let n = 2 * PRUNE_SLACK as u64;
+        let many: Vec<(Ref, u64)> = (0..n).map(|i| (Ref::of(&i.to_le_bytes()), i)).collect();
+        log.record(&many);
+        let live = |r: &Ref| many[..10].iter().any(|(l, _)| l == r);
+
+        // Few dead: nothing happens.
+        log.prune(|r| r != &many[0].0);
+        assert_eq!(log.len(), n as usize);
+
+        log.prune(live);
+        assert_eq!(log.len(), 10);
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        assert_eq!(file_len(), 10 * RECORD_LEN as u64);
+        // Appends go to the new file.
+        log.record(&[(r(9), 99)]);
+        assert_eq!(file_len(), 11 * RECORD_LEN as u64);
+        drop(log);
+        let log = SizeLog::open(&path, false);
+        assert_eq!((log.len(), log.get(&r(9))), (11, Some(99)));
+        assert_eq!(log.get(&many[3].0), Some(3));
     }
 
     #[test]
