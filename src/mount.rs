@@ -462,6 +462,19 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Hands the allocator's free pages back to the system. Commits to a long history
+/// allocate and free buffers of its size (0.5 MB at 10,000 versions) on several
+/// threads; glibc keeps what they leave between live allocations, and the daemon's
+/// memory grew with it. Called once per poll interval, it costs well under a
+/// millisecond.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc calls on a properly initialised sigset_t.
     unsafe {
@@ -585,6 +598,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
                         Ok(inv) => invalidate(&notifier, &inv),
                         Err(e) => log::error!("polling the anchor map: {e}"),
                     }
+                    release_free_memory();
                 }
             })?
     };
