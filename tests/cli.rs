@@ -298,8 +298,15 @@ fn put_and_get_both_kinds() {
     assert_eq!(Ref::of(&node), split);
     assert_eq!(ok(&store, &["cat", &split.to_hex(), "--raw"]), node);
 
+    // The size of what was put is in the size log, for mounts; raw puts are not.
+    let sizes_path = store.join(anchorfs::fs::sizes::FILE_NAME);
+    let logged = anchorfs::fs::sizes::SizeLog::open(&sizes_path, false);
+    assert_eq!(logged.get(&split), Some(data.len() as u64));
+
     // Raw: one blob, from stdin (`-` and no FILE alike).
     let raw = printed_ref(ok_in(&store, &["put", "blob", "--raw", "-"], &data));
+    let logged = anchorfs::fs::sizes::SizeLog::open(&sizes_path, false);
+    assert_eq!((logged.len(), logged.get(&raw)), (1, None));
     assert_eq!(raw, Ref::of(&data));
     assert_eq!(fst.get(&raw).unwrap(), data);
     assert_eq!(ok(&store, &["get", "blob"]), data);

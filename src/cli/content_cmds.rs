@@ -100,11 +100,13 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
                 Some(n) if n < PROGRESS_FROM => indicatif::ProgressBar::hidden(),
                 size => progress::bytes("put", size),
             };
-            let reader = bar.wrap_read(input.reader);
+            let mut reader = CountingReader {
+                inner: bar.wrap_read(input.reader),
+                count: 0,
+            };
             let from = input.label;
             let r = if a.raw {
                 let mut data = Vec::new();
-                let mut reader = reader;
                 reader
                     .read_to_end(&mut data)
                     .with_context(|| format!("reading {from}"))?;
@@ -115,19 +117,42 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
                     .with_context(|| format!("anchoring {shown} in store {label}"))?;
                 r
             } else {
-                let root = content::store(s, reader)
+                let root = content::store(s, &mut reader)
                     .with_context(|| format!("storing {from} in store {label}"))?;
                 content::put_split(s, &name, root, at)
                     .with_context(|| format!("anchoring {shown} in store {label}"))?;
                 root
             };
             bar.finish_and_clear();
+            // A mount of this store lists the new version's size without reading
+            // it. Only a cache: failing to write it fails nothing. (Not for a raw
+            // blob: one whose bytes read as a split tree is shown as that tree.)
+            if let (false, Some(dir)) = (a.raw, opened.dir()) {
+                let log = dir.join(crate::fs::sizes::FILE_NAME);
+                if let Err(e) = crate::fs::sizes::append(&log, &[(r, reader.count)]) {
+                    log::debug!("recording the size of {r} in {}: {e}", log.display());
+                }
+            }
             r
         }
         (None, None) => bail!("nothing to put"),
     };
     println!("{r}");
     Ok(())
+}
+
+/// A reader that counts the bytes it passes on.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// The ref `name` points at, at `at`; "not found" names what is missing.

@@ -158,6 +158,21 @@ impl SizeLog {
     }
 }
 
+/// Appends the sizes of `entries` to the log at `path` without loading it (for a
+/// program that stores content and leaves, like the command line's `put`). The
+/// directory must exist: no store is created for a log.
+pub fn append(path: &Path, entries: &[(Ref, u64)]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(entries.len() * RECORD_LEN);
+    for (r, size) in entries {
+        out.extend_from_slice(&encode(r, *size));
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?
+        .write_all(&out)
+}
+
 /// The log at `path` opened for appending (created if missing), or `None`, logged.
 fn open_append(path: &Path) -> Option<File> {
     match OpenOptions::new().append(true).create(true).open(path) {
