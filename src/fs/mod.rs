@@ -389,7 +389,7 @@ impl AnchorFs {
                 .iter()
                 .flat_map(|v| v.versions.iter().map(|a| a.r))
                 .collect();
-            log.prune(|r| live.contains(r));
+            log.tidy(|r| live.contains(r));
         }
         Ok(fs)
     }
@@ -957,19 +957,18 @@ impl AnchorFs {
         };
         // The size the kernel was given may have come from the size log: check it
         // against the content's own.
+        // (Working the kind out records the true size.)
         let told = self.known_size(&r);
-        let (kind, _) = self.content_meta(&r)?;
+        let (kind, size) = self.content_meta(&r)?;
+        let misreported = match told {
+            Some(t) if t != size => {
+                log::warn!("the size log said {t} bytes for {r}, which has {size}; corrected");
+                self.invalidate(Invalidations { inodes: vec![ino] });
+                true
+            }
+            _ => false,
+        };
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
-        let misreported = told.is_some_and(|s| s != reader.size());
-        if misreported {
-            log::warn!(
-                "the size log said {} bytes for {r}, which has {}; corrected",
-                told.unwrap_or_default(),
-                reader.size()
-            );
-            self.note_meta(&r, kind, reader.size());
-            self.invalidate(Invalidations { inodes: vec![ino] });
-        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
             .lock()

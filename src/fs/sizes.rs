@@ -29,7 +29,8 @@ pub const FILE_NAME: &str = "anchorfs-sizes";
 pub const RECORD_LEN: usize = 48;
 /// The most sizes kept in memory; a log with more distinct refs keeps the last ones.
 pub const MAX_ENTRIES: usize = 1 << 20;
-/// Sizes of refs no longer in any history that a log may hold before it is pruned.
+/// Records a log may hold beyond what it needs (sizes of refs no history holds, or
+/// repeats) before [`SizeLog::tidy`] writes it again.
 pub const PRUNE_SLACK: usize = 4096;
 /// What the check hashes before the record's fields.
 const CHECK_TAG: &[u8] = b"anchorfs size log v1\0";
@@ -37,8 +38,10 @@ const CHECK_TAG: &[u8] = b"anchorfs size log v1\0";
 /// Sizes of contents by ref, loaded from and appended to one file.
 pub struct SizeLog {
     path: PathBuf,
-    /// Where records are appended (none for a read-only log); replaced by a prune.
+    /// Where records are appended (none for a read-only log); replaced by a tidy.
     file: RwLock<Option<File>>,
+    /// Whether the file held damage or many repeats when it was loaded.
+    wasteful: bool,
     sizes: Mutex<HashMap<Ref, u64>>,
 }
 
@@ -65,18 +68,12 @@ impl SizeLog {
                 path.display()
             );
         }
-        // Many repeats (several mounts recording the same contents) or damage: write
-        // it again, compacted. A mount appending meanwhile may lose its records.
-        let compact = writable && (skipped > 0 || records > 2 * sizes.len() + 4096);
-        if compact {
-            if let Err(e) = rewrite(path, &sizes) {
-                log::warn!("compacting size log {}: {e}", path.display());
-            }
-        }
         let file = if writable { open_append(path) } else { None };
         SizeLog {
             path: path.to_path_buf(),
             file: RwLock::new(file),
+            // Several mounts recording the same contents leave repeats.
+            wasteful: skipped > 0 || records > 2 * sizes.len() + PRUNE_SLACK,
             sizes: Mutex::new(sizes),
         }
     }
@@ -84,11 +81,6 @@ impl SizeLog {
     /// The logged size of `r`'s content, if any.
     pub fn get(&self, r: &Ref) -> Option<u64> {
         self.sizes.lock().get(r).copied()
-    }
-
-    /// Whether `r` has a logged size.
-    pub fn contains(&self, r: &Ref) -> bool {
-        self.sizes.lock().contains_key(r)
     }
 
     /// The number of sizes held.
@@ -101,16 +93,17 @@ impl SizeLog {
         self.sizes.lock().is_empty()
     }
 
-    /// Keeps only the sizes of refs for which `live` is true, and writes the log
-    /// again with just those, when that drops most of it (at least half and more
-    /// than [`PRUNE_SLACK`] records): versions expired or replaced would otherwise
-    /// keep the log growing for good. A mount appending meanwhile may lose records.
-    pub fn prune(&self, live: impl Fn(&Ref) -> bool) {
+    /// Writes the log again, compacted, when most of it is waste: sizes of refs for
+    /// which `live` is false (versions expired or collected) that are at least half
+    /// of it and more than [`PRUNE_SLACK`], or damage or many repeats found when it
+    /// was loaded. Without this the log would grow for good. Only the live sizes
+    /// are kept then. A mount appending meanwhile may lose records.
+    pub fn tidy(&self, live: impl Fn(&Ref) -> bool) {
         let kept = {
             let mut sizes = self.sizes.lock();
-            let before = sizes.len();
             let dead = sizes.keys().filter(|r| !live(r)).count();
-            if dead <= PRUNE_SLACK || dead * 2 < before {
+            let mostly_dead = dead > PRUNE_SLACK && dead * 2 >= sizes.len();
+            if !mostly_dead && !self.wasteful {
                 return;
             }
             sizes.retain(|r, _| live(r));
@@ -129,7 +122,7 @@ impl SizeLog {
                 );
                 *file = open_append(&self.path);
             }
-            Err(e) => log::warn!("pruning size log {}: {e}", self.path.display()),
+            Err(e) => log::warn!("compacting size log {}: {e}", self.path.display()),
         }
     }
 
@@ -277,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn open_compacts_a_damaged_log_and_appends() {
+    fn tidy_compacts_a_damaged_log_and_appends_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let mut bytes = b"not a record at all".to_vec();
@@ -286,6 +279,7 @@ mod tests {
 
         let log = SizeLog::open(&path, true);
         assert_eq!(log.get(&r(1)), Some(10));
+        log.tidy(|_| true);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), RECORD_LEN as u64);
         log.record(&[(r(2), 20), (r(1), 10)]);
         assert_eq!(
@@ -299,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_drops_the_dead_and_appends_go_on() {
+    fn tidy_drops_the_dead_and_appends_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let log = SizeLog::open(&path, true);
@@ -309,10 +303,10 @@ mod tests {
         let live = |r: &Ref| many[..10].iter().any(|(l, _)| l == r);
 
         // Few dead: nothing happens.
-        log.prune(|r| r != &many[0].0);
+        log.tidy(|r| r != &many[0].0);
         assert_eq!(log.len(), n as usize);
 
-        log.prune(live);
+        log.tidy(live);
         assert_eq!(log.len(), 10);
         let file_len = || std::fs::metadata(&path).unwrap().len();
         assert_eq!(file_len(), 10 * RECORD_LEN as u64);
