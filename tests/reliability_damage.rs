@@ -19,7 +19,8 @@ use anchorfs::store::{Getter, Store};
 use anchorfs::{content, split, Ref, Timestamp};
 use prost::Message;
 use reliability::{
-    assert_fsck_ok, cli_run, close, errno_of, fsck, history, noise, write_file, Daemon,
+    assert_fsck_ok, cli_run, close, errno_of, fsck, history, noise, store_mounted_with_doc,
+    write_file, Daemon,
 };
 
 use common::fuse_skipped;
@@ -500,11 +501,7 @@ fn rewriting_the_same_content_repairs_a_truncated_blob() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    FileStore::create(&sp).unwrap();
-    let m = Daemon::start(&sp, "cache=1M");
-    fs::create_dir(m.path("doc")).unwrap();
+    let (_dir, sp, m) = store_mounted_with_doc("cache=1M");
     let data = noise(500_000, 9);
     write_file(&m.path("doc/v1"), &data, 1 << 16, true).unwrap();
     let s = FileStore::open(&sp).unwrap();
@@ -543,11 +540,7 @@ fn writing_through_latest_never_changes_what_an_old_version_reads() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    FileStore::create(&sp).unwrap();
-    let m = Daemon::start(&sp, "");
-    fs::create_dir(m.path("doc")).unwrap();
+    let (_dir, sp, m) = store_mounted_with_doc("");
     let old = vec![b'A'; 10_000];
     write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
     let mut problems = Vec::new();
@@ -668,11 +661,7 @@ fn readers_opening_a_version_while_this_mount_writes_over_it_get_its_bytes() {
     }
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    FileStore::create(&sp).unwrap();
-    let m = Daemon::start(&sp, "");
-    fs::create_dir(m.path("doc")).unwrap();
+    let (_dir, sp, m) = store_mounted_with_doc("");
     let old = noise(2_500, 11);
     write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
     let v = m

@@ -28,7 +28,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use prost::Message;
-use reliability::{assert_fsck_ok, cli_run, errno_of, noise, vm_hwm_kib, write_file, Daemon};
+use reliability::{
+    assert_fsck_ok, cli_run, errno_of, noise, store_mounted_with_doc, vm_hwm_kib, write_file,
+    Daemon,
+};
 
 use common::fuse_skipped;
 
@@ -639,11 +642,7 @@ fn names_longer_than_255_bytes_are_enametoolong() {
     if fuse_skipped() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sp = dir.path().join("store");
-    FileStore::create(&sp).unwrap();
-    let m = Daemon::start(&sp, "");
-    fs::create_dir(m.path("doc")).unwrap();
+    let (_dir, sp, m) = store_mounted_with_doc("");
     let long = "x".repeat(256);
     let e = fs::create_dir(m.mnt.join(&long)).unwrap_err();
     assert_eq!(

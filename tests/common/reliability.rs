@@ -239,6 +239,17 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// A new file store in a temporary directory, mounted with `opts`, with an empty
+/// anchor directory `doc`: the directory (keep it), the store's path and the mount.
+pub fn store_mounted_with_doc(opts: &str) -> (tempfile::TempDir, PathBuf, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    FileStore::create(&sp).unwrap();
+    let m = Daemon::start(&sp, opts);
+    fs::create_dir(m.path("doc")).unwrap();
+    (dir, sp, m)
+}
+
 /// A mount daemon run in the foreground by the real binary, that a test may kill.
 /// Whatever happens, the mount is gone when this is dropped.
 pub struct Daemon {
