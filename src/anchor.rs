@@ -231,36 +231,83 @@ pub fn apply_put(hist: &mut Vec<Anchor>, new: Anchor) -> bool {
     *hist != before
 }
 
-/// The new payload after putting `new` into the history in `payload`, or `None` if
-/// the history does not change. Appending to a history (the common case) copies the
-/// old bytes and decodes only the last entry.
-fn put_into_payload(
-    name: &[u8],
-    payload: Option<&[u8]>,
-    new: Anchor,
-) -> Result<Option<Vec<u8>>, AnchorError> {
-    let Some(payload) = payload else {
-        return Ok(Some(encode_history(&[new])));
-    };
-    if let Some(spans) = list_members(payload) {
-        if let Some(last) = spans.last() {
-            let last =
-                Anchor::decode(&payload[last.clone()]).map_err(|why| bad_history(name, why))?;
-            if last.at < new.at {
-                if last.r == new.r {
-                    return Ok(None);
-                }
-                let enc = new.encode();
-                let mut out = Vec::with_capacity(payload.len() + enc.len() + 3);
-                out.extend_from_slice(payload);
-                append_list_member(&mut out, &enc);
-                return Ok(Some(out));
-            }
+/// The last member of an encoded `schema.List` in canonical form: `None` if the
+/// list is not canonical, `Some(None)` if it is empty. Scans the tags without
+/// collecting anything, however long the list.
+fn last_list_member(payload: &[u8]) -> Option<Option<std::ops::Range<usize>>> {
+    let mut last = None;
+    let mut i = 0;
+    while i < payload.len() {
+        if payload[i] != 0x0a {
+            return None;
+        }
+        let mut rest = &payload[i + 1..];
+        let len = prost::encoding::decode_varint(&mut rest).ok()?;
+        let start = payload.len() - rest.len();
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        if end > payload.len() {
+            return None;
+        }
+        last = Some(start..end);
+        i = end;
+    }
+    Some(last)
+}
+
+/// A history's new payload: `head` followed by `tail`. Appending to a long history
+/// keeps the old bytes as `head` (shared, not copied) and only the new entry in
+/// `tail`; the node encoder copies both once, into the new leaf.
+#[derive(Clone, Debug)]
+struct NewPayload {
+    head: Bytes,
+    tail: Bytes,
+}
+
+impl NewPayload {
+    fn whole(bytes: Vec<u8>) -> NewPayload {
+        NewPayload {
+            head: Bytes::from(bytes),
+            tail: Bytes::new(),
         }
     }
-    let mut hist = decode_history(name, payload)?;
+
+    fn joined(&self) -> Bytes {
+        if self.tail.is_empty() {
+            self.head.clone()
+        } else {
+            Bytes::from([&self.head[..], &self.tail[..]].concat())
+        }
+    }
+}
+
+/// The new payload after putting `new` into the history in `payload`, or `None` if
+/// the history does not change. Appending to a history (the common case) decodes
+/// only the last entry and copies nothing of the old ones.
+fn put_into_payload(
+    name: &[u8],
+    payload: Option<Bytes>,
+    new: Anchor,
+) -> Result<Option<NewPayload>, AnchorError> {
+    let Some(payload) = payload else {
+        return Ok(Some(NewPayload::whole(encode_history(&[new]))));
+    };
+    if let Some(Some(last)) = last_list_member(&payload) {
+        let last = Anchor::decode(&payload[last]).map_err(|why| bad_history(name, why))?;
+        if last.at < new.at {
+            if last.r == new.r {
+                return Ok(None);
+            }
+            let mut tail = Vec::with_capacity(64);
+            append_list_member(&mut tail, &new.encode());
+            return Ok(Some(NewPayload {
+                head: payload,
+                tail: Bytes::from(tail),
+            }));
+        }
+    }
+    let mut hist = decode_history(name, &payload)?;
     if apply_put(&mut hist, new) {
-        Ok(Some(encode_history(&hist)))
+        Ok(Some(NewPayload::whole(encode_history(&hist))))
     } else {
         Ok(None)
     }
@@ -343,7 +390,7 @@ pub struct Update<'a, S: ?Sized> {
     store: &'a S,
     base: Ref,
     /// Changed histories, by name: the new payloads (`None`: the name goes).
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: BTreeMap<Vec<u8>, Option<NewPayload>>,
 }
 
 impl<'a, S: Store + ?Sized> Update<'a, S> {
@@ -375,7 +422,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
 
     fn payload(&self, name: &[u8]) -> Result<Option<Bytes>, AnchorError> {
         if let Some(p) = self.pending.get(name) {
-            return Ok(p.as_deref().map(Bytes::copy_from_slice));
+            return Ok(p.as_ref().map(NewPayload::joined));
         }
         if self.base.is_zero() {
             return Ok(None);
@@ -394,7 +441,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
     /// Go's Put: adds (`r`, `at`) to `name`'s history. Returns whether it changed.
     pub fn put(&mut self, name: &[u8], r: Ref, at: Timestamp) -> Result<bool, AnchorError> {
         let old = self.payload(name)?;
-        match put_into_payload(name, old.as_deref(), Anchor { r, at })? {
+        match put_into_payload(name, old, Anchor { r, at })? {
             Some(p) => {
                 self.pending.insert(name.to_vec(), Some(p));
                 Ok(true)
@@ -406,7 +453,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
     /// Replaces `name`'s whole history.
     pub fn set_history(&mut self, name: &[u8], hist: &[Anchor]) {
         self.pending
-            .insert(name.to_vec(), Some(encode_history(hist)));
+            .insert(name.to_vec(), Some(NewPayload::whole(encode_history(hist))));
     }
 
     /// Removes `name` and its whole history from the map.
@@ -458,7 +505,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
         let mut root = self.root();
         for (name, payload) in self.pending {
             root = match payload {
-                Some(p) => Map::set_owned(self.store, &root, name.into(), p.into())?.0,
+                Some(p) => Map::set_in_parts(self.store, &root, name.into(), p.head, p.tail)?.0,
                 None => Map::remove(self.store, &root, &name)?.0,
             };
         }
@@ -818,17 +865,14 @@ mod tests {
     #[test]
     fn fast_append_equals_full_encoding() {
         let mut hist = Vec::new();
-        let mut payload: Option<Vec<u8>> = None;
+        let mut payload: Option<Bytes> = None;
         for i in 0..50u8 {
             let new = a(i % 7, &format!("2020-01-01T00:00:{:02}Z", i));
             apply_put(&mut hist, new);
-            if let Some(p) = put_into_payload(b"x", payload.as_deref(), new).unwrap() {
-                payload = Some(p);
+            if let Some(p) = put_into_payload(b"x", payload.clone(), new).unwrap() {
+                payload = Some(p.joined());
             }
-            assert_eq!(
-                payload.as_deref().unwrap(),
-                encode_history(&hist).as_slice()
-            );
+            assert_eq!(&payload.as_deref().unwrap(), &encode_history(&hist));
         }
     }
 
@@ -844,6 +888,17 @@ mod tests {
         assert_eq!(
             list_members(&[0x0a, 0x01, 7, 0x0a, 0x00]),
             Some(vec![2..3, 5..5])
+        );
+        assert_eq!(last_list_member(&[]), Some(None));
+        assert_eq!(last_list_member(&[0x0a, 0x05, 1]), None);
+        assert_eq!(last_list_member(&[0x0a, 0x00, 0x12, 0x00]), None);
+        assert_eq!(
+            last_list_member(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+        assert_eq!(
+            last_list_member(&[0x0a, 0x01, 7, 0x0a, 0x02, 8, 9]),
+            Some(Some(5..7))
         );
     }
 

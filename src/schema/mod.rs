@@ -116,7 +116,28 @@ impl Map {
         key: Bytes,
         payload: Bytes,
     ) -> Result<(Ref, Outcome), SchemaError> {
-        MAP.set(s, root, Entry { key, payload })
+        MAP.set(s, root, Entry::new(key, payload))
+    }
+
+    /// [`Map::set_owned`] with the payload given as `head` followed by `tail`, as a
+    /// writer appending to a long payload has it: the two are copied once, straight
+    /// into the node's blob, never joined first.
+    pub fn set_in_parts<S: Store + ?Sized>(
+        s: &S,
+        root: &Ref,
+        key: Bytes,
+        head: Bytes,
+        tail: Bytes,
+    ) -> Result<(Ref, Outcome), SchemaError> {
+        MAP.set(
+            s,
+            root,
+            Entry {
+                key,
+                payload: head,
+                tail,
+            },
+        )
     }
 
     /// The payload of `key`, if present.
@@ -190,10 +211,7 @@ impl Map {
     ) -> Result<Ref, SchemaError> {
         let members = pairs
             .iter()
-            .map(|(k, p)| Entry {
-                key: Bytes::copy_from_slice(k),
-                payload: Bytes::copy_from_slice(p),
-            })
+            .map(|(k, p)| Entry::new(Bytes::copy_from_slice(k), Bytes::copy_from_slice(p)))
             .collect();
         MAP.build(s, members)
     }
@@ -209,10 +227,7 @@ impl Set {
     }
 
     fn entry(member: &Ref) -> Entry {
-        Entry {
-            key: Bytes::copy_from_slice(member.as_bytes()),
-            payload: Bytes::new(),
-        }
+        Entry::new(Bytes::copy_from_slice(member.as_bytes()), Bytes::new())
     }
 
     /// Adds `member`; returns the new root and whether it was added.

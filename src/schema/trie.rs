@@ -71,13 +71,49 @@ impl AsRef<[u8]> for KeyHash<'_> {
 }
 
 /// One member of a leaf.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The key (Map) or the member itself (Set).
     pub key: Bytes,
-    /// The payload (Map only; empty for Set).
+    /// The payload (Map only; empty for Set) is `payload` followed by `tail`. A
+    /// writer appending to a long payload hands over the old bytes and the new ones
+    /// apart, and the encoder copies each once, straight into the node's blob.
+    /// Members read from a store, or saved to one, have an empty tail.
     pub payload: Bytes,
+    /// The rest of the payload; see `payload`.
+    pub tail: Bytes,
 }
+
+impl Entry {
+    /// A member with a payload in one piece.
+    pub fn new(key: Bytes, payload: Bytes) -> Entry {
+        Entry {
+            key,
+            payload,
+            tail: Bytes::new(),
+        }
+    }
+
+    fn payload_len(&self) -> usize {
+        self.payload.len() + self.tail.len()
+    }
+
+    /// Whether two members' payloads are the same bytes, however they are split.
+    fn same_payload(&self, other: &Entry) -> bool {
+        if self.payload_len() != other.payload_len() {
+            return false;
+        }
+        if self.tail.is_empty() && other.tail.is_empty() {
+            return self.payload == other.payload;
+        }
+        let joined = |e: &Entry| [&e.payload[..], &e.tail[..]].concat();
+        joined(self) == joined(other)
+    }
+}
+
+/// Payloads at least this long are re-pointed into the saved node's blob, so that a
+/// cached node and its blob share one copy of them.
+const SHARE_PAYLOAD_MIN: usize = 1024;
 
 /// A pointer to a child node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,7 +248,18 @@ impl Trie {
     /// The node's blob: a `Map` or `Set` message, written field by field straight
     /// from the node (no message structs to build and drop), in exactly the bytes
     /// prost gives for the same message (`encode_by_message`, kept for the tests).
+    #[cfg(test)]
     fn encode(&self, n: &Node) -> Vec<u8> {
+        self.encode_noting_payloads(n, &mut Vec::new())
+    }
+
+    /// [`encode`](Self::encode), also noting where in the blob each member's payload
+    /// of at least [`SHARE_PAYLOAD_MIN`] bytes, or with a tail, was written.
+    fn encode_noting_payloads(
+        &self,
+        n: &Node,
+        spans: &mut Vec<(usize, std::ops::Range<usize>)>,
+    ) -> Vec<u8> {
         use prost::encoding::{encode_key, encode_varint, encoded_len_varint, int32, WireType};
         let sub_len = |s: &Sub| {
             let r = 1 + encoded_len_varint(32) + 32;
@@ -238,8 +285,8 @@ impl Trie {
             if !e.key.is_empty() {
                 l += field_len(e.key.len());
             }
-            if !e.payload.is_empty() {
-                l += field_len(e.payload.len());
+            if e.payload_len() != 0 {
+                l += field_len(e.payload_len());
             }
             l
         };
@@ -274,7 +321,7 @@ impl Trie {
             encode_varint(b.len() as u64, buf);
             buf.extend_from_slice(b);
         };
-        for e in &n.members {
+        for (i, e) in n.members.iter().enumerate() {
             match self.kind {
                 Kind::Map => {
                     encode_key(2, WireType::LengthDelimited, &mut buf);
@@ -282,8 +329,16 @@ impl Trie {
                     if !e.key.is_empty() {
                         bytes_field(1, &e.key, &mut buf);
                     }
-                    if !e.payload.is_empty() {
-                        bytes_field(2, &e.payload, &mut buf);
+                    let len = e.payload_len();
+                    if len != 0 {
+                        encode_key(2, WireType::LengthDelimited, &mut buf);
+                        encode_varint(len as u64, &mut buf);
+                        let start = buf.len();
+                        buf.extend_from_slice(&e.payload);
+                        buf.extend_from_slice(&e.tail);
+                        if len >= SHARE_PAYLOAD_MIN || !e.tail.is_empty() {
+                            spans.push((i, start..buf.len()));
+                        }
                     }
                 }
                 Kind::Set => bytes_field(2, &e.key, &mut buf),
@@ -314,7 +369,7 @@ impl Trie {
                     .iter()
                     .map(|e| pb::MapPair {
                         key: e.key.clone(),
-                        payload: e.payload.clone(),
+                        payload: [&e.payload[..], &e.tail[..]].concat().into(),
                     })
                     .collect(),
             }
@@ -345,10 +400,7 @@ impl Trie {
                 let members = m
                     .members
                     .into_iter()
-                    .map(|p| Entry {
-                        key: p.key,
-                        payload: p.payload,
-                    })
+                    .map(|p| Entry::new(p.key, p.payload))
                     .collect();
                 (m.node.unwrap_or_default(), members)
             }
@@ -357,10 +409,7 @@ impl Trie {
                 let members = s
                     .members
                     .into_iter()
-                    .map(|k| Entry {
-                        key: k,
-                        payload: Bytes::new(),
-                    })
+                    .map(|k| Entry::new(k, Bytes::new()))
                     .collect();
                 (s.node.unwrap_or_default(), members)
             }
@@ -457,8 +506,14 @@ impl Trie {
         Ok((n, size))
     }
 
-    fn save<S: Store + ?Sized>(&self, s: &S, n: Node) -> Result<Ref, SchemaError> {
-        let data = Bytes::from(self.encode(&n));
+    fn save<S: Store + ?Sized>(&self, s: &S, mut n: Node) -> Result<Ref, SchemaError> {
+        let mut spans = Vec::new();
+        let data = Bytes::from(self.encode_noting_payloads(&n, &mut spans));
+        for (i, span) in spans {
+            let m = &mut n.members[i];
+            m.payload = data.slice(span);
+            m.tail = Bytes::new();
+        }
         let size = data.len();
         let r = s.put_blob(data)?.0;
         NodeCache::insert(self.kind, r, Arc::new(n), size);
@@ -504,10 +559,11 @@ impl Trie {
         }
         match self.find(&n.members, h) {
             Ok(i) => {
-                if self.kind == Kind::Set || n.members[i].payload == e.payload {
+                if self.kind == Kind::Set || n.members[i].same_payload(&e) {
                     return unchanged(n);
                 }
                 n.members[i].payload = e.payload;
+                n.members[i].tail = e.tail;
                 Ok((self.save(s, n)?, Outcome::Updated))
             }
             Err(i) => {
@@ -774,9 +830,18 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..40),
             proptest::collection::vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(k, p)| Entry {
-                key: Bytes::from(k),
-                payload: Bytes::from(p),
+            .prop_map(|(k, p)| {
+                // Sometimes in two parts, as an appending writer hands it over.
+                let mut payload = Bytes::from(p);
+                let tail = match payload.len() {
+                    n if n % 3 == 1 => payload.split_off(n / 2),
+                    _ => Bytes::new(),
+                };
+                Entry {
+                    key: Bytes::from(k),
+                    payload,
+                    tail,
+                }
             })
     }
 
@@ -814,6 +879,7 @@ mod tests {
                 if kind == Kind::Set {
                     for m in &mut n.members {
                         m.payload = Bytes::new();
+                        m.tail = Bytes::new();
                     }
                 }
                 prop_assert_eq!(t.encode(&n), t.encode_by_message(&n));
