@@ -129,15 +129,7 @@ impl Map {
         head: Bytes,
         tail: Bytes,
     ) -> Result<(Ref, Outcome), SchemaError> {
-        MAP.set(
-            s,
-            root,
-            Entry {
-                key,
-                payload: head,
-                tail,
-            },
-        )
+        MAP.set(s, root, Entry::in_parts(key, head, tail))
     }
 
     /// The payload of `key`, if present.

@@ -4,7 +4,8 @@
 //! follows the Go library step by step, because the bytes of every node (and so every
 //! ref) must come out identical.
 
-use std::sync::{Arc, LazyLock};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -82,15 +83,36 @@ pub(crate) struct Entry {
     pub payload: Bytes,
     /// The rest of the payload; see `payload`.
     pub tail: Bytes,
+    /// A Map member's key hash, once something has needed it: a binary search over a
+    /// cached leaf then hashes no key twice.
+    hash: OnceLock<[u8; 32]>,
+    /// The member's whole field in the blob of a node this process saved, if it has
+    /// not changed since.
+    field: Option<Field>,
+}
+
+/// Where a member's encoded field (tag, length, message) lies in a blob encoded
+/// here, so in the canonical bytes a new encoding would write.
+#[derive(Clone, Debug)]
+struct Field {
+    blob: Bytes,
+    span: Range<usize>,
 }
 
 impl Entry {
     /// A member with a payload in one piece.
     pub fn new(key: Bytes, payload: Bytes) -> Entry {
+        Entry::in_parts(key, payload, Bytes::new())
+    }
+
+    /// A member whose payload is `payload` followed by `tail`.
+    pub fn in_parts(key: Bytes, payload: Bytes, tail: Bytes) -> Entry {
         Entry {
             key,
             payload,
-            tail: Bytes::new(),
+            tail,
+            hash: OnceLock::new(),
+            field: None,
         }
     }
 
@@ -230,19 +252,23 @@ impl Trie {
         Ref::of(Self::EMPTY)
     }
 
-    /// Binary search of a leaf's members by key hash.
-    fn find(&self, members: &[Entry], h: &[u8]) -> Result<usize, usize> {
-        members.binary_search_by(|m| self.kind.hash(&m.key).as_ref().cmp(h))
+    /// A member's key hash: the member itself for a Set; for a Map, SHA-256 of the
+    /// key, computed the first time it is asked for and kept with the member.
+    fn member_hash<'a>(&self, e: &'a Entry) -> &'a [u8] {
+        match self.kind {
+            Kind::Set => &e.key,
+            Kind::Map => e.hash.get_or_init(|| Sha256::digest(&e.key).into()),
+        }
     }
 
-    /// Sorts members by key hash (stable), hashing each once.
-    fn sort(&self, members: &mut Vec<Entry>) {
-        let mut keyed: Vec<(Vec<u8>, Entry)> = members
-            .drain(..)
-            .map(|m| (self.kind.hash(&m.key).as_ref().to_vec(), m))
-            .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        members.extend(keyed.into_iter().map(|(_, m)| m));
+    /// Binary search of a leaf's members by key hash.
+    fn find(&self, members: &[Entry], h: &[u8]) -> Result<usize, usize> {
+        members.binary_search_by(|m| self.member_hash(m).cmp(h))
+    }
+
+    /// Sorts members by key hash (stable).
+    fn sort(&self, members: &mut [Entry]) {
+        members.sort_by(|a, b| self.member_hash(a).cmp(self.member_hash(b)));
     }
 
     /// The node's blob: a `Map` or `Set` message, written field by field straight
@@ -250,16 +276,14 @@ impl Trie {
     /// prost gives for the same message (`encode_by_message`, kept for the tests).
     #[cfg(test)]
     fn encode(&self, n: &Node) -> Vec<u8> {
-        self.encode_noting_payloads(n, &mut Vec::new())
+        self.encode_laid_out(n).0
     }
 
-    /// [`encode`](Self::encode), also noting where in the blob each member's payload
-    /// of at least [`SHARE_PAYLOAD_MIN`] bytes, or with a tail, was written.
-    fn encode_noting_payloads(
-        &self,
-        n: &Node,
-        spans: &mut Vec<(usize, std::ops::Range<usize>)>,
-    ) -> Vec<u8> {
+    /// [`encode`](Self::encode), also returning where in the blob each member's
+    /// field went. A run of members that still hold their fields from one earlier
+    /// blob, side by side there, is copied in one piece: a leaf that gained or
+    /// changed one member is mostly two copies.
+    fn encode_laid_out(&self, n: &Node) -> (Vec<u8>, Vec<Range<usize>>) {
         use prost::encoding::{encode_key, encode_varint, encoded_len_varint, int32, WireType};
         let sub_len = |s: &Sub| {
             let r = 1 + encoded_len_varint(32) + 32;
@@ -290,10 +314,12 @@ impl Trie {
             }
             l
         };
-        let members_len: usize = match self.kind {
-            Kind::Map => n.members.iter().map(|e| field_len(pair_len(e))).sum(),
-            Kind::Set => n.members.iter().map(|e| field_len(e.key.len())).sum(),
+        let member_len = |e: &Entry| match (&e.field, self.kind) {
+            (Some(f), _) => f.span.len(),
+            (None, Kind::Map) => field_len(pair_len(e)),
+            (None, Kind::Set) => field_len(e.key.len()),
         };
+        let members_len: usize = n.members.iter().map(member_len).sum();
         let mut buf = Vec::with_capacity(field_len(node_len) + members_len);
         // The node field is always present, even when all its fields are defaults.
         encode_key(1, WireType::LengthDelimited, &mut buf);
@@ -321,7 +347,34 @@ impl Trie {
             encode_varint(b.len() as u64, buf);
             buf.extend_from_slice(b);
         };
-        for (i, e) in n.members.iter().enumerate() {
+        let mut fields = Vec::with_capacity(n.members.len());
+        // Members already encoded, waiting to be copied as one run of their blob.
+        let mut run: Option<(&Bytes, Range<usize>)> = None;
+        let flush = |run: &mut Option<(&Bytes, Range<usize>)>, buf: &mut Vec<u8>| {
+            if let Some((blob, span)) = run.take() {
+                buf.extend_from_slice(&blob[span]);
+            }
+        };
+        let mut at = buf.len();
+        for e in &n.members {
+            let len = member_len(e);
+            fields.push(at..at + len);
+            at += len;
+            if let Some(f) = &e.field {
+                match &mut run {
+                    Some((blob, span))
+                        if blob.as_ptr() == f.blob.as_ptr() && span.end == f.span.start =>
+                    {
+                        span.end = f.span.end;
+                    }
+                    _ => {
+                        flush(&mut run, &mut buf);
+                        run = Some((&f.blob, f.span.clone()));
+                    }
+                }
+                continue;
+            }
+            flush(&mut run, &mut buf);
             match self.kind {
                 Kind::Map => {
                     encode_key(2, WireType::LengthDelimited, &mut buf);
@@ -333,18 +386,35 @@ impl Trie {
                     if len != 0 {
                         encode_key(2, WireType::LengthDelimited, &mut buf);
                         encode_varint(len as u64, &mut buf);
-                        let start = buf.len();
                         buf.extend_from_slice(&e.payload);
                         buf.extend_from_slice(&e.tail);
-                        if len >= SHARE_PAYLOAD_MIN || !e.tail.is_empty() {
-                            spans.push((i, start..buf.len()));
-                        }
                     }
                 }
                 Kind::Set => bytes_field(2, &e.key, &mut buf),
             }
         }
-        buf
+        flush(&mut run, &mut buf);
+        debug_assert_eq!(at, buf.len());
+        (buf, fields)
+    }
+
+    /// Points a node's members at their fields in `data`, the node's new blob (laid
+    /// out as `fields` says), and long or two-part payloads at their bytes there: a
+    /// cached node then shares its blob's memory, and its next encoding copies
+    /// unchanged members in runs.
+    fn adopt(&self, n: &mut Node, data: &Bytes, fields: Vec<Range<usize>>) {
+        for (m, span) in n.members.iter_mut().zip(fields) {
+            let len = m.payload_len();
+            if self.kind == Kind::Map && (len >= SHARE_PAYLOAD_MIN || !m.tail.is_empty()) {
+                // A pair's payload, when present, is the last thing in its field.
+                m.payload = data.slice(span.end - len..span.end);
+                m.tail = Bytes::new();
+            }
+            m.field = Some(Field {
+                blob: data.clone(),
+                span,
+            });
+        }
     }
 
     /// The node's blob through prost's message types: the reference `encode` must
@@ -507,13 +577,9 @@ impl Trie {
     }
 
     fn save<S: Store + ?Sized>(&self, s: &S, mut n: Node) -> Result<Ref, SchemaError> {
-        let mut spans = Vec::new();
-        let data = Bytes::from(self.encode_noting_payloads(&n, &mut spans));
-        for (i, span) in spans {
-            let m = &mut n.members[i];
-            m.payload = data.slice(span);
-            m.tail = Bytes::new();
-        }
+        let (data, fields) = self.encode_laid_out(&n);
+        let data = Bytes::from(data);
+        self.adopt(&mut n, &data, fields);
         let size = data.len();
         let r = s.put_blob(data)?.0;
         NodeCache::insert(self.kind, r, Arc::new(n), size);
@@ -527,7 +593,8 @@ impl Trie {
         r: &Ref,
         e: Entry,
     ) -> Result<(Ref, Outcome), SchemaError> {
-        self.set_at(s, r, e, 0)
+        let h = Bytes::copy_from_slice(self.member_hash(&e));
+        self.set_at(s, r, e, &h, 0)
     }
 
     fn set_at<S: Store + ?Sized>(
@@ -535,6 +602,7 @@ impl Trie {
         s: &S,
         r: &Ref,
         e: Entry,
+        h: &[u8],
         depth: i32,
     ) -> Result<(Ref, Outcome), SchemaError> {
         let (mut n, size) = self.load_to_change(s, r, depth)?;
@@ -542,11 +610,9 @@ impl Trie {
             NodeCache::insert(self.kind, *r, Arc::new(n), size);
             Ok((*r, Outcome::None))
         };
-        let h = self.kind.hash(&e.key);
-        let h = h.as_ref();
         if let Some(kids) = &mut n.kids {
             let k = bit(h, n.depth);
-            let (child, outcome) = self.set_at(s, &kids[k].r, e, depth + 1)?;
+            let (child, outcome) = self.set_at(s, &kids[k].r, e, h, depth + 1)?;
             if outcome == Outcome::None {
                 return unchanged(n);
             }
@@ -562,8 +628,10 @@ impl Trie {
                 if self.kind == Kind::Set || n.members[i].same_payload(&e) {
                     return unchanged(n);
                 }
-                n.members[i].payload = e.payload;
-                n.members[i].tail = e.tail;
+                let m = &mut n.members[i];
+                m.payload = e.payload;
+                m.tail = e.tail;
+                m.field = None;
                 Ok((self.save(s, n)?, Outcome::Updated))
             }
             Err(i) => {
@@ -571,7 +639,7 @@ impl Trie {
                 if n.members.len() > MAX {
                     let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
                     for m in std::mem::take(&mut n.members) {
-                        halves[bit(self.kind.hash(&m.key).as_ref(), n.depth)].push(m);
+                        halves[bit(self.member_hash(&m), n.depth)].push(m);
                     }
                     let mut kids = [Sub {
                         r: Ref::ZERO,
@@ -805,7 +873,7 @@ impl Trie {
         }
         let mut halves: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
         for m in members {
-            halves[bit(self.kind.hash(&m.key).as_ref(), depth)].push(m);
+            halves[bit(self.member_hash(&m), depth)].push(m);
         }
         let [left, right] = halves;
         let (lr, ls) = self.build_at(s, left, depth + 1)?;
@@ -837,11 +905,7 @@ mod tests {
                     n if n % 3 == 1 => payload.split_off(n / 2),
                     _ => Bytes::new(),
                 };
-                Entry {
-                    key: Bytes::from(k),
-                    payload,
-                    tail,
-                }
+                Entry::in_parts(Bytes::from(k), payload, tail)
             })
     }
 
