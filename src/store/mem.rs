@@ -10,10 +10,11 @@ use super::{AnchorGetter, AnchorStore, DeletingStore, Getter, Store, StoreError}
 use crate::blob::{Blob, Ref};
 
 /// A store that keeps everything in memory. Blobs sit in a hash map (puts and gets
-/// are the hot path); only `list_refs`, for gc and sync, sorts.
+/// are the hot path); only `list_refs`, for gc and sync, sorts. Refs are SHA-256
+/// digests, so the map uses a fast non-cryptographic hasher (seeded per map).
 #[derive(Default)]
 pub struct MemStore {
-    blobs: RwLock<HashMap<Ref, (Blob, SystemTime)>>,
+    blobs: RwLock<HashMap<Ref, (Blob, SystemTime), foldhash::fast::RandomState>>,
     map_ref: Mutex<Option<Ref>>,
 }
 
