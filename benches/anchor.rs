@@ -13,7 +13,7 @@ use anchorfs::anchor;
 use anchorfs::store::file::FileStore;
 use anchorfs::store::lru::LruStore;
 use anchorfs::store::mem::MemStore;
-use anchorfs::store::AnchorStore;
+use anchorfs::store::{AnchorStore, Getter};
 use anchorfs::{Ref, Timestamp};
 
 /// Go's figures (seconds for 10,000 puts; µs per get; seconds per 1,000 versions).
@@ -48,7 +48,14 @@ fn ts(i: usize) -> Timestamp {
     Timestamp::new(1_700_000_000 + i as i64, 0).unwrap()
 }
 
-fn bench_store<S: AnchorStore>(label: &str, s: &S, n: usize, go_puts: Option<f64>, go_get_us: f64) {
+/// Puts `n` distinct names and gets them back; returns the seconds the puts took.
+fn bench_store<S: AnchorStore>(
+    label: &str,
+    s: &S,
+    n: usize,
+    go_puts: Option<f64>,
+    go_get_us: f64,
+) -> f64 {
     let start = Instant::now();
     for i in 0..n {
         let name = format!("anchor-{i:06}");
@@ -76,9 +83,152 @@ fn bench_store<S: AnchorStore>(label: &str, s: &S, n: usize, go_puts: Option<f64
         "{label:<22} get latest over that map:      {get_us:8.1} µs/get   Go {go_get_us:.0} µs -> {:.1}x faster",
         go_get_us / get_us
     );
+    put_s
 }
 
-fn bench_versions<S: AnchorStore>(label: &str, s: &S, n: usize) {
+/// The sizes of every blob in `s`, in ref order.
+fn blob_sizes(s: &MemStore) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    s.list_refs(&Ref::ZERO, &mut |r| {
+        sizes.push(s.get(&r)?.len());
+        Ok(true)
+    })
+    .unwrap();
+    sizes
+}
+
+/// The floor under in-memory puts, measured in the same run: hash and keep, in a
+/// fresh map, blobs of the given sizes (those the puts stored). Whatever the code
+/// does, the format makes it write, hash and keep these bytes; in fresh memory, the
+/// kernel's cost of handing out the pages is part of it.
+fn mem_floor(what: &str, sizes: &[usize], took_s: f64) {
+    let total: usize = sizes.iter().sum();
+    let src = vec![0x5au8; sizes.iter().copied().max().unwrap_or(0)];
+    let start = Instant::now();
+    let mut kept = std::collections::HashMap::new();
+    for (i, n) in sizes.iter().enumerate() {
+        let mut b = src[..*n].to_vec();
+        b[..8.min(*n)].copy_from_slice(&i.to_le_bytes()[..8.min(*n)]); // distinct contents
+        kept.insert(Ref::of(&b), b);
+    }
+    let floor_s = secs(start.elapsed());
+    println!(
+        "{:<22} floor: hash and keep the {} blobs ({:.1} MB) {what} stored: {floor_s:.3} s; they took {:.2}x the floor",
+        "",
+        sizes.len(),
+        total as f64 / 1e6,
+        took_s / floor_s
+    );
+}
+
+/// The floor under the puts on a file store, measured in the same run on the same
+/// file system: create, in a fresh directory of the same layout, one file per blob
+/// the puts stored (same names, same sizes) and replace a 32-byte map ref file once
+/// per put, with the fewest system calls that can do it: top directories opened
+/// once and kept, each second-level directory made once, each blob
+/// `openat(O_CREAT|O_EXCL)` under its top directory, one write, close (no temp file,
+/// no rename, no fsync, no hashing); the map ref written to a temp file and renamed.
+/// Any store of this format does at least this much.
+fn file_floor(s: &FileStore, dir: &Path, puts: usize, put_s: f64) {
+    use std::collections::HashMap;
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let mut blobs = Vec::new();
+    s.list_refs(&Ref::ZERO, &mut |r| {
+        let len = fs::metadata(s.blob_path(&r)).unwrap().len() as usize;
+        blobs.push((r.to_hex(), len));
+        Ok(true)
+    })
+    .unwrap();
+    // The order the puts wrote them in does not matter to the file system's cost;
+    // a pseudo-random order spreads them over directories as the puts did.
+    blobs.sort_by_key(|(hex, _)| Ref::of(hex.as_bytes()));
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).unwrap();
+    let c = |s: &str| CString::new(s).unwrap();
+    // SAFETY (all calls below): valid C strings and descriptors this function owns.
+    let open_dir = |at: i32, name: &str| -> OwnedFd {
+        let n = c(name);
+        unsafe {
+            if libc::mkdirat(at, n.as_ptr(), 0o755) != 0 {
+                assert_eq!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EEXIST)
+                );
+            }
+            let fd = libc::openat(at, n.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC);
+            assert!(fd >= 0);
+            OwnedFd::from_raw_fd(fd)
+        }
+    };
+    let src = vec![0x5au8; blobs.iter().map(|b| b.1).max().unwrap_or(0)];
+    let per_put = blobs.len().div_ceil(puts.max(1));
+    let start = Instant::now();
+    let root = open_dir(libc::AT_FDCWD, dir.to_str().unwrap());
+    let blobs_dir = open_dir(root.as_raw_fd(), "blobs");
+    // The 256 top directories stay open; the second level is made once each.
+    let mut tops: HashMap<String, OwnedFd> = HashMap::new();
+    let mut made = std::collections::HashSet::new();
+    for (i, chunk) in blobs.chunks(per_put).enumerate() {
+        for (hex, len) in chunk {
+            if !tops.contains_key(&hex[..2]) {
+                let d = open_dir(blobs_dir.as_raw_fd(), &hex[..2]);
+                tops.insert(hex[..2].to_string(), d);
+            }
+            let top = tops[&hex[..2]].as_raw_fd();
+            if made.insert(hex[..4].to_string()) {
+                let sub = c(&hex[..4]);
+                assert_eq!(unsafe { libc::mkdirat(top, sub.as_ptr(), 0o755) }, 0);
+            }
+            let name = c(&format!("{}/{hex}", &hex[..4]));
+            unsafe {
+                let fd = libc::openat(
+                    top,
+                    name.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                    0o644,
+                );
+                assert!(fd >= 0);
+                assert_eq!(libc::write(fd, src.as_ptr().cast(), *len), *len as isize);
+                libc::close(fd);
+            }
+        }
+        let (tmp, fin) = (c("anchormapref.tmp"), c("anchormapref"));
+        unsafe {
+            let fd = libc::openat(
+                root.as_raw_fd(),
+                tmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o644,
+            );
+            assert!(fd >= 0);
+            assert_eq!(libc::write(fd, [i as u8; 32].as_ptr().cast(), 32), 32);
+            libc::close(fd);
+            assert_eq!(
+                libc::renameat(
+                    root.as_raw_fd(),
+                    tmp.as_ptr(),
+                    root.as_raw_fd(),
+                    fin.as_ptr()
+                ),
+                0
+            );
+        }
+    }
+    let floor_s = secs(start.elapsed());
+    println!(
+        "{:<22} floor: create the {} blob files and {puts} map ref files those puts wrote, nothing more: {floor_s:.3} s; puts take {:.2}x the floor",
+        "",
+        blobs.len(),
+        put_s / floor_s
+    );
+    drop(tops);
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Puts `n` versions of one name; returns the seconds the last tenth took.
+fn bench_versions<S: AnchorStore>(label: &str, s: &S, n: usize) -> f64 {
     let chunk = n / 10;
     let mut first = 0.0;
     let mut last = 0.0;
@@ -108,6 +258,21 @@ fn bench_versions<S: AnchorStore>(label: &str, s: &S, n: usize) {
         GO_LAST_1000 / (last * scale),
         last / first
     );
+    last
+}
+
+/// The long-history bench in memory, with its floor: each put of one name stores
+/// one blob (the map's only leaf, holding the whole history), so the last tenth of
+/// the puts stored the largest tenth of the blobs.
+fn bench_versions_mem(n: usize) {
+    let s = MemStore::new();
+    let last = bench_versions("mem", &s, n);
+    let mut sizes = blob_sizes(&s);
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.truncate(n / 10);
+    // The store stays alive, so the floor too gets memory the process never had.
+    mem_floor("the last tenth", &sizes, last);
+    drop(s);
 }
 
 fn main() {
@@ -122,23 +287,26 @@ fn main() {
     let have_shm = Path::new("/dev/shm").is_dir();
 
     if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("memputs") {
-        bench_store("mem", &MemStore::new(), n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
+        let s = MemStore::new();
+        let put_s = bench_store("mem", &s, n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
+        mem_floor("those puts", &blob_sizes(&s), put_s);
         return;
     }
     if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("mem") {
         bench_store("mem", &MemStore::new(), n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
-        bench_versions("mem", &MemStore::new(), n);
+        bench_versions_mem(n);
         return;
     }
     if std::env::var("ANCHOR_BENCH_ONLY").as_deref() == Ok("shm") {
         let s = FileStore::create(shm_root.join("puts")).unwrap();
-        bench_store(
+        let put_s = bench_store(
             "file on /dev/shm",
             &s,
             n,
             Some(GO_PUTS_TMPFS),
             GO_GET_FILE_US,
         );
+        file_floor(&s, &shm_root.join("floor"), n, put_s);
         let _ = fs::remove_dir_all(&shm_root);
         return;
     }
@@ -150,16 +318,20 @@ fn main() {
     );
 
     println!("== puts and gets ==");
-    bench_store("mem", &MemStore::new(), n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
+    let s = MemStore::new();
+    let put_s = bench_store("mem", &s, n, Some(GO_PUTS_MEM), GO_GET_MEM_US);
+    mem_floor("those puts", &blob_sizes(&s), put_s);
+    drop(s);
     if have_shm {
         let s = FileStore::create(shm_root.join("puts")).unwrap();
-        bench_store(
+        let put_s = bench_store(
             "file on /dev/shm",
             &s,
             n,
             Some(GO_PUTS_TMPFS),
             GO_GET_FILE_US,
         );
+        file_floor(&s, &shm_root.join("floor"), n, put_s);
     }
     let s = FileStore::create(disk_root.join("puts")).unwrap();
     let t = Instant::now();
@@ -176,7 +348,7 @@ fn main() {
     );
 
     println!("== long history ==");
-    bench_versions("mem", &MemStore::new(), n);
+    bench_versions_mem(n);
     if have_shm {
         let s = LruStore::new(
             FileStore::create(shm_root.join("versions")).unwrap(),
