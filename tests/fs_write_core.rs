@@ -103,7 +103,7 @@ fn sequential_random_and_seeded_writes() {
     let (_, fh) = fs.create(dir, b"t").unwrap();
     fs.write(fh, 0, b"0123456789", None).unwrap();
     let staged = fs.lookup(dir, b"t").unwrap().attr.ino;
-    fs.setattr(staged, Some(fh), Some(4), None).unwrap();
+    fs.setattr(staged, Some(fh), Some(4), None, None).unwrap();
     fs.flush(fh, None).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(contents(&store, b"d").last().unwrap(), b"0123");
@@ -149,11 +149,13 @@ fn history_is_immutable() {
     );
     let vino = fs.lookup(dir, &v).unwrap().attr.ino;
     assert_eq!(
-        fs.setattr(vino, None, Some(0), None).unwrap_err().errno(),
+        fs.setattr(vino, None, Some(0), None, None)
+            .unwrap_err()
+            .errno(),
         libc::EPERM
     );
     assert!(
-        fs.setattr(vino, None, None, Some(std::time::SystemTime::now()))
+        fs.setattr(vino, None, None, Some(std::time::SystemTime::now()), None)
             .is_ok(),
         "touch is accepted"
     );

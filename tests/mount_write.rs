@@ -596,3 +596,54 @@ fn two_mounts_and_the_cli_at_once() {
     .count()
         == want));
 }
+
+/// A file whose content was set by `ftruncate` alone is this process's file: a child
+/// spawned meanwhile inherits the descriptor and closes it at its exec, and that
+/// close must not commit the file (found by the model-based test, where concurrent
+/// tests spawned processes).
+#[test]
+fn a_childs_close_of_an_inherited_descriptor_commits_nothing() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("notes")).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.path("notes/draft"))
+        .unwrap();
+    f.set_len(2).unwrap();
+    // The child's exec closes its copy of `f` (close-on-exec): a flush from it.
+    assert!(Command::new("true").status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(contents(&m, b"notes"), Vec::<Vec<u8>>::new());
+    drop(f);
+    assert!(common::eventually(Duration::from_secs(3), || contents(
+        &m, b"notes"
+    ) == vec![
+        vec![0u8; 2]
+    ]));
+}
+
+/// A program may write on one thread and close on another: that close is still
+/// the writer's, so it commits, and the version is there when it returns.
+#[test]
+fn a_close_on_another_thread_of_the_writer_commits() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("notes")).unwrap();
+    let mut f = fs::File::create(m.path("notes/draft")).unwrap();
+    f.write_all(b"written on one thread").unwrap();
+    // A second descriptor keeps the file open, so only the close's flush (not the
+    // release after the last close) can commit it.
+    let keep = f.try_clone().unwrap();
+    std::thread::spawn(move || drop(f)).join().unwrap();
+    assert_eq!(
+        contents(&m, b"notes"),
+        vec![b"written on one thread".to_vec()]
+    );
+    drop(keep);
+}

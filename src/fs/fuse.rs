@@ -1,11 +1,14 @@
 //! The `fuser` adapter: each callback makes one call into [`AnchorFs`] and replies,
 //! or replies with the error's errno. Nothing else of `fuser` appears outside this file.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -20,12 +23,17 @@ use super::{AnchorFs, Attr, Entry, FileKind, FsError, Invalidations};
 pub struct FuseAdapter {
     core: Arc<AnchorFs>,
     xattrs: bool,
+    processes: Processes,
 }
 
 impl FuseAdapter {
     /// Serves `core`.
     pub fn new(core: Arc<AnchorFs>) -> FuseAdapter {
-        FuseAdapter { core, xattrs: true }
+        FuseAdapter {
+            core,
+            xattrs: true,
+            processes: Processes::default(),
+        }
     }
 
     /// Whether to serve extended attributes. Without, every xattr request answers
@@ -34,6 +42,48 @@ impl FuseAdapter {
     pub fn with_xattrs(self, xattrs: bool) -> FuseAdapter {
         FuseAdapter { xattrs, ..self }
     }
+}
+
+/// Which process sent a request. The kernel names the calling *thread*; a program
+/// may write on one thread and close on another, and both are the same writer, while
+/// a forked child closing an inherited descriptor is not. So requests are told apart
+/// by thread group, read from `/proc` once per thread and remembered briefly (a
+/// thread id is reused only after the kernel has gone through every other one).
+#[derive(Default)]
+struct Processes {
+    recent: Mutex<HashMap<u32, (u32, Instant)>>,
+}
+
+/// How long a thread's process is remembered.
+const PROCESS_MEMORY: Duration = Duration::from_secs(1);
+
+impl Processes {
+    /// The thread group of the thread that sent `req` (the thread id itself if
+    /// `/proc` does not say: a thread of another pid namespace, or gone).
+    fn of(&self, req: &Request) -> u64 {
+        let tid = req.pid();
+        if let Some(&(tgid, at)) = self.recent.lock().get(&tid) {
+            if at.elapsed() < PROCESS_MEMORY {
+                return u64::from(tgid);
+            }
+        }
+        let tgid = thread_group(tid).unwrap_or(tid);
+        let mut recent = self.recent.lock();
+        if recent.len() >= 256 {
+            recent.retain(|_, (_, at)| at.elapsed() < PROCESS_MEMORY);
+        }
+        recent.insert(tid, (tgid, Instant::now()));
+        u64::from(tgid)
+    }
+}
+
+/// The `Tgid` line of `/proc/TID/status`.
+fn thread_group(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn errno(op: &str, e: &FsError) -> Errno {
@@ -409,7 +459,7 @@ impl Filesystem for FuseAdapter {
         let _ = lock_owner;
         match self
             .core
-            .write(fh.0, offset, data, Some(u64::from(req.pid())))
+            .write(fh.0, offset, data, Some(self.processes.of(req)))
         {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
@@ -429,7 +479,7 @@ impl Filesystem for FuseAdapter {
         reply_empty(
             reply,
             "flush",
-            self.core.flush(fh.0, Some(u64::from(req.pid()))),
+            self.core.flush(fh.0, Some(self.processes.of(req))),
         )
     }
 
@@ -447,7 +497,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _mode: Option<u32>,
         _uid: Option<u32>,
@@ -470,7 +520,13 @@ impl Filesystem for FuseAdapter {
         reply_attr(
             reply,
             "setattr",
-            self.core.setattr(ino.0, fh.map(|f| f.0), size, mtime),
+            self.core.setattr(
+                ino.0,
+                fh.map(|f| f.0),
+                size,
+                mtime,
+                size.map(|_| self.processes.of(req)),
+            ),
         )
     }
 

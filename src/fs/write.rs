@@ -638,7 +638,9 @@ impl AnchorFs {
         }
     }
 
-    /// Writes `data` at `offset` into open file `fh`.
+    /// Writes `data` at `offset` into open file `fh`. `owner`, the writing process,
+    /// becomes the file's writer: only its closes are commit points (see
+    /// [`flush`](Self::flush)).
     pub fn write(
         &self,
         fh: u64,
@@ -945,13 +947,15 @@ impl AnchorFs {
     /// Changes attributes. On a staged file: truncate, mode and times apply to the
     /// staged file; nothing of mode or times is kept in the version. On a version:
     /// times and mode changes are accepted and ignored (history does not change);
-    /// truncating a version is refused.
+    /// truncating a version is refused. `owner`, the truncating process, becomes the
+    /// file's writer, as with [`write`](Self::write).
     pub fn setattr(
         &self,
         ino: u64,
         fh: Option<u64>,
         size: Option<u64>,
         mtime: Option<SystemTime>,
+        owner: Option<u64>,
     ) -> Result<Entry, FsError> {
         let key = self.key_of(ino)?;
         let id = match (&key, fh.map(|fh| self.write_id(fh))) {
@@ -972,6 +976,9 @@ impl AnchorFs {
                         g.dirty = true;
                         g.written = true;
                         g.state = CommitState::Staging;
+                    }
+                    if owner.is_some() {
+                        g.writer_owner = owner;
                     }
                 }
                 if let Some(t) = mtime {
