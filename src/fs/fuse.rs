@@ -89,7 +89,11 @@ fn thread_group(tid: u32) -> Option<u32> {
 fn errno(op: &str, e: &FsError) -> Errno {
     let n = e.errno();
     match e {
-        FsError::NotFound | FsError::NoAttr | FsError::NotLink | FsError::NotSupported => {
+        FsError::NotFound
+        | FsError::NoAttr
+        | FsError::NotLink
+        | FsError::NotSupported
+        | FsError::LookUpAgain => {
             log::debug!("{op}: {e}")
         }
         _ => log::warn!("{op}: {e}"),
@@ -198,8 +202,15 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, "lookup", self.core.lookup(parent.0, name.as_bytes()))
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // By thread: an open of a version for writing that moved to a new file sends
+        // its thread to look the name up again (see `AnchorFs::open_as`).
+        reply_entry(
+            reply,
+            "lookup",
+            self.core
+                .lookup_as(parent.0, name.as_bytes(), Some(u64::from(req.pid()))),
+        )
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -217,10 +228,13 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.core.open(ino.0, write, truncate) {
+        match self
+            .core
+            .open_as(ino.0, write, truncate, Some(u64::from(req.pid())))
+        {
             Ok(o) => {
                 if write && flags.0 & libc::O_APPEND != 0 {
                     self.core.set_append(o.fh);

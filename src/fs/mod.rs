@@ -116,6 +116,11 @@ pub enum FsError {
     /// A name longer than a directory entry may be.
     #[error("file name too long")]
     NameTooLong,
+    /// The open of a version for writing moved to a new file of its own: the caller
+    /// looks the name up again and opens what it finds (the kernel does this by
+    /// itself on `ESTALE`; see `AnchorFs::open_as`).
+    #[error("opened elsewhere: look the name up again")]
+    LookUpAgain,
 }
 
 impl FsError {
@@ -137,6 +142,7 @@ impl FsError {
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::LookUpAgain => libc::ESTALE,
         }
     }
 
@@ -742,8 +748,25 @@ impl AnchorFs {
 
     /// Looks up `name` in directory `parent` and counts one kernel reference.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry, FsError> {
+        self.lookup_as(parent, name, None)
+    }
+
+    /// [`lookup`](Self::lookup) for the thread `caller`: a version it has just
+    /// opened for writing is, for it alone and until it opens it, the new file that
+    /// open moved to (see [`open_as`](Self::open_as)).
+    pub fn lookup_as(
+        &self,
+        parent: u64,
+        name: &[u8],
+        caller: Option<u64>,
+    ) -> Result<Entry, FsError> {
         let pkey = self.key_of(parent)?;
-        let key = self.child_key(&pkey, name)?;
+        let mut key = self.child_key(&pkey, name)?;
+        if let (Some(caller), NodeKey::Version(..)) = (caller, &key) {
+            if let Some(id) = self.moved_write(caller, &key) {
+                key = NodeKey::Staged(id);
+            }
+        }
         let ino = self.inodes.lock().ino_of(&key);
         let (attr, ttl) = self.attr_of(&key, ino)?;
         let ino2 = self.inodes.lock().lookup(&key);
@@ -933,8 +956,31 @@ impl AnchorFs {
     /// Opens `ino`; `write` asks for writing (a new version, seeded with the old
     /// content unless `truncate`).
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<Opened, FsError> {
+        self.open_as(ino, write, truncate, None)
+    }
+
+    /// [`open`](Self::open) by the thread `opener`. Opening a version for writing
+    /// then never touches the version's inode: the open makes the new file and fails
+    /// with [`FsError::LookUpAgain`]; the opener's next lookups of that name find the
+    /// new file, which its next open gets. (The kernel retries an open that failed
+    /// with `ESTALE` once, looking every name up again.) So the kernel never moves the
+    /// size or pages of a version's inode for a writer, and readers of the version
+    /// keep reading it as it is. Should the retry open the version again, it is
+    /// written over as by [`open`](Self::open).
+    pub fn open_as(
+        &self,
+        ino: u64,
+        write: bool,
+        truncate: bool,
+        opener: Option<u64>,
+    ) -> Result<Opened, FsError> {
         let key = self.key_of(ino)?;
         if write || matches!(key, NodeKey::Staged(_)) {
+            if let (Some(opener), NodeKey::Version(..)) = (opener, &key) {
+                if write && truncate && !self.read_only {
+                    return self.move_write(opener, &key, truncate);
+                }
+            }
             return self.open_for_write(&key, truncate && write);
         }
         let snap = self.snapshot();
@@ -973,9 +1019,9 @@ impl AnchorFs {
         self.handles
             .lock()
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
-        // Writing over a version (a copy-on-write open of it or of `latest`) goes
-        // through the version's own inode, and the kernel's size of that inode
-        // follows the writer's offsets while the writer is open. Every read of an
+        // Writing over a version without truncating it (a copy-on-write open of it
+        // or of `latest`) goes through the version's own inode, and the kernel's
+        // size of that inode follows the writer's offsets while the writer is open. Every read of an
         // anchor this mount has written over (where `> latest` and `cat latest`
         // meet) goes around the page cache, so it gets exactly the version's bytes.
         // A read bounded by a wrong size would be cut short or padded: around the

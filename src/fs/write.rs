@@ -16,7 +16,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -168,9 +168,24 @@ pub(crate) struct Writes {
     pub committer: Committer,
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
     appending: Mutex<std::collections::HashSet<u64>>,
-    /// Anchors a version of which this mount has opened for writing (copy-on-write).
+    /// Anchors a version of which this mount has opened for writing through the
+    /// version's own inode (copy-on-write, not truncating).
     written_over: Mutex<BTreeSet<Vec<u8>>>,
+    /// Opens of versions for writing that moved to a new file, until the opener
+    /// opens it (see `AnchorFs::open_as`).
+    moved: Mutex<Vec<MovedWrite>>,
 }
+
+/// A version opened for writing by `opener`, whose open moved to staged file `id`.
+struct MovedWrite {
+    opener: u64,
+    version: NodeKey,
+    id: u64,
+    since: Instant,
+}
+
+/// How long a moved open waits for its opener to come back for the new file.
+const MOVED_WRITE_LIFE: Duration = Duration::from_secs(5);
 
 impl Writes {
     /// The staged file `name` in anchor `anchor`.
@@ -577,6 +592,92 @@ impl AnchorFs {
         Ok((entry, fh))
     }
 
+    /// The staged file a write-open of `version` by `caller` moved to, if any.
+    pub(crate) fn moved_write(&self, caller: u64, version: &NodeKey) -> Option<u64> {
+        self.forget_stale_moves();
+        self.writes
+            .moved
+            .lock()
+            .iter()
+            .find(|m| m.opener == caller && &m.version == version)
+            .map(|m| m.id)
+    }
+
+    /// Drops moved opens whose opener never came back, and their files.
+    fn forget_stale_moves(&self) {
+        let stale: Vec<u64> = {
+            let mut moved = self.writes.moved.lock();
+            let (old, keep): (Vec<MovedWrite>, Vec<MovedWrite>) = moved
+                .drain(..)
+                .partition(|m| m.since.elapsed() > MOVED_WRITE_LIFE);
+            *moved = keep;
+            old.into_iter().map(|m| m.id).collect()
+        };
+        for id in stale {
+            if self.writes.get(id).is_some_and(|f| f.lock().open == 0) {
+                self.writes.remove(id);
+            }
+        }
+    }
+
+    /// Opening `version` for writing by thread `opener` (see `AnchorFs::open_as`):
+    /// the first time, makes the new file and asks for a new lookup; if the opener
+    /// is back at the version all the same, writes over it in place.
+    pub(crate) fn move_write(
+        &self,
+        opener: u64,
+        version: &NodeKey,
+        truncate: bool,
+    ) -> Result<Opened, FsError> {
+        if let Some(id) = self.moved_write(opener, version) {
+            log::debug!("open of a version for writing came back to it: writing over it");
+            self.writes.moved.lock().retain(|m| m.id != id);
+            self.writes.remove(id);
+            return self.open_for_write(version, truncate);
+        }
+        let NodeKey::Version(anchor, at) = version else {
+            return Err(FsError::ReadOnly);
+        };
+        let data = self.seed(anchor, *at, truncate)?;
+        let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
+        {
+            let mut g = f.lock();
+            // Nobody has it open until the opener comes back for it.
+            g.open = 0;
+            // Seeded with the old content: nothing to commit unless written, and
+            // until then as old as it (editors compare the times before writing).
+            g.dirty = truncate;
+            if !truncate {
+                g.mtime = at.to_system_time();
+            }
+        }
+        self.writes.moved.lock().push(MovedWrite {
+            opener,
+            version: version.clone(),
+            id,
+            since: Instant::now(),
+        });
+        Err(FsError::LookUpAgain)
+    }
+
+    /// The content a file written over the version of `anchor` at `at` starts with.
+    fn seed(&self, anchor: &[u8], at: Timestamp, truncate: bool) -> Result<Data, FsError> {
+        if truncate {
+            return Ok(Data::empty());
+        }
+        let snap = self.snapshot();
+        let a = snap
+            .by_name(anchor)
+            .and_then(|v| v.version(at))
+            .ok_or(FsError::NotFound)?;
+        let (kind, len) = self.content_meta(&a.r)?;
+        Ok(Data::Stored {
+            root: a.r,
+            kind,
+            len,
+        })
+    }
+
     /// Opens an existing version (or `latest`, or a staged file) for writing: a new
     /// staged file seeded with the old content unless `truncate`.
     pub(crate) fn open_for_write(&self, key: &NodeKey, truncate: bool) -> Result<Opened, FsError> {
@@ -586,6 +687,8 @@ impl AnchorFs {
         match key {
             NodeKey::Staged(id) => {
                 let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
+                // A moved open's file, now opened by its opener.
+                self.writes.moved.lock().retain(|m| m.id != *id);
                 let mut g = f.lock();
                 g.open += 1;
                 if truncate {
@@ -601,21 +704,7 @@ impl AnchorFs {
                 })
             }
             NodeKey::Version(anchor, at) => {
-                let snap = self.snapshot();
-                let a = snap
-                    .by_name(anchor)
-                    .and_then(|v| v.version(*at))
-                    .ok_or(FsError::NotFound)?;
-                let data = if truncate {
-                    Data::empty()
-                } else {
-                    let (kind, len) = self.content_meta(&a.r)?;
-                    Data::Stored {
-                        root: a.r,
-                        kind,
-                        len,
-                    }
-                };
+                let data = self.seed(anchor, *at, truncate)?;
                 // Not listed under a name of its own: the version appears under its
                 // commit time when the file is closed.
                 let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
