@@ -231,12 +231,13 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
+        let append = flags.0 & libc::O_APPEND != 0;
         match self
             .core
-            .open_as(ino.0, write, truncate, Some(u64::from(req.pid())))
+            .open_as(ino.0, write, truncate, append, Some(u64::from(req.pid())))
         {
             Ok(o) => {
-                if write && flags.0 & libc::O_APPEND != 0 {
+                if write && append {
                     self.core.set_append(o.fh);
                 }
                 let mut f = FopenFlags::empty();

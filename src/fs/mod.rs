@@ -956,28 +956,32 @@ impl AnchorFs {
     /// Opens `ino`; `write` asks for writing (a new version, seeded with the old
     /// content unless `truncate`).
     pub fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<Opened, FsError> {
-        self.open_as(ino, write, truncate, None)
+        self.open_as(ino, write, truncate, false, None)
     }
 
-    /// [`open`](Self::open) by the thread `opener`. Opening a version for writing
-    /// then never touches the version's inode: the open makes the new file and fails
-    /// with [`FsError::LookUpAgain`]; the opener's next lookups of that name find the
-    /// new file, which its next open gets. (The kernel retries an open that failed
-    /// with `ESTALE` once, looking every name up again.) So the kernel never moves the
-    /// size or pages of a version's inode for a writer, and readers of the version
-    /// keep reading it as it is. Should the retry open the version again, it is
-    /// written over as by [`open`](Self::open).
+    /// [`open`](Self::open) by the thread `opener`, `append` telling an appending
+    /// open. A truncating or appending open of a version for writing then never
+    /// touches the version's inode: the open makes the new file and fails with
+    /// [`FsError::LookUpAgain`]; the opener's next lookups of that name find the new
+    /// file, which its next open gets. (The kernel retries an open that failed with
+    /// `ESTALE` once, looking every name up again.) So the kernel moves neither the
+    /// size nor the pages of the version's inode for such a writer, and readers of
+    /// the version keep reading it as it is. An in-place open (neither truncating nor
+    /// appending) writes over the version's inode as [`open`](Self::open) does:
+    /// editors that write in place compare the inode they opened with the name's.
+    /// Should the retry open the version again, it is written over in place too.
     pub fn open_as(
         &self,
         ino: u64,
         write: bool,
         truncate: bool,
+        append: bool,
         opener: Option<u64>,
     ) -> Result<Opened, FsError> {
         let key = self.key_of(ino)?;
         if write || matches!(key, NodeKey::Staged(_)) {
             if let (Some(opener), NodeKey::Version(..)) = (opener, &key) {
-                if write && truncate && !self.read_only {
+                if write && (truncate || append) && !self.read_only {
                     return self.move_write(opener, &key, truncate);
                 }
             }
@@ -1019,8 +1023,9 @@ impl AnchorFs {
         self.handles
             .lock()
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
-        // Writing over a version without truncating it (a copy-on-write open of it
-        // or of `latest`) goes through the version's own inode, and the kernel's
+        // Writing over a version in place (a copy-on-write open of it or of
+        // `latest`, neither truncating nor appending) goes through the version's
+        // own inode, and the kernel's
         // size of that inode follows the writer's offsets while the writer is open. Every read of an
         // anchor this mount has written over (where `> latest` and `cat latest`
         // meet) goes around the page cache, so it gets exactly the version's bytes.

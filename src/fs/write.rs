@@ -169,7 +169,7 @@ pub(crate) struct Writes {
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
     appending: Mutex<std::collections::HashSet<u64>>,
     /// Anchors a version of which this mount has opened for writing through the
-    /// version's own inode (copy-on-write, not truncating).
+    /// version's own inode (copy-on-write in place).
     written_over: Mutex<BTreeSet<Vec<u8>>>,
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
