@@ -721,12 +721,12 @@ fn readers_opening_a_version_while_this_mount_writes_over_it_get_its_bytes() {
 }
 
 #[test]
-fn readers_opened_before_truncating_or_appending_writes_over_a_version_keep_its_bytes() {
+fn readers_opened_before_writes_over_a_version_keep_its_bytes() {
     // Readers that opened a version through the page cache before its anchor was
-    // ever written over, rereading it while `> latest` and `>> latest` writers
-    // (truncating and appending opens) write over it again and again: such an open
-    // moves to a new file of its own and never reaches the version's inode, so the
-    // readers' size and bytes stay the version's however writes and reads interleave.
+    // ever written over, rereading it while writers (`> latest`, `>> latest`, and
+    // in place) write over it again and again: such an open moves to a new file of
+    // its own and never reaches the version's inode, so the readers' size and bytes
+    // stay the version's however writes and reads interleave.
     if fuse_skipped() {
         return;
     }
@@ -751,17 +751,18 @@ fn readers_opened_before_truncating_or_appending_writes_over_a_version_keep_its_
         let writer = s.spawn(|| {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                // Truncating through the version's name and through `latest`, and
-                // appending.
+                // Truncating through the version's name and through `latest`,
+                // appending, and writing in place.
                 let mut f = match n % 4 {
                     0 => fs::OpenOptions::new().write(true).truncate(true).open(&v),
                     1 => fs::OpenOptions::new()
                         .write(true)
                         .truncate(true)
                         .open(m.path("doc/latest")),
-                    _ => fs::OpenOptions::new()
+                    2 => fs::OpenOptions::new()
                         .append(true)
                         .open(m.path("doc/latest")),
+                    _ => fs::OpenOptions::new().write(true).open(&v),
                 }
                 .unwrap();
                 // Short of the version's size at first, then past it.

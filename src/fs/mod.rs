@@ -344,6 +344,9 @@ pub struct AnchorFs {
     snapshot: RwLock<Arc<Snapshot>>,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Open read handles of versions that read through the page cache: handle to
+    /// the version's inode.
+    cached_reads: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
     meta: Mutex<MetaCache>,
     sizes: Option<sizes::SizeLog>,
@@ -376,6 +379,7 @@ impl AnchorFs {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             inodes: Mutex::new(InodeTable::new()),
             handles: Mutex::new(HashMap::new()),
+            cached_reads: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             meta: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -967,9 +971,11 @@ impl AnchorFs {
     /// `ESTALE` once, looking every name up again.) So the kernel moves neither the
     /// size nor the pages of the version's inode for such a writer, and readers of
     /// the version keep reading it as it is. An in-place open (neither truncating nor
-    /// appending) writes over the version's inode as [`open`](Self::open) does:
-    /// editors that write in place compare the inode they opened with the name's.
-    /// Should the retry open the version again, it is written over in place too.
+    /// appending) writes over the version's inode as [`open`](Self::open) does,
+    /// since editors that write in place compare the inode they opened with the
+    /// name's; unless readers have the version open through the page cache, whose
+    /// size the writer would move: then it moves to a new file too. Should the retry
+    /// open the version again, it is written over in place.
     pub fn open_as(
         &self,
         ino: u64,
@@ -981,7 +987,11 @@ impl AnchorFs {
         let key = self.key_of(ino)?;
         if write || matches!(key, NodeKey::Staged(_)) {
             if let (Some(opener), NodeKey::Version(..)) = (opener, &key) {
-                if write && (truncate || append) && !self.read_only {
+                // In place too while the version has readers through the page
+                // cache: an editor may then see a new inode and ask before saving,
+                // but those readers never see the writer's size.
+                let move_off = truncate || append || self.has_cached_readers(ino);
+                if write && move_off && !self.read_only {
                     return self.move_write(opener, &key, truncate);
                 }
             }
@@ -1038,6 +1048,9 @@ impl AnchorFs {
             };
         // Versions and refs never change: let the page cache outlive the open.
         let keep_cache = !direct_io && matches!(key, NodeKey::Version(..) | NodeKey::RefFile(_));
+        if !direct_io && matches!(key, NodeKey::Version(..)) {
+            self.cached_reads.lock().insert(fh, ino);
+        }
         Ok(Opened {
             fh,
             keep_cache,
@@ -1178,9 +1191,15 @@ impl AnchorFs {
         Ok(buf)
     }
 
+    /// Whether version inode `ino` has readers open through the page cache.
+    fn has_cached_readers(&self, ino: u64) -> bool {
+        self.cached_reads.lock().values().any(|&i| i == ino)
+    }
+
     /// Closes open file `fh` (after its last flush).
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
+        self.cached_reads.lock().remove(&fh);
         self.writes.set_appending(fh, false);
         if let Handle::Write(id) = &*h {
             self.release_write(*id);
