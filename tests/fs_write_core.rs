@@ -298,3 +298,73 @@ fn small_files_are_raw_blobs_and_large_ones_split_trees() {
     assert_eq!(all.last().unwrap(), &[node, big].concat());
     assert_eq!(all.len(), 5);
 }
+
+/// A truncating or appending open of a version by a thread moves to a new file:
+/// the open asks for a new lookup (ESTALE), that thread alone then finds the new
+/// file under the version's name, and opening it writes a new version; the
+/// version's own inode is never opened for writing. A retry that reaches a version
+/// all the same (here: `latest` moved on in between) writes over it in place.
+#[test]
+fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"d").unwrap().attr.ino;
+    write_file(&fs, dir, b"a", b"first").unwrap();
+    let name = fs
+        .readlink(fs.lookup(dir, LATEST).unwrap().attr.ino)
+        .unwrap();
+    let v = fs.lookup(dir, &name).unwrap().attr.ino;
+    let (writer, other) = (Some(7), Some(8));
+    let e = fs.open_as(v, true, true, false, writer).unwrap_err();
+    assert_eq!(e.errno(), libc::ESTALE);
+    // Other threads still find the version; the writer finds its new file.
+    assert_eq!(fs.lookup_as(dir, &name, other).unwrap().attr.ino, v);
+    let moved = fs.lookup_as(dir, &name, writer).unwrap().attr.ino;
+    assert_ne!(moved, v);
+    assert_eq!(fs.getattr(moved).unwrap().attr.size, 0, "truncated");
+    let o = fs.open_as(moved, true, true, false, writer).unwrap();
+    assert!(!o.direct_io, "the new file is the writer's own");
+    // Once opened, the writer's lookups find the version again.
+    assert_eq!(fs.lookup_as(dir, &name, writer).unwrap().attr.ino, v);
+    fs.write(o.fh, 0, b"second", writer).unwrap();
+    fs.flush(o.fh, writer).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(
+        contents(&store, b"d"),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+    // An in-place open moves as well while a reader has the version open
+    // through the page cache.
+    let r = fs.open(v, false, false).unwrap();
+    assert!(r.keep_cache);
+    let e = fs.open_as(v, true, false, false, writer).unwrap_err();
+    assert_eq!(e.errno(), libc::ESTALE);
+    fs.release(r.fh).unwrap();
+    let moved = fs.lookup_as(dir, &name, writer).unwrap().attr.ino;
+    assert_ne!(moved, v);
+    let o = fs.open_as(moved, true, false, false, writer).unwrap();
+    fs.flush(o.fh, writer).unwrap();
+    fs.release(o.fh).unwrap();
+    // An appending open moves, seeded with the version's content.
+    let e = fs.open_as(v, true, false, true, other).unwrap_err();
+    assert_eq!(e.errno(), libc::ESTALE);
+    let moved = fs.lookup_as(dir, &name, other).unwrap().attr.ino;
+    assert_eq!(fs.getattr(moved).unwrap().attr.size, 5, "seeded");
+    // The retry reaches another version (as when `latest` moved on meanwhile):
+    // asking again would fail the open, so it writes over that one in place.
+    let name2 = fs
+        .readlink(fs.lookup(dir, LATEST).unwrap().attr.ino)
+        .unwrap();
+    let v2 = fs.lookup(dir, &name2).unwrap().attr.ino;
+    let o = fs.open_as(v2, true, false, true, other).unwrap();
+    assert!(o.direct_io, "in place, through the version's inode");
+    fs.release(o.fh).unwrap();
+    // In-place opens without readers write over the version's inode.
+    let o = fs.open_as(v, true, false, false, writer).unwrap();
+    assert!(o.direct_io);
+    fs.release(o.fh).unwrap();
+    assert_eq!(
+        contents(&store, b"d").len(),
+        2,
+        "nothing written, nothing new"
+    );
+}

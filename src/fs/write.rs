@@ -621,18 +621,30 @@ impl AnchorFs {
     }
 
     /// Opening `version` for writing by thread `opener` (see `AnchorFs::open_as`):
-    /// the first time, makes the new file and asks for a new lookup; if the opener
-    /// is back at the version all the same, writes over it in place.
+    /// the first time, makes the new file and asks for a new lookup. If the opener
+    /// has a moved open waiting, this is the kernel's one retry, and it reached a
+    /// version all the same (this one, or the new one `latest` names if a commit
+    /// came in between): asking again would fail the open, so it writes over that
+    /// version in place.
     pub(crate) fn move_write(
         &self,
         opener: u64,
         version: &NodeKey,
         truncate: bool,
     ) -> Result<Opened, FsError> {
-        if let Some(id) = self.moved_write(opener, version) {
-            log::debug!("open of a version for writing came back to it: writing over it");
-            self.writes.moved.lock().retain(|m| m.id != id);
-            self.writes.remove(id);
+        self.forget_stale_moves();
+        let waiting: Vec<u64> = {
+            let mut moved = self.writes.moved.lock();
+            let (mine, others): (Vec<MovedWrite>, Vec<MovedWrite>) =
+                moved.drain(..).partition(|m| m.opener == opener);
+            *moved = others;
+            mine.into_iter().map(|m| m.id).collect()
+        };
+        if !waiting.is_empty() {
+            log::debug!("a moved open came back to a version: writing over it in place");
+            for id in waiting {
+                self.writes.remove(id);
+            }
             return self.open_for_write(version, truncate);
         }
         let NodeKey::Version(anchor, at) = version else {
