@@ -10,7 +10,7 @@ mod reliability;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anchorfs::anchor;
 use anchorfs::proto::schema as pb;
@@ -649,24 +649,36 @@ fn writing_through_latest_never_changes_what_an_old_version_reads() {
     );
 }
 
+/// A mounted store whose anchor "doc" has one version of `len` noise bytes from
+/// `seed`: (its directory, the store's path, the mount, the bytes, the version's
+/// file in the mount).
+fn doc_with_one_version(
+    len: usize,
+    seed: u64,
+) -> (tempfile::TempDir, PathBuf, Daemon, Vec<u8>, PathBuf) {
+    let (dir, sp, m) = store_mounted_with_doc("");
+    let old = noise(len, seed);
+    write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
+    let v = m
+        .path("doc")
+        .join(fs::read_link(m.path("doc/latest")).unwrap());
+    (dir, sp, m, old, v)
+}
+
 #[test]
 fn readers_opening_a_version_while_this_mount_writes_over_it_get_its_bytes() {
-    // A copy-on-write open of a version (`> latest`, an in-place edit) writes through
-    // the version's own inode, and the kernel moves that inode's size with the
-    // writer's offsets. Once an anchor has been written over, a reader that opens
-    // one of its versions must get exactly its bytes, however writes and reads
-    // interleave; and once the writer has closed, every reader gets them.
+    // Writers over a version (here truncating ones, which move to a new file; an
+    // in-place one writes through the version's own inode, whose size the kernel
+    // then moves with the writer's offsets). Once an anchor has been written over,
+    // a reader that opens one of its versions must get exactly its bytes, however
+    // writes and reads interleave; and once the writer has closed, every reader
+    // gets them.
     if fuse_skipped() {
         return;
     }
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let (_dir, sp, m) = store_mounted_with_doc("");
-    let old = noise(2_500, 11);
-    write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
-    let v = m
-        .path("doc")
-        .join(fs::read_link(m.path("doc/latest")).unwrap());
+    let (_dir, sp, m, old, v) = doc_with_one_version(2_500, 11);
     fs::write(m.path("doc/latest"), b"the anchor is written over once").unwrap();
     // `generation` counts the writer's opens and closes: odd while it is open.
     let (stop, generation) = (AtomicBool::new(false), AtomicUsize::new(0));
@@ -732,12 +744,7 @@ fn readers_opened_before_writes_over_a_version_keep_its_bytes() {
     }
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (_dir, sp, m) = store_mounted_with_doc("");
-    let old = noise(40_000, 5);
-    write_file(&m.path("doc/v1"), &old, 4096, false).unwrap();
-    let v = m
-        .path("doc")
-        .join(fs::read_link(m.path("doc/latest")).unwrap());
+    let (_dir, sp, m, old, v) = doc_with_one_version(40_000, 5);
     // Opened before any write-over, and read once, so its pages are cached.
     let mut readers: Vec<fs::File> = (0..2).map(|_| fs::File::open(&v).unwrap()).collect();
     for r in &mut readers {
