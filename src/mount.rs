@@ -603,7 +603,16 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
             })?
     };
 
-    // SIGTERM / SIGINT: unmount, which ends the session loop.
+    if !is_mounted(&args.mountpoint) {
+        return Err(fail(
+            ready,
+            anyhow!("the mount did not appear at {}", args.mountpoint.display()),
+        ));
+    }
+
+    // SIGTERM / SIGINT: unmount, which ends the session loop. Started once the
+    // mount is known to be there: a signal that came earlier (as soon as the mount
+    // appeared to another process) has waited, blocked, and is taken now.
     let mountpoint = args.mountpoint.clone();
     std::thread::Builder::new()
         .name("anchorfs-signals".into())
@@ -616,13 +625,6 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
                 log::error!("unmounting {}: {e}", mountpoint.display());
             }
         })?;
-
-    if !is_mounted(&args.mountpoint) {
-        return Err(fail(
-            ready,
-            anyhow!("the mount did not appear at {}", args.mountpoint.display()),
-        ));
-    }
     raise_read_ahead(&args.mountpoint);
     log::info!("mounted {} on {}", args.source, args.mountpoint.display());
     ready(Ok(()));
