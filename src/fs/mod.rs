@@ -1035,10 +1035,10 @@ impl AnchorFs {
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // Writing over a version in place (a copy-on-write open of it or of
         // `latest`, neither truncating nor appending) goes through the version's
-        // own inode, and the kernel's
-        // size of that inode follows the writer's offsets while the writer is open. Every read of an
-        // anchor this mount has written over (where `> latest` and `cat latest`
-        // meet) goes around the page cache, so it gets exactly the version's bytes.
+        // own inode, and the kernel's size of that inode follows the writer's
+        // offsets while the writer is open. Every read of an anchor this mount has
+        // written over in place goes around the page cache, so it gets exactly the
+        // version's bytes.
         // A read bounded by a wrong size would be cut short or padded: around the
         // page cache, it gets exactly the content.
         let direct_io = misreported

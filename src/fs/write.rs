@@ -244,6 +244,20 @@ impl Writes {
         v
     }
 
+    /// Takes the moved opens that `which` picks out of the waiting list; returns
+    /// their files' ids.
+    fn take_moves(&self, which: impl Fn(&MovedWrite) -> bool) -> Vec<u64> {
+        let mut taken = Vec::new();
+        self.moved.lock().retain(|m| {
+            let take = which(m);
+            if take {
+                taken.push(m.id);
+            }
+            !take
+        });
+        taken
+    }
+
     fn remove(&self, id: u64) {
         if let Some(f) = self.files.lock().remove(&id) {
             let f = f.lock();
@@ -605,15 +619,10 @@ impl AnchorFs {
 
     /// Drops moved opens whose opener never came back, and their files.
     fn forget_stale_moves(&self) {
-        let stale: Vec<u64> = {
-            let mut moved = self.writes.moved.lock();
-            let (old, keep): (Vec<MovedWrite>, Vec<MovedWrite>) = moved
-                .drain(..)
-                .partition(|m| m.since.elapsed() > MOVED_WRITE_LIFE);
-            *moved = keep;
-            old.into_iter().map(|m| m.id).collect()
-        };
-        for id in stale {
+        for id in self
+            .writes
+            .take_moves(|m| m.since.elapsed() > MOVED_WRITE_LIFE)
+        {
             if self.writes.get(id).is_some_and(|f| f.lock().open == 0) {
                 self.writes.remove(id);
             }
@@ -633,13 +642,7 @@ impl AnchorFs {
         truncate: bool,
     ) -> Result<Opened, FsError> {
         self.forget_stale_moves();
-        let waiting: Vec<u64> = {
-            let mut moved = self.writes.moved.lock();
-            let (mine, others): (Vec<MovedWrite>, Vec<MovedWrite>) =
-                moved.drain(..).partition(|m| m.opener == opener);
-            *moved = others;
-            mine.into_iter().map(|m| m.id).collect()
-        };
+        let waiting = self.writes.take_moves(|m| m.opener == opener);
         if !waiting.is_empty() {
             log::debug!("a moved open came back to a version: writing over it in place");
             for id in waiting {
@@ -700,7 +703,7 @@ impl AnchorFs {
             NodeKey::Staged(id) => {
                 let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
                 // A moved open's file, now opened by its opener.
-                self.writes.moved.lock().retain(|m| m.id != *id);
+                self.writes.take_moves(|m| m.id == *id);
                 let mut g = f.lock();
                 g.open += 1;
                 if truncate {
