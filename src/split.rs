@@ -7,7 +7,9 @@
 //!
 //! - [`SplitWriter`] streams bytes in (`std::io::Write`) and returns the root ref
 //!   from [`SplitWriter::finish`]. The rolling checksum runs on a second thread
-//!   while the caller's thread hashes and stores the chunks and nodes.
+//!   while the caller's thread hashes and stores the chunks and nodes, or, for a
+//!   writer made by [`SplitWriter::with_storers`], hands the chunks to threads of
+//!   its own and goes on.
 //! - [`SplitReader`] reads a tree (or, through [`SplitReader::raw`], a plain blob)
 //!   with `Read + Seek` and a positioned, thread-safe [`SplitReader::read_at`].
 //! - [`validate_root`] checks strictly whether a ref is the root of a split tree.
@@ -542,6 +544,136 @@ const BLOCK: usize = 256 << 10;
 const MAX_BLOCK: usize = 1 << 20;
 /// Blocks the chunking thread may be behind before the writer waits for it.
 const MAX_INFLIGHT: usize = 6;
+/// Chunks handed to storing threads and not yet in the tree before the writer
+/// waits for the oldest.
+const MAX_STORING: usize = 32;
+
+/// Stores one chunk and returns its ref; called on a storing thread.
+type PutChunk = Arc<dyn Fn(Blob) -> Result<Ref, StoreError> + Send + Sync>;
+
+/// Threads that hash and store chunks while the writer goes on. Results come back
+/// tagged with the chunk's sequence number; the writer adds them to the tree in
+/// order, so the tree is the same as when the chunks are stored one by one.
+struct Storers {
+    jobs: Option<mpsc::Sender<(u64, Blob)>>,
+    done: mpsc::Receiver<(u64, Result<Ref, StoreError>)>,
+    /// Set when the writer is dropped or failed: queued chunks are skipped.
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Storers {
+    fn spawn(put: &PutChunk, threads: usize) -> Result<Storers, SplitError> {
+        let (jobs, rx) = mpsc::channel::<(u64, Blob)>();
+        let rx = Arc::new(Mutex::new(rx));
+        let (done_tx, done) = mpsc::channel();
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut storers = Storers {
+            jobs: Some(jobs),
+            done,
+            cancel: cancel.clone(),
+            handles: Vec::new(),
+        };
+        for _ in 0..threads.max(1) {
+            let (rx, done_tx, put, cancel) =
+                (rx.clone(), done_tx.clone(), put.clone(), cancel.clone());
+            let handle = std::thread::Builder::new()
+                .name("split-storer".into())
+                .spawn(move || loop {
+                    let job = rx.lock().recv();
+                    let Ok((seq, chunk)) = job else { break };
+                    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    if done_tx.send((seq, put(chunk))).is_err() {
+                        break;
+                    }
+                })
+                .map_err(SplitError::Io)?;
+            storers.handles.push(handle);
+        }
+        Ok(storers)
+    }
+}
+
+impl Drop for Storers {
+    fn drop(&mut self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.jobs.take();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Block buffers a writer keeps for reuse. Each fresh buffer costs a page fault per
+/// page; reusing them keeps a long write from faulting in every byte it passes on.
+const POOLED_BLOCKS: usize = 8;
+
+/// Freed block buffers of one writer, ready for its next blocks.
+#[derive(Default)]
+struct BlockPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BlockPool {
+    /// An empty buffer with room for a block of up to `MAX_BLOCK` bytes.
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MAX_BLOCK))
+    }
+
+    /// `buf` as a blob whose buffer comes back to the pool when the last slice of it
+    /// is dropped.
+    fn blob(self: &Arc<Self>, buf: Vec<u8>) -> Blob {
+        Blob::from_owner(PooledBlock {
+            buf,
+            pool: self.clone(),
+        })
+    }
+}
+
+/// A block's buffer, on loan from a [`BlockPool`].
+struct PooledBlock {
+    buf: Vec<u8>,
+    pool: Arc<BlockPool>,
+}
+
+impl AsRef<[u8]> for PooledBlock {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBlock {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut free = self.pool.free.lock();
+        if free.len() < POOLED_BLOCKS && buf.capacity() >= MAX_BLOCK {
+            free.push(buf);
+        }
+    }
+}
+
+/// How long [`SplitWriter::collect`] waits for storing threads.
+#[derive(Clone, Copy)]
+enum Wait {
+    No,
+    /// Until the oldest chunk is in the tree.
+    Front,
+    All,
+}
+
+/// A chunk cut and (maybe) still being stored.
+struct StoringChunk {
+    len: u64,
+    level: usize,
+    r: Option<Ref>,
+}
 
 enum Scan {
     /// No thread yet: small inputs never start one.
@@ -570,6 +702,7 @@ where
     fanout: u32,
     scan: Scan,
     staging: Vec<u8>,
+    pool: Arc<BlockPool>,
     /// Bytes not yet in a stored chunk; the front block starts at `blocks_start`.
     blocks: VecDeque<Blob>,
     blocks_start: u64,
@@ -578,6 +711,14 @@ where
     tree: TreeBuilder,
     joined: Vec<u8>,
     failed: bool,
+    /// Set by [`with_storers`](SplitWriter::with_storers): chunks go to storing
+    /// threads, started with the chunking thread.
+    put_chunk: Option<(PutChunk, usize)>,
+    storers: Option<Storers>,
+    /// Chunks in order whose refs are not all in the tree yet; the front one has
+    /// sequence number `storing_base`.
+    storing: VecDeque<StoringChunk>,
+    storing_base: u64,
 }
 
 impl<W> SplitWriter<W>
@@ -597,12 +738,35 @@ where
         Ok(SplitWriter::from_parts(store, opts, sp))
     }
 
+    /// A writer that hashes and stores chunks on `threads` threads of its own once
+    /// the input outgrows one block, so the caller's writes return while earlier
+    /// chunks are still being stored; [`finish`](SplitWriter::finish) waits for
+    /// them. The tree is the same as [`with_options`](SplitWriter::with_options)
+    /// makes.
+    pub fn with_storers(
+        store: W,
+        opts: SplitOptions,
+        threads: usize,
+    ) -> Result<SplitWriter<W>, SplitError>
+    where
+        W: Clone + Send + Sync + 'static,
+    {
+        let sp = Splitter::new(&opts)?;
+        let mut w = SplitWriter::from_parts(store.clone(), opts, sp);
+        // `put`, not `put_blob`: a chunk is a slice of a pooled block, which a store
+        // that keeps blobs must not hold on to.
+        let put: PutChunk = Arc::new(move |chunk: Blob| Ok(store.put(&chunk)?.0));
+        w.put_chunk = Some((put, threads));
+        Ok(w)
+    }
+
     fn from_parts(store: W, opts: SplitOptions, sp: Splitter) -> SplitWriter<W> {
         SplitWriter {
             store,
             fanout: opts.fanout,
             scan: Scan::Inline(sp),
             staging: Vec::new(),
+            pool: Arc::default(),
             blocks: VecDeque::new(),
             blocks_start: 0,
             chunk_start: 0,
@@ -610,6 +774,10 @@ where
             tree: TreeBuilder::default(),
             joined: Vec::new(),
             failed: false,
+            put_chunk: None,
+            storers: None,
+            storing: VecDeque::new(),
+            storing_base: 0,
         }
     }
 
@@ -627,18 +795,20 @@ where
         while !data.is_empty() {
             if self.staging.is_empty() && data.len() >= BLOCK {
                 let take = data.len().min(MAX_BLOCK);
-                self.send_block(Blob::copy_from_slice(&data[..take]))?;
+                let mut buf = self.pool.take();
+                buf.extend_from_slice(&data[..take]);
+                self.send_block(self.pool.blob(buf))?;
                 data = &data[take..];
                 continue;
             }
             if self.staging.capacity() == 0 {
-                self.staging.reserve_exact(BLOCK);
+                self.staging = self.pool.take();
             }
             let take = (BLOCK - self.staging.len()).min(data.len());
             self.staging.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.staging.len() >= BLOCK {
-                let block = Blob::from(std::mem::take(&mut self.staging));
+                let block = self.pool.blob(std::mem::take(&mut self.staging));
                 self.send_block(block)?;
             }
         }
@@ -654,6 +824,9 @@ where
                 return Err(SplitError::Worker);
             };
             self.scan = spawn_scanner(sp)?;
+            if let Some((put, threads)) = &self.put_chunk {
+                self.storers = Some(Storers::spawn(put, *threads)?);
+            }
         }
         let Scan::Thread { tx, inflight, .. } = &mut self.scan else {
             return Err(SplitError::Worker);
@@ -693,37 +866,50 @@ where
         }
     }
 
-    /// Stores the chunk that ends at `cut.end` and adds it to the tree.
+    /// Stores the chunk that ends at `cut.end` (or hands it to the storing threads)
+    /// and adds it to the tree.
     fn store_chunk(&mut self, cut: Cut) -> Result<(), SplitError> {
         let start = self.chunk_start;
         let len = cut.end.checked_sub(start).ok_or(SplitError::Worker)?;
         let rel = start - self.blocks_start;
         let front = self.blocks.front().ok_or(SplitError::Worker)?;
-        let r = if rel + len <= front.len() as u64 {
-            let (r, _) = self.store.put(&front[rel as usize..(rel + len) as usize])?;
-            r
-        } else {
-            self.joined.clear();
-            let mut skip = rel as usize;
-            let mut want = len as usize;
-            for b in &self.blocks {
-                if want == 0 {
-                    break;
-                }
-                let part = &b[skip.min(b.len())..];
-                let part = &part[..want.min(part.len())];
-                self.joined.extend_from_slice(part);
-                want -= part.len();
-                skip = skip.saturating_sub(b.len());
-            }
-            if want != 0 {
-                return Err(SplitError::Worker);
-            }
-            let (r, _) = self.store.put(&self.joined)?;
-            r
-        };
         let level = (cut.level / self.fanout) as usize;
-        self.tree.add(&*self.store, r, len, level)?;
+        if let Some(storers) = &self.storers {
+            let chunk = if rel + len <= front.len() as u64 {
+                front.slice(rel as usize..(rel + len) as usize)
+            } else {
+                let mut joined = Vec::with_capacity(len as usize);
+                self.join_chunk(rel as usize, len as usize, &mut joined)?;
+                Blob::from(joined)
+            };
+            let seq = self.storing_base + self.storing.len() as u64;
+            let jobs = storers.jobs.as_ref().ok_or(SplitError::Worker)?;
+            jobs.send((seq, chunk)).map_err(|_| SplitError::Worker)?;
+            self.storing.push_back(StoringChunk {
+                len,
+                level,
+                r: None,
+            });
+            let wait = if self.storing.len() > MAX_STORING {
+                Wait::Front
+            } else {
+                Wait::No
+            };
+            self.collect(wait)?;
+        } else {
+            let r = if rel + len <= front.len() as u64 {
+                let (r, _) = self.store.put(&front[rel as usize..(rel + len) as usize])?;
+                r
+            } else {
+                let mut joined = std::mem::take(&mut self.joined);
+                joined.clear();
+                self.join_chunk(rel as usize, len as usize, &mut joined)?;
+                let put = self.store.put(&joined);
+                self.joined = joined;
+                put?.0
+            };
+            self.tree.add(&*self.store, r, len, level)?;
+        }
         self.chunk_start = cut.end;
         while let Some(b) = self.blocks.front() {
             let end = self.blocks_start + b.len() as u64;
@@ -734,6 +920,70 @@ where
             self.blocks.pop_front();
         }
         Ok(())
+    }
+
+    /// Appends `len` bytes of the held blocks, from `rel` bytes into the front one.
+    fn join_chunk(&self, rel: usize, len: usize, out: &mut Vec<u8>) -> Result<(), SplitError> {
+        let mut skip = rel;
+        let mut want = len;
+        for b in &self.blocks {
+            if want == 0 {
+                break;
+            }
+            let part = &b[skip.min(b.len())..];
+            let part = &part[..want.min(part.len())];
+            out.extend_from_slice(part);
+            want -= part.len();
+            skip = skip.saturating_sub(b.len());
+        }
+        if want != 0 {
+            return Err(SplitError::Worker);
+        }
+        Ok(())
+    }
+
+    /// Takes the refs the storing threads have sent and adds the chunks at the
+    /// front that have theirs to the tree, waiting as `wait` says.
+    fn collect(&mut self, wait: Wait) -> Result<(), SplitError> {
+        let Some(storers) = &self.storers else {
+            return Ok(());
+        };
+        let mut front_added = false;
+        loop {
+            while let Some(&StoringChunk {
+                len,
+                level,
+                r: Some(r),
+            }) = self.storing.front()
+            {
+                self.tree.add(&*self.store, r, len, level)?;
+                self.storing.pop_front();
+                self.storing_base += 1;
+                front_added = true;
+            }
+            if self.storing.is_empty() {
+                return Ok(());
+            }
+            let block = match wait {
+                Wait::No => false,
+                Wait::Front => !front_added,
+                Wait::All => true,
+            };
+            let (seq, r) = if block {
+                storers.done.recv().map_err(|_| SplitError::Worker)?
+            } else {
+                match storers.done.try_recv() {
+                    Ok(m) => m,
+                    Err(mpsc::TryRecvError::Empty) => return Ok(()),
+                    Err(mpsc::TryRecvError::Disconnected) => return Err(SplitError::Worker),
+                }
+            };
+            let i = seq
+                .checked_sub(self.storing_base)
+                .ok_or(SplitError::Worker)?;
+            let slot = self.storing.get_mut(i as usize).ok_or(SplitError::Worker)?;
+            slot.r = Some(r?);
+        }
     }
 
     /// Stores what remains and returns the root ref ([`Ref::ZERO`] for empty input).
@@ -749,7 +999,7 @@ where
                     self.written += staging.len() as u64;
                     let mut cuts = Vec::new();
                     sp.push(&staging, &mut cuts);
-                    self.blocks.push_back(Blob::from(staging));
+                    self.blocks.push_back(self.pool.blob(staging));
                     for cut in &cuts {
                         self.store_chunk(*cut)?;
                     }
@@ -759,7 +1009,8 @@ where
             thread @ Scan::Thread { .. } => {
                 self.scan = thread;
                 if !staging.is_empty() {
-                    self.send_block(Blob::from(staging))?;
+                    let block = self.pool.blob(staging);
+                    self.send_block(block)?;
                 }
                 if let Scan::Thread { tx, .. } = &mut self.scan {
                     tx.take();
@@ -781,6 +1032,8 @@ where
         if let Some(cut) = sp.finish() {
             self.store_chunk(cut)?;
         }
+        self.collect(Wait::All)?;
+        self.storers = None;
         let root = self.tree.finish(&*self.store)?;
         self.failed = false;
         Ok(root)

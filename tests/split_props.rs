@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use anchorfs::proto::split::{Child, Node};
 use anchorfs::split::{
@@ -71,8 +72,16 @@ fn mixed_bytes(n: usize, seed: u64) -> Vec<u8> {
 
 /// Writes `data` in calls of random sizes drawn from `seed`.
 fn write_pieces<S: Store>(store: &S, data: &[u8], opts: SplitOptions, seed: u64) -> Ref {
+    feed(SplitWriter::with_options(store, opts).unwrap(), data, seed)
+}
+
+/// Feeds `data` to `w` in calls of random sizes drawn from `seed`; returns the root.
+fn feed<W>(mut w: SplitWriter<W>, data: &[u8], seed: u64) -> Ref
+where
+    W: std::ops::Deref,
+    W::Target: Store,
+{
     let mut r = Rng::new(seed);
-    let mut w = SplitWriter::with_options(store, opts).unwrap();
     let mut i = 0;
     while i < data.len() {
         let max = match r.below(3) {
@@ -218,6 +227,29 @@ proptest! {
         prop_assert!(reader.seek(SeekFrom::Current(-(data.len() as i64) - 1)).is_err());
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn storing_threads_build_the_same_tree(
+        opts in prop_oneof![Just(SplitOptions::default()), small_options()],
+        size in prop_oneof![0usize..400_000, 0usize..(3 << 20)],
+        threads in 1usize..4,
+        seed in any::<u64>(),
+    ) {
+        let data = mixed_bytes(size, seed);
+        let store = Arc::new(MemStore::new());
+        let w = SplitWriter::with_storers(store.clone(), opts, threads).unwrap();
+        let root = feed(w, &data, seed ^ 3);
+        let alone = MemStore::new();
+        prop_assert_eq!(store_bytes(&alone, &data, opts).unwrap(), root);
+        // The same blobs, no more: every chunk and node was stored exactly as the
+        // one-thread writer stores them.
+        prop_assert_eq!(store.len(), alone.len());
+        prop_assert_eq!(read_to_vec(&*store, &root).unwrap(), data);
+    }
 }
 
 proptest! {
@@ -698,6 +730,35 @@ fn writer_errors_are_returned_not_panics() {
     // A fresh writer over the healed store succeeds.
     let root = store_bytes(&store, &data, SplitOptions::default()).unwrap();
     assert_eq!(read_to_vec(&store, &root).unwrap(), data);
+}
+
+#[test]
+fn storing_thread_errors_reach_the_writer() {
+    let data = random_bytes(4 << 20, 4);
+    for after in [0, 5, 40] {
+        let store = Arc::new(FaultyStore::new(MemStore::new()));
+        store.fail_puts_after(after);
+        let mut w = SplitWriter::with_storers(store.clone(), SplitOptions::default(), 2).unwrap();
+        let mut err = None;
+        for piece in data.chunks(1 << 20) {
+            if let Err(e) = w.write_all(piece) {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+        match err {
+            // Failed while writing: the writer refuses to go on.
+            Some(_) => assert!(matches!(w.finish(), Err(SplitError::Poisoned))),
+            None => {
+                let e = w.finish().expect_err("a failed put must fail the writer");
+                assert!(matches!(e, SplitError::Store(_)), "{e:?}");
+            }
+        }
+        store.heal();
+        let w = SplitWriter::with_storers(store.clone(), SplitOptions::default(), 2).unwrap();
+        let root = feed(w, &data, 7);
+        assert_eq!(read_to_vec(&*store, &root).unwrap(), data);
+    }
 }
 
 #[test]

@@ -58,6 +58,9 @@ enum Data {
 /// blob; larger content streams into a split tree.
 pub const SMALL_MAX: usize = 16 << 10;
 
+/// Threads that hash and store the chunks of one file written in order.
+const STORING_THREADS: usize = 2;
+
 impl Data {
     /// Empty content, as a new or truncated file starts.
     fn empty() -> Data {
@@ -780,6 +783,13 @@ impl AnchorFs {
         Ok(data.len())
     }
 
+    /// A split writer for content written in order: its chunks are stored on
+    /// threads of their own, so a write returns while earlier chunks are stored.
+    fn stream_writer(&self) -> Result<SplitWriter<SharedStore>, FsError> {
+        SplitWriter::with_storers(self.store.clone(), SplitOptions::default(), STORING_THREADS)
+            .map_err(split_err)
+    }
+
     fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
         match &mut g.data {
             Data::Small(buf) if offset == buf.len() as u64 => {
@@ -787,7 +797,7 @@ impl AnchorFs {
                     buf.extend_from_slice(data);
                 } else {
                     // Grown past small: from here on it streams into a split tree.
-                    let mut writer = SplitWriter::new(self.store.clone());
+                    let mut writer = self.stream_writer()?;
                     writer.write_bytes(buf).map_err(split_err)?;
                     writer.write_bytes(data).map_err(split_err)?;
                     let len = (buf.len() + data.len()) as u64;
@@ -814,7 +824,7 @@ impl AnchorFs {
                     buf.extend_from_slice(data);
                     g.data = Data::Small(buf);
                 } else {
-                    let mut writer = SplitWriter::new(self.store.clone());
+                    let mut writer = self.stream_writer()?;
                     std::io::copy(&mut old, &mut writer).map_err(io_err)?;
                     writer.write_bytes(data).map_err(split_err)?;
                     g.data = Data::Stream {
