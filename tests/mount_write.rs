@@ -647,3 +647,52 @@ fn a_close_on_another_thread_of_the_writer_commits() {
     );
     drop(keep);
 }
+
+/// A new file written through a shared memory mapping (as linkers write their
+/// output) becomes a version with the mapped bytes, though new files are written
+/// around the page cache.
+#[test]
+fn a_new_file_written_through_mmap_commits_its_bytes() {
+    use std::os::fd::AsRawFd;
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("out")).unwrap();
+    let len = 100_000usize;
+    let want: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.path("out/a.bin"))
+        .unwrap();
+    f.set_len(len as u64).unwrap();
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        std::ptr::copy_nonoverlapping(want.as_ptr(), p.cast::<u8>(), len);
+        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(p, len), 0);
+    }
+    drop(f);
+    assert!(common::eventually(Duration::from_secs(3), || contents(
+        &m, b"out"
+    ) == vec![
+        want.clone()
+    ]));
+    assert_eq!(fs::read(m.path("out/latest")).unwrap(), want);
+}

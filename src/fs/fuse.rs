@@ -198,6 +198,9 @@ impl Filesystem for FuseAdapter {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
+        // New files are written without the page cache (FOPEN_DIRECT_IO on create,
+        // see `create`); this keeps `mmap` of them working all the same.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_background(64);
         Ok(())
     }
@@ -445,12 +448,15 @@ impl Filesystem for FuseAdapter {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
                 }
+                // Written around the page cache: a new file's bytes go to the daemon
+                // from the writer's own pages in requests of up to `max_write`,
+                // without first being copied into cache pages nobody reads.
                 reply.created(
                     &e.ttl,
                     &file_attr(&e.attr),
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    FopenFlags::FOPEN_DIRECT_IO,
                 )
             }
             Err(e) => reply.error(errno("create", &e)),
