@@ -19,7 +19,7 @@ use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
@@ -44,6 +44,37 @@ pub struct FileStore {
     blobs: PathBuf,
     /// Set by every put, cleared by the flush that makes those puts durable.
     unsynced: AtomicBool,
+    /// One bit per `blobs/HH/HHHH` directory this store has seen exist, so a put
+    /// into a known directory neither tries `mkdir` nor fails an `open` first.
+    known_dirs: KnownDirs,
+}
+
+/// A bit per blob directory (`HHHH`: the first two bytes of a ref).
+struct KnownDirs(Box<[AtomicU64]>);
+
+impl KnownDirs {
+    fn new() -> KnownDirs {
+        KnownDirs((0..(1 << 16) / 64).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn slot(r: &Ref) -> (usize, u64) {
+        let n = usize::from(u16::from_be_bytes([r.0[0], r.0[1]]));
+        (n / 64, 1 << (n % 64))
+    }
+
+    fn contains(&self, r: &Ref) -> bool {
+        let (i, bit) = Self::slot(r);
+        self.0[i].load(Ordering::Relaxed) & bit != 0
+    }
+
+    fn set(&self, r: &Ref, present: bool) {
+        let (i, bit) = Self::slot(r);
+        if present {
+            self.0[i].fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.0[i].fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
 }
 
 impl FileStore {
@@ -78,6 +109,7 @@ impl FileStore {
             root,
             blobs,
             unsynced: AtomicBool::new(false),
+            known_dirs: KnownDirs::new(),
         })
     }
 
@@ -249,6 +281,26 @@ fn touch(path: &Path) {
     }
 }
 
+/// Makes the blob directory `dir` (`blobs/HH/HHHH`) and its parent if missing;
+/// returns whether `dir` was made by this call.
+fn make_blob_dir(dir: &Path) -> io::Result<bool> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            match fs::create_dir(dir) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -352,25 +404,38 @@ impl Store for FileStore {
         // Set even when the blob is already there: another writer may have put it
         // without flushing yet, and the next update must not reach it unflushed.
         self.unsynced.store(true, Ordering::Release);
-        match fs::metadata(&path) {
-            Ok(m) if m.len() == blob.len() as u64 => {
-                touch(&path);
-                return Ok((r, false));
-            }
-            Ok(m) => log::warn!(
-                "blob {r} on disk has {} bytes, want {}: rewriting it",
-                m.len(),
-                blob.len()
-            ),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io(format!("looking up blob {r}"), e)),
-        }
         let ctx = |e| StoreError::io(format!("writing blob {r}"), e);
         let dir = path.parent().unwrap_or(&self.blobs);
+        // A directory this put has just made holds no blob yet: no need to look.
+        let made_dir = if self.known_dirs.contains(&r) {
+            false
+        } else {
+            let made = make_blob_dir(dir).map_err(ctx)?;
+            self.known_dirs.set(&r, true);
+            made
+        };
+        if !made_dir {
+            match fs::metadata(&path) {
+                Ok(m) if m.len() == blob.len() as u64 => {
+                    touch(&path);
+                    return Ok((r, false));
+                }
+                Ok(m) => log::warn!(
+                    "blob {r} on disk has {} bytes, want {}: rewriting it",
+                    m.len(),
+                    blob.len()
+                ),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(format!("looking up blob {r}"), e)),
+            }
+        }
         let mut tmp = match temp_file_in(dir) {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(dir).map_err(ctx)?;
+                // The directory went away since we saw it (removed by hand).
+                self.known_dirs.set(&r, false);
+                make_blob_dir(dir).map_err(ctx)?;
+                self.known_dirs.set(&r, true);
                 temp_file_in(dir).map_err(ctx)?
             }
             Err(e) => return Err(ctx(e)),
