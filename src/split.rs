@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -544,66 +545,122 @@ const BLOCK: usize = 256 << 10;
 const MAX_BLOCK: usize = 1 << 20;
 /// Blocks the chunking thread may be behind before the writer waits for it.
 const MAX_INFLIGHT: usize = 6;
-/// Chunks handed to storing threads and not yet in the tree before the writer
-/// waits for the oldest.
-const MAX_STORING: usize = 32;
+/// Chunks being stored on storing threads before the writer waits for one.
+const MAX_STORING: usize = 96;
 
 /// Stores one chunk and returns its ref; called on a storing thread.
 type PutChunk = Arc<dyn Fn(Blob) -> Result<Ref, StoreError> + Send + Sync>;
 
-/// Threads that hash and store chunks while the writer goes on. Results come back
-/// tagged with the chunk's sequence number; the writer adds them to the tree in
-/// order, so the tree is the same as when the chunks are stored one by one.
-struct Storers {
-    jobs: Option<mpsc::Sender<(u64, Blob)>>,
-    done: mpsc::Receiver<(u64, Result<Ref, StoreError>)>,
-    /// Set when the writer is dropped or failed: queued chunks are skipped.
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-    handles: Vec<JoinHandle<()>>,
+/// A storing thread's answer: the chunk's sequence number and its ref.
+type Stored = (u64, Result<Ref, StoreError>);
+
+/// One chunk to store, with where its answer goes.
+struct StoreJob {
+    seq: u64,
+    chunk: Blob,
+    put: PutChunk,
+    done: mpsc::Sender<Stored>,
+    /// Set when the writer is dropped or failed: its queued chunks are skipped.
+    cancel: Arc<AtomicBool>,
 }
 
-impl Storers {
-    fn spawn(put: &PutChunk, threads: usize) -> Result<Storers, SplitError> {
-        let (jobs, rx) = mpsc::channel::<(u64, Blob)>();
+/// Threads that hash and store chunks for split writers made by
+/// [`SplitWriter::with_storers`], so a writer's caller goes on while its chunks are
+/// stored. One set serves any number of writers (a mount keeps one); the threads
+/// start with the first chunk and stop when the set is dropped.
+pub struct ChunkStorers {
+    threads: usize,
+    jobs: Mutex<Option<mpsc::Sender<StoreJob>>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ChunkStorers {
+    /// A set of `threads` storing threads (at least one).
+    pub fn new(threads: usize) -> Arc<ChunkStorers> {
+        Arc::new(ChunkStorers {
+            threads: threads.max(1),
+            jobs: Mutex::new(None),
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn submit(&self, job: StoreJob) -> Result<(), SplitError> {
+        let mut jobs = self.jobs.lock();
+        if jobs.is_none() {
+            *jobs = Some(self.spawn()?);
+        }
+        let tx = jobs.as_ref().ok_or(SplitError::Worker)?;
+        tx.send(job).map_err(|_| SplitError::Worker)
+    }
+
+    fn spawn(&self) -> Result<mpsc::Sender<StoreJob>, SplitError> {
+        let (tx, rx) = mpsc::channel::<StoreJob>();
         let rx = Arc::new(Mutex::new(rx));
-        let (done_tx, done) = mpsc::channel();
-        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut storers = Storers {
-            jobs: Some(jobs),
-            done,
-            cancel: cancel.clone(),
-            handles: Vec::new(),
-        };
-        for _ in 0..threads.max(1) {
-            let (rx, done_tx, put, cancel) =
-                (rx.clone(), done_tx.clone(), put.clone(), cancel.clone());
+        let mut handles = self.handles.lock();
+        for _ in 0..self.threads {
+            let rx = rx.clone();
             let handle = std::thread::Builder::new()
                 .name("split-storer".into())
                 .spawn(move || loop {
                     let job = rx.lock().recv();
-                    let Ok((seq, chunk)) = job else { break };
-                    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(job) = job else { break };
+                    if job.cancel.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if done_tx.send((seq, put(chunk))).is_err() {
-                        break;
-                    }
+                    // A writer gone meanwhile no longer listens; that is fine.
+                    let _ = job.done.send((job.seq, (job.put)(job.chunk)));
                 })
                 .map_err(SplitError::Io)?;
-            storers.handles.push(handle);
+            handles.push(handle);
         }
-        Ok(storers)
+        Ok(tx)
+    }
+}
+
+impl Drop for ChunkStorers {
+    fn drop(&mut self) {
+        self.jobs.lock().take();
+        for h in self.handles.lock().drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A writer's link to its storing threads.
+struct Storers {
+    pool: Arc<ChunkStorers>,
+    put: PutChunk,
+    done_tx: mpsc::Sender<Stored>,
+    done: mpsc::Receiver<Stored>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Storers {
+    fn new(pool: Arc<ChunkStorers>, put: PutChunk) -> Storers {
+        let (done_tx, done) = mpsc::channel();
+        Storers {
+            pool,
+            put,
+            done_tx,
+            done,
+            cancel: Arc::default(),
+        }
+    }
+
+    fn submit(&self, seq: u64, chunk: Blob) -> Result<(), SplitError> {
+        self.pool.submit(StoreJob {
+            seq,
+            chunk,
+            put: self.put.clone(),
+            done: self.done_tx.clone(),
+            cancel: self.cancel.clone(),
+        })
     }
 }
 
 impl Drop for Storers {
     fn drop(&mut self) {
-        self.cancel
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.jobs.take();
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
+        self.cancel.store(true, Ordering::Relaxed);
     }
 }
 
@@ -662,9 +719,8 @@ impl Drop for PooledBlock {
 /// How long [`SplitWriter::collect`] waits for storing threads.
 #[derive(Clone, Copy)]
 enum Wait {
-    No,
-    /// Until the oldest chunk is in the tree.
-    Front,
+    /// Until at most [`MAX_STORING`] chunks are still being stored.
+    Room,
     All,
 }
 
@@ -712,13 +768,16 @@ where
     joined: Vec<u8>,
     failed: bool,
     /// Set by [`with_storers`](SplitWriter::with_storers): chunks go to storing
-    /// threads, started with the chunking thread.
-    put_chunk: Option<(PutChunk, usize)>,
+    /// threads once the chunking thread runs.
     storers: Option<Storers>,
     /// Chunks in order whose refs are not all in the tree yet; the front one has
     /// sequence number `storing_base`.
     storing: VecDeque<StoringChunk>,
     storing_base: u64,
+    /// Chunks handed to the storing threads whose refs have not come back.
+    unstored: usize,
+    /// Chunks go to the storing threads: set with the chunking thread's start.
+    handing_off: bool,
 }
 
 impl<W> SplitWriter<W>
@@ -738,15 +797,14 @@ where
         Ok(SplitWriter::from_parts(store, opts, sp))
     }
 
-    /// A writer that hashes and stores chunks on `threads` threads of its own once
-    /// the input outgrows one block, so the caller's writes return while earlier
-    /// chunks are still being stored; [`finish`](SplitWriter::finish) waits for
-    /// them. The tree is the same as [`with_options`](SplitWriter::with_options)
-    /// makes.
+    /// A writer that hashes and stores chunks on `storers` once the input
+    /// outgrows one block, so the caller's writes return while earlier chunks are
+    /// still being stored; [`finish`](SplitWriter::finish) waits for them. The
+    /// tree is the same as [`with_options`](SplitWriter::with_options) makes.
     pub fn with_storers(
         store: W,
         opts: SplitOptions,
-        threads: usize,
+        storers: &Arc<ChunkStorers>,
     ) -> Result<SplitWriter<W>, SplitError>
     where
         W: Clone + Send + Sync + 'static,
@@ -756,7 +814,7 @@ where
         // `put`, not `put_blob`: a chunk is a slice of a pooled block, which a store
         // that keeps blobs must not hold on to.
         let put: PutChunk = Arc::new(move |chunk: Blob| Ok(store.put(&chunk)?.0));
-        w.put_chunk = Some((put, threads));
+        w.storers = Some(Storers::new(storers.clone(), put));
         Ok(w)
     }
 
@@ -774,10 +832,11 @@ where
             tree: TreeBuilder::default(),
             joined: Vec::new(),
             failed: false,
-            put_chunk: None,
             storers: None,
             storing: VecDeque::new(),
             storing_base: 0,
+            unstored: 0,
+            handing_off: false,
         }
     }
 
@@ -824,9 +883,7 @@ where
                 return Err(SplitError::Worker);
             };
             self.scan = spawn_scanner(sp)?;
-            if let Some((put, threads)) = &self.put_chunk {
-                self.storers = Some(Storers::spawn(put, *threads)?);
-            }
+            self.handing_off = self.storers.is_some();
         }
         let Scan::Thread { tx, inflight, .. } = &mut self.scan else {
             return Err(SplitError::Worker);
@@ -874,7 +931,9 @@ where
         let rel = start - self.blocks_start;
         let front = self.blocks.front().ok_or(SplitError::Worker)?;
         let level = (cut.level / self.fanout) as usize;
-        if let Some(storers) = &self.storers {
+        // Small inputs (never a chunking thread) store inline even with storers.
+        let storers = self.storers.as_ref().filter(|_| self.handing_off);
+        if let Some(storers) = storers {
             let chunk = if rel + len <= front.len() as u64 {
                 front.slice(rel as usize..(rel + len) as usize)
             } else {
@@ -883,19 +942,14 @@ where
                 Blob::from(joined)
             };
             let seq = self.storing_base + self.storing.len() as u64;
-            let jobs = storers.jobs.as_ref().ok_or(SplitError::Worker)?;
-            jobs.send((seq, chunk)).map_err(|_| SplitError::Worker)?;
+            storers.submit(seq, chunk)?;
             self.storing.push_back(StoringChunk {
                 len,
                 level,
                 r: None,
             });
-            let wait = if self.storing.len() > MAX_STORING {
-                Wait::Front
-            } else {
-                Wait::No
-            };
-            self.collect(wait)?;
+            self.unstored += 1;
+            self.collect(Wait::Room)?;
         } else {
             let r = if rel + len <= front.len() as u64 {
                 let (r, _) = self.store.put(&front[rel as usize..(rel + len) as usize])?;
@@ -948,7 +1002,6 @@ where
         let Some(storers) = &self.storers else {
             return Ok(());
         };
-        let mut front_added = false;
         loop {
             while let Some(&StoringChunk {
                 len,
@@ -959,14 +1012,12 @@ where
                 self.tree.add(&*self.store, r, len, level)?;
                 self.storing.pop_front();
                 self.storing_base += 1;
-                front_added = true;
             }
             if self.storing.is_empty() {
                 return Ok(());
             }
             let block = match wait {
-                Wait::No => false,
-                Wait::Front => !front_added,
+                Wait::Room => self.unstored > MAX_STORING,
                 Wait::All => true,
             };
             let (seq, r) = if block {
@@ -978,6 +1029,7 @@ where
                     Err(mpsc::TryRecvError::Disconnected) => return Err(SplitError::Worker),
                 }
             };
+            self.unstored = self.unstored.saturating_sub(1);
             let i = seq
                 .checked_sub(self.storing_base)
                 .ok_or(SplitError::Worker)?;
@@ -1033,7 +1085,6 @@ where
             self.store_chunk(cut)?;
         }
         self.collect(Wait::All)?;
-        self.storers = None;
         let root = self.tree.finish(&*self.store)?;
         self.failed = false;
         Ok(root)

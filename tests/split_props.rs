@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anchorfs::proto::split::{Child, Node};
 use anchorfs::split::{
-    read_to_vec, store_bytes, validate_root, SplitError, SplitOptions, SplitReader, SplitWriter,
-    Splitter,
+    read_to_vec, store_bytes, validate_root, ChunkStorers, SplitError, SplitOptions, SplitReader,
+    SplitWriter, Splitter,
 };
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::file::FileStore;
@@ -241,7 +241,7 @@ proptest! {
     ) {
         let data = mixed_bytes(size, seed);
         let store = Arc::new(MemStore::new());
-        let w = SplitWriter::with_storers(store.clone(), opts, threads).unwrap();
+        let w = SplitWriter::with_storers(store.clone(), opts, &ChunkStorers::new(threads)).unwrap();
         let root = feed(w, &data, seed ^ 3);
         let alone = MemStore::new();
         prop_assert_eq!(store_bytes(&alone, &data, opts).unwrap(), root);
@@ -735,10 +735,13 @@ fn writer_errors_are_returned_not_panics() {
 #[test]
 fn storing_thread_errors_reach_the_writer() {
     let data = random_bytes(4 << 20, 4);
+    // One set of threads for all the writers, failed ones included.
+    let storers = ChunkStorers::new(2);
     for after in [0, 5, 40] {
         let store = Arc::new(FaultyStore::new(MemStore::new()));
         store.fail_puts_after(after);
-        let mut w = SplitWriter::with_storers(store.clone(), SplitOptions::default(), 2).unwrap();
+        let mut w =
+            SplitWriter::with_storers(store.clone(), SplitOptions::default(), &storers).unwrap();
         let mut err = None;
         for piece in data.chunks(1 << 20) {
             if let Err(e) = w.write_all(piece) {
@@ -755,7 +758,8 @@ fn storing_thread_errors_reach_the_writer() {
             }
         }
         store.heal();
-        let w = SplitWriter::with_storers(store.clone(), SplitOptions::default(), 2).unwrap();
+        let w =
+            SplitWriter::with_storers(store.clone(), SplitOptions::default(), &storers).unwrap();
         let root = feed(w, &data, 7);
         assert_eq!(read_to_vec(&*store, &root).unwrap(), data);
     }

@@ -352,6 +352,8 @@ pub struct AnchorFs {
     sizes: Option<sizes::SizeLog>,
     mounted_at: SystemTime,
     writes: write::Writes,
+    /// Store the chunks of files written in order, for every writer.
+    storers: Arc<crate::split::ChunkStorers>,
     read_only: bool,
     refreshing: Mutex<()>,
     invalidator: std::sync::OnceLock<Invalidator>,
@@ -387,6 +389,7 @@ impl AnchorFs {
             sizes: size_log,
             mounted_at: SystemTime::now(),
             writes: write::Writes::default(),
+            storers: crate::split::ChunkStorers::new(write::STORING_THREADS),
             read_only: opts_read_only,
             refreshing: Mutex::new(()),
             invalidator: std::sync::OnceLock::new(),

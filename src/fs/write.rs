@@ -58,8 +58,10 @@ enum Data {
 /// blob; larger content streams into a split tree.
 pub const SMALL_MAX: usize = 16 << 10;
 
-/// Threads that hash and store the chunks of one file written in order.
-const STORING_THREADS: usize = 2;
+/// Threads that hash and store the chunks of files written in order. Most of a
+/// chunk's time is the wait for its direct write to the disk, so there are more
+/// of them than cores.
+pub(super) const STORING_THREADS: usize = 8;
 
 impl Data {
     /// Empty content, as a new or truncated file starts.
@@ -786,7 +788,7 @@ impl AnchorFs {
     /// A split writer for content written in order: its chunks are stored on
     /// threads of their own, so a write returns while earlier chunks are stored.
     fn stream_writer(&self) -> Result<SplitWriter<SharedStore>, FsError> {
-        SplitWriter::with_storers(self.store.clone(), SplitOptions::default(), STORING_THREADS)
+        SplitWriter::with_storers(self.store.clone(), SplitOptions::default(), &self.storers)
             .map_err(split_err)
     }
 

@@ -44,9 +44,55 @@ pub struct FileStore {
     blobs: PathBuf,
     /// Set by every put, cleared by the flush that makes those puts durable.
     unsynced: AtomicBool,
+    /// Whether large blobs are written with `O_DIRECT`; cleared when the
+    /// filesystem refuses it.
+    direct: AtomicBool,
     /// One bit per `blobs/HH/HHHH` directory this store has seen exist, so a put
     /// into a known directory neither tries `mkdir` nor fails an `open` first.
     known_dirs: KnownDirs,
+}
+
+/// Blobs at least this large (the split writer's chunks) are written with
+/// `O_DIRECT`: from a reused aligned buffer straight to the disk, instead of into
+/// fresh page cache pages that a bulk write fills and nobody reads back soon. The
+/// last partial block goes through the page cache.
+const DIRECT_MIN: usize = 32 << 10;
+/// What `O_DIRECT` needs buffers, offsets and lengths aligned to (the largest
+/// logical block size in common use).
+const DIRECT_ALIGN: usize = 4096;
+
+thread_local! {
+    /// Each thread's buffer for direct writes, over-allocated by `DIRECT_ALIGN` so
+    /// an aligned run of it can be used.
+    static DIRECT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes `blob` into the empty file `f`, opened with `O_DIRECT`: the whole blocks
+/// directly from an aligned copy, then the rest with `O_DIRECT` turned off.
+fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    DIRECT_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < whole + DIRECT_ALIGN {
+            *buf = vec![0; whole + DIRECT_ALIGN];
+        }
+        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        let aligned = &mut buf[at..at + whole];
+        aligned.copy_from_slice(&blob[..whole]);
+        f.write_all_at(aligned, 0)
+    })?;
+    if whole < blob.len() {
+        let fd = f.as_raw_fd();
+        // SAFETY: fcntl on a descriptor `f` holds open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above; only the O_DIRECT status flag changes.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f.write_all_at(&blob[whole..], whole as u64)?;
+    }
+    Ok(())
 }
 
 /// A bit per blob directory (`HHHH`: the first two bytes of a ref).
@@ -110,6 +156,7 @@ impl FileStore {
             blobs,
             unsynced: AtomicBool::new(false),
             known_dirs: KnownDirs::new(),
+            direct: AtomicBool::new(true),
         })
     }
 
@@ -183,6 +230,34 @@ impl FileStore {
             self.unsynced.store(true, Ordering::Release);
         }
         res.map_err(|e| StoreError::io(format!("flushing store {}", self.root.display()), e))
+    }
+
+    /// Writes `blob` to a new temp file in `dir`; with `direct`, around the page
+    /// cache (see [`DIRECT_MIN`]).
+    fn write_temp(
+        &self,
+        dir: &Path,
+        blob: &[u8],
+        direct: bool,
+    ) -> io::Result<tempfile::NamedTempFile> {
+        if !direct {
+            let mut tmp = temp_file_in(dir)?;
+            // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
+            tmp.as_file_mut().write_all(blob)?;
+            return Ok(tmp);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .make_in(dir, |p| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(p)
+            })?;
+        write_direct(tmp.as_file(), blob)?;
+        Ok(tmp)
     }
 
     /// Takes the writers' lock, waiting with backoff while a live writer holds it
@@ -429,19 +504,24 @@ impl Store for FileStore {
                 Err(e) => return Err(StoreError::io(format!("looking up blob {r}"), e)),
             }
         }
-        let mut tmp = match temp_file_in(dir) {
-            Ok(t) => t,
+        let direct = blob.len() >= DIRECT_MIN && self.direct.load(Ordering::Relaxed);
+        let tmp = match self.write_temp(dir, blob, direct) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // The directory went away since we saw it (removed by hand).
                 self.known_dirs.set(&r, false);
                 make_blob_dir(dir).map_err(ctx)?;
                 self.known_dirs.set(&r, true);
-                temp_file_in(dir).map_err(ctx)?
+                self.write_temp(dir, blob, direct)
             }
-            Err(e) => return Err(ctx(e)),
-        };
-        // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
-        tmp.as_file_mut().write_all(blob).map_err(ctx)?;
+            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // The filesystem takes no direct I/O: buffered from now on.
+                log::debug!("store {}: no direct I/O ({e})", self.root.display());
+                self.direct.store(false, Ordering::Relaxed);
+                self.write_temp(dir, blob, false)
+            }
+            res => res,
+        }
+        .map_err(ctx)?;
         tmp.persist(&path).map_err(|e| ctx(e.error))?;
         Ok((r, true))
     }
