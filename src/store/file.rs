@@ -67,11 +67,13 @@ thread_local! {
     static DIRECT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Writes `blob` into the empty file `f`, opened with `O_DIRECT`: the whole blocks
-/// directly from an aligned copy, then the rest with `O_DIRECT` turned off.
+/// Writes `blob` into the empty file `f`: the whole blocks with `O_DIRECT` from an
+/// aligned copy, then the rest through the page cache. `EINVAL` means the
+/// filesystem takes no direct I/O; nothing is written then.
 fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    set_direct(f, true)?;
     DIRECT_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < whole + DIRECT_ALIGN {
@@ -82,15 +84,26 @@ fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
         aligned.copy_from_slice(&blob[..whole]);
         f.write_all_at(aligned, 0)
     })?;
-    if whole < blob.len() {
-        let fd = f.as_raw_fd();
-        // SAFETY: fcntl on a descriptor `f` holds open.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        // SAFETY: as above; only the O_DIRECT status flag changes.
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        f.write_all_at(&blob[whole..], whole as u64)?;
+    set_direct(f, false)?;
+    f.write_all_at(&blob[whole..], whole as u64)
+}
+
+/// Turns `O_DIRECT` on or off for the open file `f`.
+fn set_direct(f: &File, on: bool) -> io::Result<()> {
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `f` holds open; only status flags change.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -233,30 +246,29 @@ impl FileStore {
     }
 
     /// Writes `blob` to a new temp file in `dir`; with `direct`, around the page
-    /// cache (see [`DIRECT_MIN`]).
+    /// cache (see [`DIRECT_MIN`]) unless the filesystem refuses, which turns direct
+    /// writes off for this store.
     fn write_temp(
         &self,
         dir: &Path,
         blob: &[u8],
         direct: bool,
     ) -> io::Result<tempfile::NamedTempFile> {
-        if !direct {
-            let mut tmp = temp_file_in(dir)?;
-            // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
-            tmp.as_file_mut().write_all(blob)?;
-            return Ok(tmp);
+        let mut tmp = temp_file_in(dir)?;
+        if direct {
+            match write_direct(tmp.as_file(), blob) {
+                Ok(()) => return Ok(tmp),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    log::debug!("store {}: no direct I/O ({e})", self.root.display());
+                    self.direct.store(false, Ordering::Relaxed);
+                    set_direct(tmp.as_file(), false)?;
+                    tmp.as_file().set_len(0)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .make_in(dir, |p| {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o666)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(p)
-            })?;
-        write_direct(tmp.as_file(), blob)?;
+        // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
+        tmp.as_file_mut().write_all(blob)?;
         Ok(tmp)
     }
 
@@ -512,12 +524,6 @@ impl Store for FileStore {
                 make_blob_dir(dir).map_err(ctx)?;
                 self.known_dirs.set(&r, true);
                 self.write_temp(dir, blob, direct)
-            }
-            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                // The filesystem takes no direct I/O: buffered from now on.
-                log::debug!("store {}: no direct I/O ({e})", self.root.display());
-                self.direct.store(false, Ordering::Relaxed);
-                self.write_temp(dir, blob, false)
             }
             res => res,
         }

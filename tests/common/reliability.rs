@@ -426,19 +426,27 @@ pub struct SmallFs {
 impl SmallFs {
     /// A tmpfs of `size` (as tmpfs's size= option takes it: "8m").
     pub fn tmpfs(size: &str) -> SmallFs {
+        SmallFs::memory("tmpfs", &format!("size={size},mode=0755"))
+    }
+
+    /// A ramfs: memory without a size limit, and a filesystem that refuses
+    /// `O_DIRECT`.
+    pub fn ramfs() -> SmallFs {
+        SmallFs::memory("ramfs", "mode=0755")
+    }
+
+    fn memory(fstype: &str, opts: &str) -> SmallFs {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("fs");
         fs::create_dir(&path).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0755"))
-            .arg("tmpfs")
+            .args(["-t", fstype, "-o", opts, fstype])
             .arg(&path)
             .output()
             .expect("run mount");
         assert!(
             out.status.success(),
-            "mounting a tmpfs of {size}: {}",
+            "mounting a {fstype} ({opts}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         SmallFs { path, _dir: dir }
