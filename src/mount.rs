@@ -274,13 +274,15 @@ fn mount_device(path: &Path) -> Option<String> {
 }
 
 /// Raises the kernel's read-ahead for the mount (FUSE can only lower it from the
-/// default of 128 KiB), so sequential reads arrive as 1 MiB requests. Best effort.
+/// default of 128 KiB), so sequential reads arrive as 1 MiB requests, two at a
+/// time (2 MiB read 5% faster than 1 MiB, and 4 or 8 MiB slower, in one run). Best
+/// effort.
 fn raise_read_ahead(mountpoint: &Path) {
     let Some(dev) = mount_device(mountpoint) else {
         return;
     };
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&knob, b"1024") {
+    if let Err(e) = std::fs::write(&knob, b"2048") {
         log::debug!("raising read-ahead ({knob}): {e}");
     }
 }
