@@ -428,6 +428,19 @@ bench_anchorfs_write() {
     say "   cp ${SIZE_MB} MiB: $(get afs_write) MB/s; new 1 KiB version: median $(get afs_small_ms) ms, mean $(get afs_small_mean_ms) ms"
 }
 
+# The store format's own cost for the same data: its files written directly in the
+# store's layout (O_DIRECT, temp file and rename, one syncfs), without hashing,
+# chunking or FUSE, by two processes. Kept until the end: deleting many files just
+# before another measurement would slow that one's file creation.
+bench_file_floor() {
+    warm_source
+    sync
+    local out
+    out=$(python3 "$REPO/scripts/bench/file-floor.py" "$BIG" "$T/floor" 2)
+    rec file_floor_write "$(awk '{ print $3 }' <<<"$out")"
+    say "   store layout written directly: $out"
+}
+
 bench_anchorfs_read() {
     AFS_PHASE=read
     local r v=() name
@@ -752,6 +765,7 @@ report() {
     say "| work | anchorfs | baseline (same run) | baseline | ratio | anchorfs is |"
     say "|---|---:|---|---:|---:|---|"
     row "\`cp\` $size into a new anchor, close included, durable (MB/s)" "$(get afs_write)" "\`dd bs=1M conv=fsync\`, same disk" "$(get dd_fsync_write)" higher
+    row "" "$(get afs_write)" "the store's files written directly (no hashing, no FUSE; \`scripts/bench/file-floor.py\`)" "$(get file_floor_write)" higher
     row "" "$(get afs_write)" "bindfs, \`cp\` + fsync" "$(get bindfs_write_default)" higher "$nb"
     row "" "$(get afs_write)" "bindfs \`-o big_writes\`, \`cp\` + fsync" "$(get bindfs_write_big_writes)" higher "$nb"
     row "" "$(get afs_write)" "\`borg create\`" "$(get borg_write)" higher "$ng"
@@ -839,6 +853,7 @@ section "data" prepare_data
 [ -s "$BIG" ] || die "could not write the data"
 section "plain disk" bench_disk
 section "anchorfs: write" bench_anchorfs_write
+section "store layout, written directly" bench_file_floor
 section "anchorfs: read" bench_anchorfs_read
 section "anchorfs: long anchor" build_many
 section "anchorfs: ls -l" bench_anchorfs_ls

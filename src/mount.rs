@@ -449,8 +449,6 @@ fn preflight(args: &MountArgs) -> Result<()> {
     Ok(())
 }
 
-/// Blocks SIGTERM and SIGINT in this thread (and the threads it starts), so one
-/// thread can wait for them.
 /// Caps glibc's malloc arenas at two (one per core of a small machine) before the
 /// daemon starts its threads. By default each thread that ever allocates may get an
 /// arena of its own, and the request, fetch and commit threads' freed memory then
@@ -477,6 +475,8 @@ fn release_free_memory() {
     }
 }
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the threads it starts), so
+/// one thread can wait for them.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc calls on a properly initialised sigset_t.
     unsafe {
