@@ -696,3 +696,47 @@ fn a_new_file_written_through_mmap_commits_its_bytes() {
     ]));
     assert_eq!(fs::read(m.path("out/latest")).unwrap(), want);
 }
+
+/// A version opened in place for writing and changed through a shared mapping (as
+/// a program that edits a file by `mmap` does) gives a new version with the
+/// change; the old version keeps its bytes.
+#[test]
+fn an_in_place_edit_through_mmap_makes_a_new_version() {
+    use std::os::fd::AsRawFd;
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("db")).unwrap();
+    let old: Vec<u8> = (0..50_000usize).map(|i| (i % 253) as u8).collect();
+    fs::write(m.path("db/file"), &old).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("db/latest"))
+        .unwrap();
+    let mut want = old.clone();
+    want[100..104].copy_from_slice(b"EDIT");
+    // SAFETY: a shared mapping of the open file's `old.len()` bytes; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            old.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        let bytes = std::slice::from_raw_parts_mut(p.cast::<u8>(), old.len());
+        assert_eq!(&bytes[..], &old[..], "the mapping shows the version");
+        bytes[100..104].copy_from_slice(b"EDIT");
+        assert_eq!(libc::msync(p, old.len(), libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(p, old.len()), 0);
+    }
+    drop(f);
+    assert!(common::eventually(Duration::from_secs(3), || contents(
+        &m, b"db"
+    ) == vec![old.clone(), want.clone()]));
+    assert_eq!(fs::read(m.path("db/latest")).unwrap(), want);
+}
