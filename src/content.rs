@@ -135,6 +135,21 @@ pub fn store<S: Store + ?Sized, R: Read>(s: &S, input: R) -> Result<Ref, Content
     Ok(split::store_from(s, input, SplitOptions::default())?)
 }
 
+/// Like [`store`], with the chunks hashed and stored on `storers` while the input is
+/// read.
+pub fn store_with<R: Read>(
+    s: std::sync::Arc<dyn Store>,
+    input: R,
+    storers: &std::sync::Arc<split::ChunkStorers>,
+) -> Result<Ref, ContentError> {
+    Ok(split::store_from_with(
+        s,
+        input,
+        SplitOptions::default(),
+        storers,
+    )?)
+}
+
 /// Within an anchor map update: records that `root` is a split tree root (the Go way,
 /// in the proto-types map). The zero ref needs no record.
 pub fn record_split<S: Store + ?Sized>(

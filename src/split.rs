@@ -548,6 +548,11 @@ const MAX_INFLIGHT: usize = 6;
 /// Chunks being stored on storing threads before the writer waits for one.
 const MAX_STORING: usize = 96;
 
+/// Storing threads that keep a file store's direct writes busy on two cores: most
+/// of a chunk's time is the wait for its write to reach the disk, so there are more
+/// of them than cores.
+pub const STORING_THREADS: usize = 8;
+
 /// Stores one chunk and returns its ref; called on a storing thread.
 type PutChunk = Arc<dyn Fn(Blob) -> Result<Ref, StoreError> + Send + Sync>;
 
@@ -1163,10 +1168,33 @@ pub fn store_bytes<S: Store + ?Sized>(
 /// Stores everything `input` yields as a split tree; returns the root ref.
 pub fn store_from<S: Store + ?Sized, R: Read>(
     store: &S,
-    mut input: R,
+    input: R,
     opts: SplitOptions,
 ) -> Result<Ref, SplitError> {
-    let mut w = SplitWriter::with_options(store, opts)?;
+    feed(SplitWriter::with_options(store, opts)?, input)
+}
+
+/// Like [`store_from`], with the chunks hashed and stored on `storers` while the
+/// input is read.
+pub fn store_from_with<W, R: Read>(
+    store: W,
+    input: R,
+    opts: SplitOptions,
+    storers: &Arc<ChunkStorers>,
+) -> Result<Ref, SplitError>
+where
+    W: Deref + Clone + Send + Sync + 'static,
+    W::Target: Store,
+{
+    feed(SplitWriter::with_storers(store, opts, storers)?, input)
+}
+
+/// Writes everything `input` yields to `w` and finishes it.
+fn feed<W, R: Read>(mut w: SplitWriter<W>, mut input: R) -> Result<Ref, SplitError>
+where
+    W: Deref,
+    W::Target: Store,
+{
     let mut buf = vec![0u8; BLOCK];
     loop {
         let n = match input.read(&mut buf) {

@@ -15,6 +15,7 @@ use crate::anchor::{self, AnchorError};
 use crate::blob::Ref;
 use crate::content::{self, ContentError, Kind};
 use crate::split::{self, SplitError};
+use crate::split::{ChunkStorers, STORING_THREADS};
 use crate::store::StoreError;
 use crate::timestamp::Timestamp;
 
@@ -117,7 +118,10 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
                     .with_context(|| format!("anchoring {shown} in store {label}"))?;
                 r
             } else {
-                let root = content::store(s, &mut reader)
+                // Chunks are hashed and stored on threads of their own while the
+                // input is read: a direct write of each waits for the disk.
+                let storers = ChunkStorers::new(STORING_THREADS);
+                let root = content::store_with(opened.shared(), &mut reader, &storers)
                     .with_context(|| format!("storing {from} in store {label}"))?;
                 content::put_split(s, &name, root, at)
                     .with_context(|| format!("anchoring {shown} in store {label}"))?;

@@ -4,20 +4,21 @@
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
 use crate::blob::Ref;
 use crate::store::file::FileStore;
 use crate::store::mem::MemStore;
-use crate::store::{DeletingStore, Getter, StoreError};
+use crate::store::{DeletingStore, Getter, Store, StoreError};
 
 /// The spelling of the in-memory store.
 pub(crate) const MEM: &str = "mem:";
 
 enum Backend {
-    File(FileStore),
-    Mem(MemStore),
+    File(Arc<FileStore>),
+    Mem(Arc<MemStore>),
 }
 
 /// An open store and how to name it in messages.
@@ -39,8 +40,16 @@ impl Opened {
     /// The store.
     pub(crate) fn store(&self) -> &dyn DeletingStore {
         match &self.backend {
-            Backend::File(s) => s,
-            Backend::Mem(s) => s,
+            Backend::File(s) => &**s,
+            Backend::Mem(s) => &**s,
+        }
+    }
+
+    /// The store, shared, for work that hands it to other threads.
+    pub(crate) fn shared(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::File(s) => s.clone(),
+            Backend::Mem(s) => s.clone(),
         }
     }
 
@@ -83,7 +92,7 @@ pub(crate) fn open(spec: &OsStr, mode: Mode) -> anyhow::Result<Opened> {
     if spec == MEM {
         return Ok(Opened {
             label: MEM.to_string(),
-            backend: Backend::Mem(MemStore::new()),
+            backend: Backend::Mem(Arc::new(MemStore::new())),
         });
     }
     if spec.is_empty() {
@@ -102,6 +111,6 @@ pub(crate) fn open(spec: &OsStr, mode: Mode) -> anyhow::Result<Opened> {
     };
     Ok(Opened {
         label,
-        backend: Backend::File(store),
+        backend: Backend::File(Arc::new(store)),
     })
 }

@@ -389,7 +389,7 @@ impl AnchorFs {
             sizes: size_log,
             mounted_at: SystemTime::now(),
             writes: write::Writes::default(),
-            storers: crate::split::ChunkStorers::new(write::STORING_THREADS),
+            storers: crate::split::ChunkStorers::new(crate::split::STORING_THREADS),
             read_only: opts_read_only,
             refreshing: Mutex::new(()),
             invalidator: std::sync::OnceLock::new(),

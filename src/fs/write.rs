@@ -58,11 +58,6 @@ enum Data {
 /// blob; larger content streams into a split tree.
 pub const SMALL_MAX: usize = 16 << 10;
 
-/// Threads that hash and store the chunks of files written in order. Most of a
-/// chunk's time is the wait for its direct write to the disk, so there are more
-/// of them than cores.
-pub(super) const STORING_THREADS: usize = 8;
-
 impl Data {
     /// Empty content, as a new or truncated file starts.
     fn empty() -> Data {
