@@ -648,27 +648,12 @@ fn a_close_on_another_thread_of_the_writer_commits() {
     drop(keep);
 }
 
-/// A new file written through a shared memory mapping (as linkers write their
-/// output) becomes a version with the mapped bytes, though new files are written
-/// around the page cache.
-#[test]
-fn a_new_file_written_through_mmap_commits_its_bytes() {
+/// Maps the first `len` bytes of `f` shared and writable, lets `edit` change them,
+/// and writes them back (`msync`) before unmapping.
+fn edit_through_mapping(f: &fs::File, len: usize, edit: impl FnOnce(&mut [u8])) {
     use std::os::fd::AsRawFd;
-    if fuse_skipped() {
-        return;
-    }
-    let (_dir, m) = mounted();
-    fs::create_dir(m.path("out")).unwrap();
-    let len = 100_000usize;
-    let want: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(m.path("out/a.bin"))
-        .unwrap();
-    f.set_len(len as u64).unwrap();
-    // SAFETY: a fresh shared mapping of `len` bytes of an open file; unmapped below.
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file, used only as a
+    // slice within this call and unmapped before it returns.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -684,10 +669,31 @@ fn a_new_file_written_through_mmap_commits_its_bytes() {
             "mmap: {}",
             std::io::Error::last_os_error()
         );
-        std::ptr::copy_nonoverlapping(want.as_ptr(), p.cast::<u8>(), len);
+        edit(std::slice::from_raw_parts_mut(p.cast::<u8>(), len));
         assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
         assert_eq!(libc::munmap(p, len), 0);
     }
+}
+
+/// A new file written through a shared memory mapping (as linkers write their
+/// output) becomes a version with the mapped bytes, though new files are written
+/// around the page cache.
+#[test]
+fn a_new_file_written_through_mmap_commits_its_bytes() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("out")).unwrap();
+    let want: Vec<u8> = (0..100_000usize).map(|i| (i * 7 % 251) as u8).collect();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.path("out/a.bin"))
+        .unwrap();
+    f.set_len(want.len() as u64).unwrap();
+    edit_through_mapping(&f, want.len(), |bytes| bytes.copy_from_slice(&want));
     drop(f);
     assert!(common::eventually(Duration::from_secs(3), || contents(
         &m, b"out"
@@ -702,7 +708,6 @@ fn a_new_file_written_through_mmap_commits_its_bytes() {
 /// change; the old version keeps its bytes.
 #[test]
 fn an_in_place_edit_through_mmap_makes_a_new_version() {
-    use std::os::fd::AsRawFd;
     if fuse_skipped() {
         return;
     }
@@ -717,26 +722,16 @@ fn an_in_place_edit_through_mmap_makes_a_new_version() {
         .unwrap();
     let mut want = old.clone();
     want[100..104].copy_from_slice(b"EDIT");
-    // SAFETY: a shared mapping of the open file's `old.len()` bytes; unmapped below.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            old.len(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
-        let bytes = std::slice::from_raw_parts_mut(p.cast::<u8>(), old.len());
+    edit_through_mapping(&f, old.len(), |bytes| {
         assert_eq!(&bytes[..], &old[..], "the mapping shows the version");
         bytes[100..104].copy_from_slice(b"EDIT");
-        assert_eq!(libc::msync(p, old.len(), libc::MS_SYNC), 0);
-        assert_eq!(libc::munmap(p, old.len()), 0);
-    }
+    });
     drop(f);
     assert!(common::eventually(Duration::from_secs(3), || contents(
         &m, b"db"
-    ) == vec![old.clone(), want.clone()]));
+    ) == vec![
+        old.clone(),
+        want.clone()
+    ]));
     assert_eq!(fs::read(m.path("db/latest")).unwrap(), want);
 }
