@@ -77,3 +77,32 @@ fn blobs_round_trip_on_ramfs_which_refuses_direct_io() {
     let fs = SmallFs::ramfs();
     round_trip_in(&fs.path);
 }
+
+/// On a store the process may not write (a read-only mount), putting a blob that is
+/// already there still succeeds, and a new one fails with the filesystem's error.
+#[test]
+fn a_read_only_store_still_finds_its_blobs() {
+    let fs = SmallFs::tmpfs("16m");
+    let old = noise(100_000, 7);
+    let r = {
+        let store = FileStore::create(fs.path.join("store")).unwrap();
+        let (r, _) = store.put(&old).unwrap();
+        store.sync().unwrap();
+        r
+    };
+    let out = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = FileStore::open(fs.path.join("store")).unwrap();
+    assert_eq!(store.put(&old).unwrap(), (r, false));
+    assert_eq!(store.get(&r).unwrap().as_ref(), &old[..]);
+    let err = store.put(b"new blob").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+}

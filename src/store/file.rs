@@ -494,13 +494,19 @@ impl Store for FileStore {
         let ctx = |e| StoreError::io(format!("writing blob {r}"), e);
         let dir = path.parent().unwrap_or(&self.blobs);
         // A directory this put has just made holds no blob yet: no need to look.
-        let made_dir = if self.known_dirs.contains(&r) {
-            false
-        } else {
-            let made = make_blob_dir(dir).map_err(ctx)?;
-            self.known_dirs.set(&r, true);
-            made
-        };
+        let made_dir = !self.known_dirs.contains(&r)
+            && match make_blob_dir(dir) {
+                Ok(made) => {
+                    self.known_dirs.set(&r, true);
+                    made
+                }
+                // Not ours to make (a read-only store, say): a blob already there
+                // is still found below, and writing one fails with the cause.
+                Err(e) => {
+                    log::debug!("making {}: {e}", dir.display());
+                    false
+                }
+            };
         if !made_dir {
             match fs::metadata(&path) {
                 Ok(m) if m.len() == blob.len() as u64 => {
