@@ -8,8 +8,8 @@
 //! - [`SplitWriter`] streams bytes in (`std::io::Write`) and returns the root ref
 //!   from [`SplitWriter::finish`]. The rolling checksum runs on a second thread
 //!   while the caller's thread hashes and stores the chunks and nodes, or, for a
-//!   writer made by [`SplitWriter::with_storers`], hands the chunks to threads of
-//!   its own and goes on.
+//!   writer made by [`SplitWriter::with_storers`], hands the chunks to a set of
+//!   storing threads ([`ChunkStorers`]) and goes on.
 //! - [`SplitReader`] reads a tree (or, through [`SplitReader::raw`], a plain blob)
 //!   with `Read + Seek` and a positioned, thread-safe [`SplitReader::read_at`].
 //! - [`validate_root`] checks strictly whether a ref is the root of a split tree.
