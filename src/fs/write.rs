@@ -1000,7 +1000,7 @@ impl AnchorFs {
     }
 
     /// Close of a descriptor (`owner`: the closing process) or fsync (`None`) of an open
-    /// file: commits it (see [`CommitState`]). A close from another process's
+    /// file: commits it (see `CommitState`). A close from another process's
     /// descriptor table than the writer's does not commit.
     pub fn flush(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
         let id = match self.handles.lock().get(&fh).map(|h| &**h) {
