@@ -8,11 +8,12 @@
 //!
 //! Crash safety: a blob is written to a hidden temp file in its own directory and
 //! renamed into place, so no partial blob ever appears under a final name from a
-//! completed rename; blob writes are made durable in one `syncfs` before any anchor
-//! map ref that could reach them is installed (one flush per update instead of one
-//! `fsync` per blob), and a put that finds an existing file of the wrong length
-//! rewrites it. The anchor map ref is replaced by fsync + rename + directory fsync,
-//! so readers, which never take the lock, see either the old or the new ref.
+//! completed rename, and a put that finds an existing file of the wrong length
+//! rewrites it. An update writes the new anchor map ref to a temp file first; one
+//! `syncfs` then makes it and every blob put so far durable (one flush per update
+//! instead of one `fsync` per blob; an `fsync` of the temp file when no blob needs
+//! one), and only then is it renamed into place and the directory fsynced. Readers,
+//! which never take the lock, see either the old or the new ref.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
@@ -42,8 +43,11 @@ const TEMP_PREFIX: &str = ".tmp-";
 pub struct FileStore {
     root: PathBuf,
     blobs: PathBuf,
-    /// Set by every put, cleared by the flush that makes those puts durable.
-    unsynced: AtomicBool,
+    /// Puts completed so far, counted once the blob is on disk (or found there).
+    puts_done: AtomicU64,
+    /// How many completed puts a finished flush is known to cover: a flush that
+    /// read `puts_done` as N before its `syncfs` covers the first N to complete.
+    puts_flushed: AtomicU64,
     /// Whether large blobs are written with `O_DIRECT`; cleared when the
     /// filesystem refuses it.
     direct: AtomicBool,
@@ -167,7 +171,8 @@ impl FileStore {
         Ok(FileStore {
             root,
             blobs,
-            unsynced: AtomicBool::new(false),
+            puts_done: AtomicU64::new(0),
+            puts_flushed: AtomicU64::new(0),
             known_dirs: KnownDirs::new(),
             direct: AtomicBool::new(true),
         })
@@ -222,27 +227,32 @@ impl FileStore {
         }
     }
 
-    fn write_map_ref(&self, r: &Ref) -> Result<(), StoreError> {
-        let path = self.map_ref_path();
-        let ctx = |e| StoreError::io(format!("writing {}", path.display()), e);
-        let mut tmp = temp_file_in(&self.root).map_err(ctx)?;
-        tmp.as_file_mut().write_all(r.as_bytes()).map_err(ctx)?;
-        tmp.as_file().sync_all().map_err(ctx)?;
-        tmp.persist(&path).map_err(|e| ctx(e.error))?;
-        sync_dir(&self.root).map_err(ctx)
+    /// A temp file beside the map ref holding `r`, not yet flushed.
+    fn stage_map_ref(&self, r: &Ref) -> Result<tempfile::NamedTempFile, StoreError> {
+        let mut tmp = temp_file_in(&self.root).map_err(|e| self.map_ref_err(e))?;
+        tmp.as_file_mut()
+            .write_all(r.as_bytes())
+            .map_err(|e| self.map_ref_err(e))?;
+        Ok(tmp)
     }
 
-    /// Makes every blob written so far durable, if any was written since the last
-    /// flush.
-    fn flush_blobs(&self) -> Result<(), StoreError> {
-        if !self.unsynced.swap(false, Ordering::AcqRel) {
-            return Ok(());
+    fn map_ref_err(&self, e: io::Error) -> StoreError {
+        StoreError::io(format!("writing {}", self.map_ref_path().display()), e)
+    }
+
+    /// Makes every blob whose put has returned durable; returns whether it flushed
+    /// the filesystem (not when an earlier flush already covered them all). Correct
+    /// with puts and flushes on many threads: a put counts only once its blob is
+    /// written, and a flush counts only the puts it saw before its `syncfs` began.
+    fn flush_blobs(&self) -> Result<bool, StoreError> {
+        let done = self.puts_done.load(Ordering::Acquire);
+        if self.puts_flushed.load(Ordering::Acquire) >= done {
+            return Ok(false);
         }
-        let res = syncfs(&self.root);
-        if res.is_err() {
-            self.unsynced.store(true, Ordering::Release);
-        }
-        res.map_err(|e| StoreError::io(format!("flushing store {}", self.root.display()), e))
+        syncfs(&self.root)
+            .map_err(|e| StoreError::io(format!("flushing store {}", self.root.display()), e))?;
+        self.puts_flushed.fetch_max(done, Ordering::AcqRel);
+        Ok(true)
     }
 
     /// Writes `blob` to a new temp file in `dir`; with `direct`, around the page
@@ -488,9 +498,6 @@ impl Store for FileStore {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let r = Ref::of(blob);
         let path = self.blob_path(&r);
-        // Set even when the blob is already there: another writer may have put it
-        // without flushing yet, and the next update must not reach it unflushed.
-        self.unsynced.store(true, Ordering::Release);
         let ctx = |e| StoreError::io(format!("writing blob {r}"), e);
         let dir = path.parent().unwrap_or(&self.blobs);
         // A directory this put has just made holds no blob yet: no need to look.
@@ -511,6 +518,9 @@ impl Store for FileStore {
             match fs::metadata(&path) {
                 Ok(m) if m.len() == blob.len() as u64 => {
                     touch(&path);
+                    // Counted even so: another writer may have put it without
+                    // flushing yet, and the next update must not reach it unflushed.
+                    self.puts_done.fetch_add(1, Ordering::Release);
                     return Ok((r, false));
                 }
                 Ok(m) => log::warn!(
@@ -535,11 +545,12 @@ impl Store for FileStore {
         }
         .map_err(ctx)?;
         tmp.persist(&path).map_err(|e| ctx(e.error))?;
+        self.puts_done.fetch_add(1, Ordering::Release);
         Ok((r, true))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.flush_blobs()
+        self.flush_blobs().map(|_| ())
     }
 }
 
@@ -560,12 +571,23 @@ impl AnchorStore for FileStore {
         if new == base {
             return Ok(new);
         }
-        self.flush_blobs()?;
+        // The new ref waits in a temp file; one flush makes it and the blobs it
+        // reaches durable before the rename installs it.
+        let staged = self.stage_map_ref(&new)?;
+        if !self.flush_blobs()? {
+            staged
+                .as_file()
+                .sync_all()
+                .map_err(|e| self.map_ref_err(e))?;
+        }
         let _lock = self.lock()?;
         if self.read_map_ref()? != old {
             return Err(StoreError::UpdateConflict);
         }
-        self.write_map_ref(&new)?;
+        staged
+            .persist(self.map_ref_path())
+            .map_err(|e| self.map_ref_err(e.error))?;
+        sync_dir(&self.root).map_err(|e| self.map_ref_err(e))?;
         Ok(new)
     }
 }
