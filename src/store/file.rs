@@ -609,3 +609,29 @@ impl DeletingStore for FileStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flush contract the commits rely on: every returned put (a blob written
+    /// or found) is covered by the next flush, and a flush with nothing new to
+    /// cover does not flush the filesystem again.
+    #[test]
+    fn a_flush_covers_every_returned_put_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::create(dir.path().join("s")).unwrap();
+        assert!(!store.flush_blobs().unwrap(), "nothing put yet");
+        store.put(b"one").unwrap();
+        assert!(store.flush_blobs().unwrap());
+        assert!(!store.flush_blobs().unwrap(), "already covered");
+        // A blob found already there counts too: its writer may not have flushed.
+        assert!(!store.put(b"one").unwrap().1, "found, not new");
+        assert!(store.flush_blobs().unwrap());
+        let big = vec![5u8; 100_000];
+        store.put(&big).unwrap();
+        store.put(b"two").unwrap();
+        assert!(store.flush_blobs().unwrap());
+        assert!(!store.flush_blobs().unwrap());
+    }
+}
