@@ -591,10 +591,10 @@ impl ChunkStorers {
 
     fn submit(&self, job: StoreJob) -> Result<(), SplitError> {
         let mut jobs = self.jobs.lock();
-        if jobs.is_none() {
-            *jobs = Some(self.spawn()?);
-        }
-        let tx = jobs.as_ref().ok_or(SplitError::Worker)?;
+        let tx = match &mut *jobs {
+            Some(tx) => tx,
+            None => jobs.insert(self.spawn()?),
+        };
         tx.send(job).map_err(|_| SplitError::Worker)
     }
 
@@ -770,7 +770,6 @@ where
     chunk_start: u64,
     written: u64,
     tree: TreeBuilder,
-    joined: Vec<u8>,
     failed: bool,
     /// Set by [`with_storers`](SplitWriter::with_storers): chunks go to storing
     /// threads once the chunking thread runs.
@@ -835,7 +834,6 @@ where
             chunk_start: 0,
             written: 0,
             tree: TreeBuilder::default(),
-            joined: Vec::new(),
             failed: false,
             storers: None,
             storing: VecDeque::new(),
@@ -936,38 +934,30 @@ where
         let rel = start - self.blocks_start;
         let front = self.blocks.front().ok_or(SplitError::Worker)?;
         let level = (cut.level / self.fanout) as usize;
-        // Small inputs (never a chunking thread) store inline even with storers.
-        let storers = self.storers.as_ref().filter(|_| self.handing_off);
-        if let Some(storers) = storers {
-            let chunk = if rel + len <= front.len() as u64 {
-                front.slice(rel as usize..(rel + len) as usize)
-            } else {
-                let mut joined = Vec::with_capacity(len as usize);
-                self.join_chunk(rel as usize, len as usize, &mut joined)?;
-                Blob::from(joined)
-            };
-            let seq = self.storing_base + self.storing.len() as u64;
-            storers.submit(seq, chunk)?;
-            self.storing.push_back(StoringChunk {
-                len,
-                level,
-                r: None,
-            });
-            self.unstored += 1;
-            self.collect(Wait::Room)?;
+        let chunk = if rel + len <= front.len() as u64 {
+            front.slice(rel as usize..(rel + len) as usize)
         } else {
-            let r = if rel + len <= front.len() as u64 {
-                let (r, _) = self.store.put(&front[rel as usize..(rel + len) as usize])?;
-                r
-            } else {
-                let mut joined = std::mem::take(&mut self.joined);
-                joined.clear();
-                self.join_chunk(rel as usize, len as usize, &mut joined)?;
-                let put = self.store.put(&joined);
-                self.joined = joined;
-                put?.0
-            };
-            self.tree.add(&*self.store, r, len, level)?;
+            let mut joined = Vec::with_capacity(len as usize);
+            self.join_chunk(rel as usize, len as usize, &mut joined)?;
+            Blob::from(joined)
+        };
+        // Small inputs (never a chunking thread) store inline even with storers.
+        match self.storers.as_ref().filter(|_| self.handing_off) {
+            Some(storers) => {
+                let seq = self.storing_base + self.storing.len() as u64;
+                storers.submit(seq, chunk)?;
+                self.storing.push_back(StoringChunk {
+                    len,
+                    level,
+                    r: None,
+                });
+                self.unstored += 1;
+                self.collect(Wait::Room)?;
+            }
+            None => {
+                let (r, _) = self.store.put(&chunk)?;
+                self.tree.add(&*self.store, r, len, level)?;
+            }
         }
         self.chunk_start = cut.end;
         while let Some(b) = self.blocks.front() {

@@ -130,13 +130,9 @@ impl KnownDirs {
         self.0[i].load(Ordering::Relaxed) & bit != 0
     }
 
-    fn set(&self, r: &Ref, present: bool) {
+    fn insert(&self, r: &Ref) {
         let (i, bit) = Self::slot(r);
-        if present {
-            self.0[i].fetch_or(bit, Ordering::Relaxed);
-        } else {
-            self.0[i].fetch_and(!bit, Ordering::Relaxed);
-        }
+        self.0[i].fetch_or(bit, Ordering::Relaxed);
     }
 }
 
@@ -504,7 +500,7 @@ impl Store for FileStore {
         let made_dir = !self.known_dirs.contains(&r)
             && match make_blob_dir(dir) {
                 Ok(made) => {
-                    self.known_dirs.set(&r, true);
+                    self.known_dirs.insert(&r);
                     made
                 }
                 // Not ours to make (a read-only store, say): a blob already there
@@ -536,9 +532,7 @@ impl Store for FileStore {
         let tmp = match self.write_temp(dir, blob, direct) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // The directory went away since we saw it (removed by hand).
-                self.known_dirs.set(&r, false);
                 make_blob_dir(dir).map_err(ctx)?;
-                self.known_dirs.set(&r, true);
                 self.write_temp(dir, blob, direct)
             }
             res => res,
