@@ -203,6 +203,17 @@ pub fn encode_history(hist: &[Anchor]) -> Vec<u8> {
     out
 }
 
+/// The entry of `hist` (oldest first) that a put of `new` would move earlier: the
+/// store keeps one entry for equal neighbours, the earlier, so putting a ref just
+/// before an entry with the same ref (and after one without) makes that entry start
+/// at `new.at`. `None` if the put moves nothing.
+pub fn moved_by_put(hist: &[Anchor], new: Anchor) -> Option<Anchor> {
+    let i = hist.partition_point(|a| a.at <= new.at);
+    let next = hist.get(i)?;
+    let prev_same = i > 0 && hist[i - 1].r == new.r;
+    (next.r == new.r && !prev_same).then_some(*next)
+}
+
 /// Go's Put rule applied to a history. Returns whether it changed.
 pub fn apply_put(hist: &mut Vec<Anchor>, new: Anchor) -> bool {
     if let Some(last) = hist.last() {

@@ -2,6 +2,7 @@
 //! machine, commit rules, and failures injected into the store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anchorfs::anchor;
 use anchorfs::content;
@@ -358,13 +359,39 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
     let o = fs.open_as(v2, true, false, true, other).unwrap();
     assert!(o.direct_io, "in place, through the version's inode");
     fs.release(o.fh).unwrap();
-    // In-place opens without readers write over the version's inode.
+    // In-place opens without readers write over the version's inode, which shows
+    // the writer's file until the last close: its size follows the writes and
+    // truncates (what `fstat`, `SEEK_END` and `mmap` need).
     let o = fs.open_as(v, true, false, false, writer).unwrap();
     assert!(o.direct_io);
-    fs.release(o.fh).unwrap();
+    assert_eq!(fs.getattr(v).unwrap().attr.size, 5);
+    fs.write(o.fh, 10, b"past the end", writer).unwrap();
+    let e = fs.getattr(v).unwrap();
     assert_eq!(
-        contents(&store, b"d").len(),
-        2,
-        "nothing written, nothing new"
+        (e.attr.size, e.ttl),
+        (22, Duration::ZERO),
+        "the writer's size"
     );
+    fs.setattr(v, Some(o.fh), Some(40), None, writer).unwrap();
+    assert_eq!(fs.getattr(v).unwrap().attr.size, 40, "truncated up");
+    // Meanwhile a reader of the version reads its bytes, around the page cache.
+    let r = fs.open(v, false, false).unwrap();
+    assert!(r.direct_io && !r.keep_cache);
+    assert_eq!(fs.read(r.fh, 0, 100).unwrap(), b"first");
+    // A second in-place writer moves to a file of its own.
+    let e = fs.open_as(v, true, false, false, other).unwrap_err();
+    assert_eq!(e.errno(), libc::ESTALE);
+    let moved = fs.lookup_as(dir, &name, other).unwrap().attr.ino;
+    let o2 = fs.open_as(moved, true, false, false, other).unwrap();
+    fs.release(o2.fh).unwrap();
+    fs.release(r.fh).unwrap();
+    fs.setattr(v, Some(o.fh), Some(5), None, writer).unwrap();
+    fs.release(o.fh).unwrap();
+    // Closed: the inode is the version again.
+    let e = fs.getattr(v).unwrap();
+    assert_eq!(e.attr.size, 5);
+    assert_ne!(e.ttl, Duration::ZERO);
+    let c = contents(&store, b"d");
+    assert_eq!(c.len(), 3, "the in-place edit is one new version");
+    assert_eq!(c[2], b"first");
 }

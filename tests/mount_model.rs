@@ -72,6 +72,8 @@ fn is_scratch(name: &str) -> bool {
         || name.ends_with(".swp")
         || name.ends_with(".swx")
         || name == "4913"
+        || (name.len() > 8 && name.ends_with("-journal"))
+        || (name.len() > 4 && (name.ends_with("-wal") || name.ends_with("-shm")))
 }
 
 /// The time a file name gives a version: any RFC 3339 time or the compact form.
@@ -300,6 +302,9 @@ struct Staged {
     gone: bool,
     /// Its last commit was refused with this errno (until it changes again).
     failed: Option<i32>,
+    /// Committed and unchanged since: its name names the version it became, so it
+    /// answers lookups, kept after the last close, but is not listed.
+    settled: bool,
 }
 
 impl Staged {
@@ -308,6 +313,7 @@ impl Staged {
         self.dirty = true;
         self.written = true;
         self.failed = None;
+        self.settled = false;
     }
 }
 
@@ -454,6 +460,7 @@ impl Model {
     fn listed_as_staged(&self, id: usize) -> bool {
         let f = &self.files[id];
         f.listed
+            && !f.settled
             && match self.staged_name(f) {
                 Some(name) => self.lookup(f.anchor, &name) == Node::Staged(id),
                 None => true,
@@ -522,9 +529,11 @@ impl Model {
             .is_some_and(|(_, c)| *c == f.content)
         {
             f.failed = Some(libc::EEXIST);
+            f.settled = false;
             return Err(libc::EEXIST);
         }
         f.failed = None;
+        f.settled = true;
         let (anchor, content) = (f.anchor, f.content.clone());
         self.put(anchor, t, content);
         Ok(true)
@@ -555,6 +564,7 @@ impl Model {
             listed,
             gone: false,
             failed: None,
+            settled: false,
         });
         self.files.len() - 1
     }
@@ -718,6 +728,7 @@ impl Model {
                     f.content.clear();
                     f.dirty = true;
                     f.failed = None;
+                    f.settled = false;
                 }
                 id
             }
@@ -779,7 +790,9 @@ impl Model {
         let f = &mut self.files[id];
         f.open = 0;
         let listed = f.listed;
-        if f.unlinked || !Self::staged_scratch(f) {
+        // A committed file keeps its name for the version it became.
+        let keeps_name = f.settled && f.listed;
+        if f.unlinked || !(Self::staged_scratch(f) || keeps_name) {
             self.forget(id);
         }
         let release = if committed || listed != self.files[id].listed {
@@ -808,6 +821,19 @@ impl Model {
         // Onto `latest` or a version's name (any spelling): a new version, named by
         // the time of the rename.
         let onto_version = self.onto_version(anchor, to);
+        // A file whose content already is a version, unchanged since: renamed onto
+        // the history when that version is the newest, its name just goes; renamed
+        // onto a normal name, the name moves. Neither adds a version.
+        let settled = self.files[id].settled;
+        let newest = self.versions(anchor).last().map(|(_, c)| c.clone());
+        if settled && onto_version && newest.as_ref() == Some(&self.files[id].content) {
+            let f = &mut self.files[id];
+            f.listed = false;
+            if f.open == 0 {
+                self.forget(id);
+            }
+            return Ok(None);
+        }
         let target = if onto_version {
             let MTime::Now(n) = self.tick() else {
                 unreachable!()
@@ -829,10 +855,15 @@ impl Model {
         }
         let f = &mut self.files[id];
         f.name = target;
-        f.dirty = true;
-        if !Self::staged_scratch(f) && f.open == 0 {
+        if !settled || onto_version {
+            f.dirty = true;
+            f.settled = false;
+        }
+        if f.dirty && !Self::staged_scratch(f) && f.open == 0 {
             let committed = self.commit(id, true);
-            self.forget(id);
+            if !self.files[id].settled {
+                self.forget(id);
+            }
             return committed.map(|_| None);
         }
         Ok(None)

@@ -80,6 +80,13 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
     let name = naming::resolve(s, &a.name, escaped)?;
     let shown = quoted(&name);
     let at = a.at.unwrap_or_else(Timestamp::now);
+    // A back-dated put may move the next version earlier (Go's rule: one entry for
+    // equal neighbours, the earlier): say so.
+    let before = match a.at {
+        Some(_) => anchor::history(s, &name)
+            .with_context(|| format!("reading the history of {shown} in store {label}"))?,
+        None => Vec::new(),
+    };
 
     let r = match (a.ref_hex, input) {
         (Some(r), _) => {
@@ -141,6 +148,13 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
         }
         (None, None) => bail!("nothing to put"),
     };
+    if let Some(moved) = anchor::moved_by_put(&before, anchor::Anchor { r, at }) {
+        eprintln!(
+            "anchorfs: the version of {shown} at {} has this content too; the store keeps \
+             one entry for equal neighbours, so that version now starts at {at}",
+            moved.at
+        );
+    }
     println!("{r}");
     Ok(())
 }

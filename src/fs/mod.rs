@@ -588,6 +588,18 @@ impl AnchorFs {
             NodeKey::Version(name, at) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.version(*at).ok_or(FsError::NotFound)?;
+                // Written over in place: the inode is the writer's file until its
+                // last close (see `open_as`).
+                if let Some(f) = self
+                    .writes
+                    .in_place_writer(ino)
+                    .and_then(|id| self.writes.get(id))
+                {
+                    let g = f.lock();
+                    let mut attr = self.file_attr(ino, g.len(), g.mtime);
+                    attr.perm = 0o644;
+                    return Ok((attr, Duration::ZERO));
+                }
                 let size = self.content_size(&a.r)?;
                 let mut attr = self.file_attr(ino, size, at.to_system_time());
                 // Writable on a writable mount: writing starts a new version.
@@ -700,7 +712,7 @@ impl AnchorFs {
                         }
                     }
                 }
-                if let Some(id) = self.writes.find(anchor, name) {
+                if let Some(id) = self.staged_by_name(anchor, name) {
                     return Ok(NodeKey::Staged(id));
                 }
                 let v = self.readable_view(&snap, anchor)?;
@@ -865,11 +877,13 @@ impl AnchorFs {
                 let inodes = &inodes;
                 let has_latest = usize::from(v.latest().is_some());
                 // Files being written under a name history already shows are listed
-                // once, as history.
+                // once, as history; names that closed files keep for the version they
+                // became answer lookups but are not listed.
                 let staged: Vec<_> = self
                     .writes
                     .in_anchor(name)
                     .into_iter()
+                    .filter(|(id, _)| !self.writes.is_settled(*id))
                     .filter(|(_, n)| {
                         let shown_as_latest = n == LATEST && has_latest == 1;
                         let shown_as_version =
@@ -967,18 +981,20 @@ impl AnchorFs {
     }
 
     /// [`open`](Self::open) by the thread `opener`, `append` telling an appending
-    /// open. A truncating or appending open of a version for writing then never
-    /// touches the version's inode: the open makes the new file and fails with
-    /// [`FsError::LookUpAgain`]; the opener's next lookups of that name find the new
-    /// file, which its next open gets. (The kernel retries an open that failed with
-    /// `ESTALE` once, looking every name up again.) So the kernel moves neither the
-    /// size nor the pages of the version's inode for such a writer, and readers of
-    /// the version keep reading it as it is. An in-place open (neither truncating nor
-    /// appending) writes over the version's inode as [`open`](Self::open) does,
-    /// since editors that write in place compare the inode they opened with the
-    /// name's; unless readers have the version open through the page cache, whose
-    /// size the writer would move: then it moves to a new file too. Should the retry
-    /// open the version again, it is written over in place.
+    /// open. A truncating or appending open of a version for writing never touches
+    /// the version's inode: the open makes a new file of the writer's own and fails
+    /// with [`FsError::LookUpAgain`]; the opener's next lookups of that name find
+    /// the new file, which its next open gets. (The kernel retries an open that
+    /// failed with `ESTALE` once, looking every name up again.) An in-place open
+    /// (neither truncating nor appending: `O_RDWR`, an editor that checks the inode
+    /// it opened is the one it stat'ed, as vim does) writes through the version's
+    /// own inode, which then shows the writer's file (size, times) until its last
+    /// close, so `fstat`, `SEEK_END`, `ftruncate` and `mmap` follow the writer;
+    /// readers of the version meanwhile read around the page cache and get the
+    /// version's bytes. An in-place open moves to a new file too when readers have
+    /// the version open through the page cache (they would see the writer's size
+    /// and could be served cached pages of it) or another writer is in place on it.
+    /// Should the retry open the version again, it is written over in place.
     pub fn open_as(
         &self,
         ino: u64,
@@ -990,15 +1006,20 @@ impl AnchorFs {
         let key = self.key_of(ino)?;
         if write || matches!(key, NodeKey::Staged(_)) {
             if let (Some(opener), NodeKey::Version(..)) = (opener, &key) {
-                // In place too while the version has readers through the page
-                // cache: an editor may then see a new inode and ask before saving,
-                // but those readers never see the writer's size.
-                let move_off = truncate || append || self.has_cached_readers(ino);
+                let move_off = truncate
+                    || append
+                    || self.has_cached_readers(ino)
+                    || self.writes.in_place_writer(ino).is_some();
                 if write && move_off && !self.read_only {
                     return self.move_write(opener, &key, truncate);
                 }
             }
-            return self.open_for_write(&key, truncate && write);
+            if let (false, NodeKey::Staged(id)) = (write, &key) {
+                if let Some(opened) = self.open_settled(*id)? {
+                    return Ok(opened);
+                }
+            }
+            return self.open_for_write(&key, ino, truncate && write);
         }
         let snap = self.snapshot();
         let r = match &key {
@@ -1036,17 +1057,15 @@ impl AnchorFs {
         self.handles
             .lock()
             .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
-        // Writing over a version in place (a copy-on-write open of it or of
-        // `latest`, neither truncating nor appending) goes through the version's
-        // own inode, and the kernel's size of that inode follows the writer's
-        // offsets while the writer is open. Every read of an anchor this mount has
-        // written over in place goes around the page cache, so it gets exactly the
-        // version's bytes.
+        // A version written over in place (see `open_as`) has the writer's size in
+        // the kernel while the writer is open, and may have the writer's pages in
+        // the kernel's cache: every read of that version opened since goes around
+        // the page cache, so it gets exactly the version's bytes.
         // A read bounded by a wrong size would be cut short or padded: around the
         // page cache, it gets exactly the content.
         let direct_io = misreported
             || match &key {
-                NodeKey::Version(anchor, _) => self.writes.was_written_over(anchor),
+                NodeKey::Version(..) => self.writes.was_written_over(ino),
                 _ => false,
             };
         // Versions and refs never change: let the page cache outlive the open.

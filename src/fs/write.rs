@@ -29,13 +29,19 @@ use crate::content::{self, Kind};
 use crate::split::{SplitOptions, SplitWriter};
 use crate::timestamp::Timestamp;
 
-/// Whether a file name is scratch: never committed on its own.
+/// Whether a file name is scratch: never committed on its own. Besides dot files,
+/// editors' backups, swap files and probe, SQLite's journals (`-journal`, `-wal`,
+/// `-shm` after the database's name) are scratch: they are written, synced and
+/// deleted around every transaction and would otherwise fill the history with
+/// journal contents.
 pub fn is_scratch(name: &[u8]) -> bool {
     name.starts_with(b".")
         || name.ends_with(b"~")
         || name.ends_with(b".swp")
         || name.ends_with(b".swx")
         || name == b"4913"
+        || (name.len() > 8 && name.ends_with(b"-journal"))
+        || (name.len() > 4 && (name.ends_with(b"-wal") || name.ends_with(b"-shm")))
 }
 
 /// Where a staged file's bytes are.
@@ -140,6 +146,14 @@ impl StagedFile {
         is_scratch(&self.name)
     }
 
+    /// Committed and unchanged since: the name names the version it became.
+    fn settled(&self) -> Option<Ref> {
+        match self.state {
+            CommitState::Committed(r) if !self.dirty && self.broken.is_none() => Some(r),
+            _ => None,
+        }
+    }
+
     fn break_with(&mut self, errno: i32) {
         self.broken = Some(errno);
         self.state = CommitState::Failed(errno);
@@ -168,13 +182,22 @@ pub(crate) struct Writes {
     pub committer: Committer,
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
     appending: Mutex<std::collections::HashSet<u64>>,
-    /// Anchors a version of which this mount has opened for writing through the
-    /// version's own inode (copy-on-write in place).
-    written_over: Mutex<BTreeSet<Vec<u8>>>,
+    /// Version inodes this mount has opened for writing through (copy-on-write in
+    /// place): their kernel pages may hold a writer's bytes.
+    written_over: Mutex<std::collections::HashSet<u64>>,
+    /// Version inodes written over in place now: inode to the writer's staged file.
+    in_place: Mutex<HashMap<u64, u64>>,
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     moved: Mutex<Vec<MovedWrite>>,
+    /// Files closed after their commit that keep their name (oldest first), so a
+    /// name written reads back; at most [`SETTLED_MAX`].
+    settled: Mutex<std::collections::VecDeque<u64>>,
 }
+
+/// How many closed, committed files keep their names in a mount; the oldest is
+/// forgotten first.
+pub const SETTLED_MAX: usize = 4096;
 
 /// A version opened for writing by `opener`, whose open moved to staged file `id`.
 struct MovedWrite {
@@ -182,6 +205,16 @@ struct MovedWrite {
     version: NodeKey,
     id: u64,
     since: Instant,
+}
+
+/// Whether two version keys are versions of the same anchor. The kernel's retry of
+/// a moved open may reach another version than the first try (a commit moved
+/// `latest` in between): it still gets the file the first try made.
+fn same_anchor(a: &NodeKey, b: &NodeKey) -> bool {
+    match (a, b) {
+        (NodeKey::Version(x, _), NodeKey::Version(y, _)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// How long a moved open waits for its opener to come back for the new file.
@@ -226,9 +259,14 @@ impl Writes {
         }
     }
 
-    /// Whether this mount has opened a version of `anchor` for writing.
-    pub fn was_written_over(&self, anchor: &[u8]) -> bool {
-        self.written_over.lock().contains(anchor)
+    /// Whether this mount has written over version inode `ino` in place.
+    pub fn was_written_over(&self, ino: u64) -> bool {
+        self.written_over.lock().contains(&ino)
+    }
+
+    /// The staged file writing over version inode `ino` in place now, if any.
+    pub fn in_place_writer(&self, ino: u64) -> Option<u64> {
+        self.in_place.lock().get(&ino).copied()
     }
 
     /// The staged files of `anchor`: (id, name), by name.
@@ -258,7 +296,43 @@ impl Writes {
         taken
     }
 
+    /// Keeps the closed, committed file `id` under its name; forgets the oldest such
+    /// name past [`SETTLED_MAX`].
+    fn settle(&self, id: u64) {
+        let evicted = {
+            let mut q = self.settled.lock();
+            q.retain(|&i| i != id);
+            q.push_back(id);
+            if q.len() > SETTLED_MAX {
+                q.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(old) = evicted {
+            let idle = self.get(old).is_some_and(|f| {
+                let g = f.lock();
+                g.open == 0 && g.settled().is_some()
+            });
+            if idle {
+                self.remove(old);
+            }
+        }
+    }
+
+    /// Whether staged file `id` is committed and unchanged since: its name only
+    /// names the version it became.
+    pub fn is_settled(&self, id: u64) -> bool {
+        self.get(id).is_some_and(|f| f.lock().settled().is_some())
+    }
+
+    /// Whether staged file `id` is the one its name finds.
+    fn is_named(&self, id: u64, anchor: &[u8], name: &[u8]) -> bool {
+        self.by_name.lock().get(&(anchor.to_vec(), name.to_vec())) == Some(&id)
+    }
+
     fn remove(&self, id: u64) {
+        self.settled.lock().retain(|&i| i != id);
         if let Some(f) = self.files.lock().remove(&id) {
             let f = f.lock();
             let mut names = self.by_name.lock();
@@ -538,6 +612,55 @@ impl AnchorFs {
         Ok(fh)
     }
 
+    /// The staged file `name` of `anchor`, if any. A closed file that keeps naming
+    /// the version it became is forgotten once no version of the anchor has its
+    /// content any more (expired).
+    pub(crate) fn staged_by_name(&self, anchor: &[u8], name: &[u8]) -> Option<u64> {
+        let id = self.writes.find(anchor, name)?;
+        let f = self.writes.get(id)?;
+        let g = f.lock();
+        let Some(r) = g.settled().filter(|_| g.open == 0) else {
+            return Some(id);
+        };
+        drop(g);
+        let snap = self.snapshot();
+        let held = snap
+            .by_name(anchor)
+            .is_some_and(|v| v.versions.iter().any(|a| a.r == r));
+        if held {
+            return Some(id);
+        }
+        self.writes.remove(id);
+        None
+    }
+
+    /// Opens a closed, committed file for reading only: a reader of the version it
+    /// became (its own handle, through the page cache for this open), or `None`
+    /// if it has changed since its commit.
+    pub(crate) fn open_settled(&self, id: u64) -> Result<Option<Opened>, FsError> {
+        let Some(f) = self.writes.get(id) else {
+            return Err(FsError::NotFound);
+        };
+        let (root, kind) = {
+            let g = f.lock();
+            match (&g.data, g.settled()) {
+                (Data::Stored { root, kind, .. }, Some(_)) => (*root, *kind),
+                _ => return Ok(None),
+            }
+        };
+        let reader = content::open(self.store.clone(), root, kind)
+            .map_err(|e| FsError::from_content(root, e))?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
+        Ok(Some(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+        }))
+    }
+
     fn anchor_dir_of(&self, parent: u64) -> Result<Vec<u8>, FsError> {
         match self.key_of(parent)? {
             NodeKey::AnchorDir(a) => Ok(a),
@@ -613,7 +736,7 @@ impl AnchorFs {
             .moved
             .lock()
             .iter()
-            .find(|m| m.opener == caller && &m.version == version)
+            .find(|m| m.opener == caller && same_anchor(&m.version, version))
             .map(|m| m.id)
     }
 
@@ -648,7 +771,8 @@ impl AnchorFs {
             for id in waiting {
                 self.writes.remove(id);
             }
-            return self.open_for_write(version, truncate);
+            let ino = self.inodes.lock().ino_of(version);
+            return self.open_for_write(version, ino, truncate);
         }
         let NodeKey::Version(anchor, at) = version else {
             return Err(FsError::ReadOnly);
@@ -695,7 +819,12 @@ impl AnchorFs {
 
     /// Opens an existing version (or `latest`, or a staged file) for writing: a new
     /// staged file seeded with the old content unless `truncate`.
-    pub(crate) fn open_for_write(&self, key: &NodeKey, truncate: bool) -> Result<Opened, FsError> {
+    pub(crate) fn open_for_write(
+        &self,
+        key: &NodeKey,
+        ino: u64,
+        truncate: bool,
+    ) -> Result<Opened, FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -725,11 +854,16 @@ impl AnchorFs {
                 let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
                 {
                     let mut g = f.lock();
-                    // Seeded with the old content: nothing to commit unless written.
+                    // Seeded with the old content: nothing to commit unless written,
+                    // and until then as old as it.
                     g.dirty = truncate;
-                    g.over_version = Some(self.inodes.lock().ino_of(key));
-                    self.writes.written_over.lock().insert(anchor.clone());
+                    if !truncate {
+                        g.mtime = at.to_system_time();
+                    }
+                    g.over_version = Some(ino);
                 }
+                self.writes.written_over.lock().insert(ino);
+                self.writes.in_place.lock().insert(ino, id);
                 // The kernel writes through the version's own inode: keep the new
                 // bytes out of its page cache, which must go on showing the version.
                 Ok(Opened {
@@ -918,11 +1052,6 @@ impl AnchorFs {
             Some(t) if view.is_none_or(|v| v.version(t).is_none()) => t,
             _ => Timestamp::now(),
         };
-        // The version right after a back-dated one, if any.
-        let next = view.and_then(|v| {
-            let i = v.versions.partition_point(|a| a.at <= at);
-            v.versions.get(i).copied()
-        });
         log::debug!(
             "commit: file {id} ({}/{}) at {at}{}",
             names::escape(&g.anchor).escape_ascii(),
@@ -948,7 +1077,9 @@ impl AnchorFs {
                 return Err(e);
             }
         };
-        if next.is_some_and(|n| n.r == root.0) {
+        let moved =
+            view.and_then(|v| anchor::moved_by_put(&v.versions, anchor::Anchor { r: root.0, at }));
+        if moved.is_some() {
             // The store keeps one entry for equal neighbours, the earlier: anchoring
             // this content before the next version, which has it too, would move that
             // version. History does not change; the content is there already.
@@ -1035,10 +1166,23 @@ impl AnchorFs {
             let committable = g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none();
             if !committable {
                 g.open = 0;
-                let done = g.unlinked || !g.scratch();
+                // A scratch file stays until renamed or unlinked; a committed file
+                // keeps naming the version it became; anything else is done.
+                let keep = !g.unlinked
+                    && (g.scratch()
+                        || (g.settled().is_some() && self.writes.is_named(id, &g.anchor, &g.name)));
+                let settled = keep && !g.scratch();
                 let over = g.over_version.take();
                 drop(g);
-                if done {
+                if let Some(ino) = over {
+                    let mut in_place = self.writes.in_place.lock();
+                    if in_place.get(&ino) == Some(&id) {
+                        in_place.remove(&ino);
+                    }
+                }
+                if settled {
+                    self.writes.settle(id);
+                } else if !keep {
                     self.writes.remove(id);
                 }
                 if let Some(ino) = over {
@@ -1188,7 +1332,35 @@ impl AnchorFs {
                 .by_name(&new_anchor)
                 .is_some_and(|v| v.version(t).is_some())
         });
-        let target = if newname == super::LATEST || onto_version {
+        let onto_history = newname == super::LATEST || onto_version;
+        // A file whose content already is a version, unchanged since (a temp file
+        // written and closed, then renamed over the name it replaces, as `sed -i`
+        // and atomic saves do): within its anchor the rename adds no version.
+        // Onto the history, if that version is the newest, the name simply goes;
+        // onto a normal name, the name moves.
+        let settled = f.lock().settled();
+        let unchanged = settled.is_some() && new_anchor == anchor;
+        if unchanged && onto_history {
+            let newest = self
+                .snapshot()
+                .by_name(&anchor)
+                .and_then(|v| v.latest())
+                .map(|a| a.r);
+            if newest.is_some() && newest == settled {
+                {
+                    let mut names_map = self.writes.by_name.lock();
+                    let key = (anchor.clone(), name.to_vec());
+                    if names_map.get(&key) == Some(&id) {
+                        names_map.remove(&key);
+                    }
+                }
+                if f.lock().open == 0 {
+                    self.writes.remove(id);
+                }
+                return Ok(());
+            }
+        }
+        let target = if onto_history {
             self.opts.time_names.format(Timestamp::now()).into_bytes()
         } else {
             newname.to_vec()
@@ -1205,8 +1377,10 @@ impl AnchorFs {
             let mut g = f.lock();
             g.anchor = new_anchor;
             g.name = target;
-            g.dirty = true;
-            !g.scratch() && g.open == 0
+            if !unchanged || onto_history {
+                g.dirty = true;
+            }
+            g.dirty && !g.scratch() && g.open == 0
         };
         if commit_now {
             let res = self.commit(id, true);
@@ -1216,12 +1390,18 @@ impl AnchorFs {
         Ok(())
     }
 
+    /// After a rename committed a closed file: it keeps its name if that is one
+    /// of its own, else it is done.
     fn release_write_if_closed(&self, id: u64) {
         if let Some(f) = self.writes.get(id) {
             let g = f.lock();
             let done = g.open == 0 && !g.dirty;
+            let keep =
+                done && g.settled().is_some() && self.writes.is_named(id, &g.anchor, &g.name);
             drop(g);
-            if done {
+            if keep {
+                self.writes.settle(id);
+            } else if done {
                 self.writes.remove(id);
             }
         }
@@ -1240,6 +1420,16 @@ impl AnchorFs {
             return Err(FsError::NotFound);
         }
         let at = name_time(name).unwrap_or_else(Timestamp::now);
+        // Back-dated onto an existing version's time, or just before a version
+        // with this very ref (the store would move that version earlier): history
+        // does not change.
+        if let Some(v) = self.snapshot().by_name(&anchor) {
+            if v.version(at).is_some()
+                || anchor::moved_by_put(&v.versions, anchor::Anchor { r, at }).is_some()
+            {
+                return Err(FsError::Exists);
+            }
+        }
         let (kind, _) = self.content_meta(&r)?;
         let res = self
             .writes
