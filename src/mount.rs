@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use parking_lot::Mutex;
 
 use crate::fs::fuse::{invalidate, FuseAdapter, DEFAULT_POLL};
+use crate::fs::modes::ModePolicy;
 use crate::fs::names::TimeNames;
 use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
 use crate::store::file::FileStore;
@@ -52,8 +53,13 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Let other users in.
     pub allow_other: bool,
-    /// Let the kernel check permissions against the modes shown.
+    /// Let the kernel check permissions against the modes shown (always on with
+    /// `allow_other`).
     pub default_permissions: bool,
+    /// Permission bits of every directory (`dir_mode=`, octal).
+    pub dir_mode: Option<u16>,
+    /// Permission bits of every file (`file_mode=`, octal).
+    pub file_mode: Option<u16>,
     /// Owner shown on files.
     pub uid: Option<u32>,
     /// Group shown on files.
@@ -77,6 +83,8 @@ impl Default for MountOptions {
             read_only: false,
             allow_other: false,
             default_permissions: false,
+            dir_mode: None,
+            file_mode: None,
             uid: None,
             gid: None,
             cache_bytes: 16 << 20,
@@ -103,6 +111,15 @@ pub fn parse_size(s: &str) -> Result<usize> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| anyhow!("size {s:?} too large"))
+}
+
+/// Parses permission bits in octal: `0640`, `750`.
+pub fn parse_mode(s: &str) -> Result<u16> {
+    let m = u16::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| anyhow!("bad mode {s:?}: use octal permission bits, e.g. 0640"))?;
+    Ok(m)
 }
 
 /// Parses a duration: `1s`, `500ms`, `2m`, `1h`.
@@ -194,6 +211,8 @@ pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
             ("gid", Some(v)) => {
                 opts.gid = Some(v.parse().with_context(|| format!("bad gid {v:?}"))?)
             }
+            ("dir_mode", Some(v)) => opts.dir_mode = Some(parse_mode(v)?),
+            ("file_mode", Some(v)) => opts.file_mode = Some(parse_mode(v)?),
             ("cache", Some(v)) => opts.cache_bytes = parse_size(v)?,
             ("poll", Some(v)) => opts.poll = parse_duration(v)?,
             ("names", Some("compact")) => opts.names = TimeNames::Compact,
@@ -208,9 +227,19 @@ pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
 
 const USAGE: &str = "usage: mount.anchorfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]\n\
     SOURCE: a store directory (created if missing) or mem:\n\
-    -o: comma-separated options: ro, allow_other, default_permissions, uid=N, gid=N,\n    \
-    cache=SIZE (default 16M), poll=DURATION (default 1s), names=compact, log=FILE, noxattr,\n    \
-    and mount(8)'s generic options (defaults, noauto, user, _netdev, nofail, x-systemd.*, ...)\n\
+    -o: comma-separated options:\n    \
+      ro                   every write is refused (EROFS)\n    \
+      allow_other          let users other than the mounting one in; the kernel then checks\n    \
+                           every access against the modes shown (default_permissions is\n    \
+                           implied), and opening a version for writing needs write\n    \
+                           permission on its anchor directory\n    \
+      default_permissions  have the kernel check the modes shown (also without allow_other)\n    \
+      uid=N, gid=N         owner and group shown on every node (default: the mounting user)\n    \
+      dir_mode=OCTAL       directories' mode (default: the store directory's, at most 0755)\n    \
+      file_mode=OCTAL      every file's mode (default: the mode it was written with, at most\n    \
+                           what the store directory grants; 0644 masked so if unknown)\n    \
+      cache=SIZE (default 16M), poll=DURATION (default 1s), names=compact, log=FILE, noxattr,\n    \
+      and mount(8)'s generic options (defaults, noauto, user, _netdev, nofail, x-systemd.*, ...)\n\
     -f: stay in the foreground   -d: debug logging";
 
 /// Parses the command line (after the program name).
@@ -507,7 +536,17 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     };
     // SAFETY: geteuid/getegid cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // Modes never show more than the store's own directory grants.
+    let store_mode = store_path.as_ref().and_then(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).ok().map(|m| m.permissions().mode())
+    });
     let fs_opts = FsOptions {
+        modes: ModePolicy::new(store_mode, args.opts.dir_mode, args.opts.file_mode),
+        check_access: args.opts.allow_other || args.opts.default_permissions,
+        mode_log: store_path
+            .as_ref()
+            .map(|p| p.join(crate::fs::modes::FILE_NAME)),
         time_names: args.opts.names,
         uid: args.opts.uid.unwrap_or(uid),
         gid: args.opts.gid.unwrap_or(gid),
@@ -540,7 +579,10 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     if args.opts.read_only {
         config.mount_options.push(fuser::MountOption::RO);
     }
-    if args.opts.default_permissions {
+    // With other users in, the kernel checks every access against the modes shown;
+    // the one check it cannot make (opening a version for writing adds a version to
+    // its anchor directory) is the filesystem's own.
+    if args.opts.default_permissions || args.opts.allow_other {
         config
             .mount_options
             .push(fuser::MountOption::DefaultPermissions);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anchorfs::anchor;
 use anchorfs::content;
 use anchorfs::fs::inode::ROOT_INO;
-use anchorfs::fs::{AnchorFs, FsError, FsOptions, LATEST};
+use anchorfs::fs::{AnchorFs, FsError, FsOptions, SetAttr, LATEST};
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::mem::MemStore;
 use anchorfs::Timestamp;
@@ -104,7 +104,16 @@ fn sequential_random_and_seeded_writes() {
     let (_, fh) = fs.create(dir, b"t").unwrap();
     fs.write(fh, 0, b"0123456789", None).unwrap();
     let staged = fs.lookup(dir, b"t").unwrap().attr.ino;
-    fs.setattr(staged, Some(fh), Some(4), None, None).unwrap();
+    fs.setattr(
+        staged,
+        Some(fh),
+        &SetAttr {
+            size: Some(4),
+            ..SetAttr::default()
+        },
+        None,
+    )
+    .unwrap();
     fs.flush(fh, None).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(contents(&store, b"d").last().unwrap(), b"0123");
@@ -150,14 +159,30 @@ fn history_is_immutable() {
     );
     let vino = fs.lookup(dir, &v).unwrap().attr.ino;
     assert_eq!(
-        fs.setattr(vino, None, Some(0), None, None)
-            .unwrap_err()
-            .errno(),
+        fs.setattr(
+            vino,
+            None,
+            &SetAttr {
+                size: Some(0),
+                ..SetAttr::default()
+            },
+            None
+        )
+        .unwrap_err()
+        .errno(),
         libc::EPERM
     );
     assert!(
-        fs.setattr(vino, None, None, Some(std::time::SystemTime::now()), None)
-            .is_ok(),
+        fs.setattr(
+            vino,
+            None,
+            &SetAttr {
+                mtime: Some(std::time::SystemTime::now()),
+                ..SetAttr::default()
+            },
+            None
+        )
+        .is_ok(),
         "touch is accepted"
     );
     assert_eq!(
@@ -372,7 +397,16 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
         (22, Duration::ZERO),
         "the writer's size"
     );
-    fs.setattr(v, Some(o.fh), Some(40), None, writer).unwrap();
+    fs.setattr(
+        v,
+        Some(o.fh),
+        &SetAttr {
+            size: Some(40),
+            ..SetAttr::default()
+        },
+        writer,
+    )
+    .unwrap();
     assert_eq!(fs.getattr(v).unwrap().attr.size, 40, "truncated up");
     // Meanwhile a reader of the version reads its bytes, around the page cache.
     let r = fs.open(v, false, false).unwrap();
@@ -385,7 +419,16 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
     let o2 = fs.open_as(moved, true, false, false, other).unwrap();
     fs.release(o2.fh).unwrap();
     fs.release(r.fh).unwrap();
-    fs.setattr(v, Some(o.fh), Some(5), None, writer).unwrap();
+    fs.setattr(
+        v,
+        Some(o.fh),
+        &SetAttr {
+            size: Some(5),
+            ..SetAttr::default()
+        },
+        writer,
+    )
+    .unwrap();
     fs.release(o.fh).unwrap();
     // Closed: the inode is the version again.
     let e = fs.getattr(v).unwrap();

@@ -17,7 +17,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::{AnchorFs, Attr, Entry, FileKind, FsError, Invalidations};
+use super::{AnchorFs, Attr, Caller, Entry, FileKind, FsError, Invalidations, SetAttr};
 
 /// The adapter the session runs.
 pub struct FuseAdapter {
@@ -74,6 +74,26 @@ impl Processes {
         }
         recent.insert(tid, (tgid, Instant::now()));
         u64::from(tgid)
+    }
+}
+
+/// Who sent `req`: its user, group and supplementary groups (from
+/// `/proc/TID/status`; none if it does not say).
+fn caller_of(req: &Request) -> Caller {
+    let groups = std::fs::read_to_string(format!("/proc/{}/status", req.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        groups,
     }
 }
 
@@ -235,10 +255,13 @@ impl Filesystem for FuseAdapter {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let append = flags.0 & libc::O_APPEND != 0;
-        match self
-            .core
-            .open_as(ino.0, write, truncate, append, Some(u64::from(req.pid())))
-        {
+        let caller = write.then(|| caller_of(req));
+        match self.core.open_checked(
+            ino.0,
+            (write, truncate, append),
+            Some(u64::from(req.pid())),
+            caller.as_ref(),
+        ) {
             Ok(o) => {
                 if write && append {
                     self.core.set_append(o.fh);
@@ -438,12 +461,13 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.core.create(parent.0, name.as_bytes()) {
+        let mode = (mode & !umask & 0o777) as u16;
+        match self.core.create_with_mode(parent.0, name.as_bytes(), mode) {
             Ok((e, fh)) => {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
@@ -520,7 +544,7 @@ impl Filesystem for FuseAdapter {
         &self,
         req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
+        mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
         size: Option<u64>,
@@ -544,8 +568,11 @@ impl Filesystem for FuseAdapter {
             self.core.setattr(
                 ino.0,
                 fh.map(|f| f.0),
-                size,
-                mtime,
+                &SetAttr {
+                    size,
+                    mtime,
+                    mode: mode.map(|m| (m & 0o7777) as u16),
+                },
                 size.map(|_| self.processes.of(req)),
             ),
         )

@@ -11,11 +11,12 @@
 
 pub mod fuse;
 pub mod inode;
+pub mod modes;
 pub mod names;
 pub mod sizes;
 pub mod view;
 mod write;
-pub use write::SMALL_MAX;
+pub use write::{SetAttr, SMALL_MAX};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -116,6 +117,9 @@ pub enum FsError {
     /// A name longer than a directory entry may be.
     #[error("file name too long")]
     NameTooLong,
+    /// The caller lacks the permission the operation needs.
+    #[error("permission denied")]
+    PermissionDenied,
     /// The open of a version for writing moved to a new file of its own: the caller
     /// looks the name up again and opens what it finds (the kernel does this by
     /// itself on `ESTALE`; see `AnchorFs::open_as`).
@@ -143,6 +147,7 @@ impl FsError {
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::LookUpAgain => libc::ESTALE,
+            FsError::PermissionDenied => libc::EACCES,
         }
     }
 
@@ -284,6 +289,41 @@ pub struct FsOptions {
     /// Where to keep the size log ([`sizes::SizeLog`]), if anywhere: read, and
     /// appended to unless `read_only`.
     pub size_log: Option<PathBuf>,
+    /// The permission bits shown ([`modes::ModePolicy`]).
+    pub modes: modes::ModePolicy,
+    /// Where to keep the modes files were written with ([`modes::ModeLog`]), if
+    /// anywhere.
+    pub mode_log: Option<PathBuf>,
+    /// Check callers' permissions where the kernel's checks cannot (other users
+    /// are let in).
+    pub check_access: bool,
+}
+
+/// Who asks: the credentials of a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    /// Whether the caller may write into a node with attributes `attr` (root may).
+    pub fn may_write(&self, attr: &Attr) -> bool {
+        let bits = if self.uid == 0 {
+            return true;
+        } else if self.uid == attr.uid {
+            0o200
+        } else if self.gid == attr.gid || self.groups.contains(&attr.gid) {
+            0o020
+        } else {
+            0o002
+        };
+        attr.perm & bits != 0
+    }
 }
 
 impl Default for FsOptions {
@@ -296,6 +336,9 @@ impl Default for FsOptions {
             mutable_ttl: Duration::from_secs(1),
             read_only: false,
             size_log: None,
+            modes: modes::ModePolicy::default(),
+            mode_log: None,
+            check_access: false,
         }
     }
 }
@@ -350,6 +393,7 @@ pub struct AnchorFs {
     next_fh: AtomicU64,
     meta: Mutex<MetaCache>,
     sizes: Option<sizes::SizeLog>,
+    mode_log: Option<modes::ModeLog>,
     mounted_at: SystemTime,
     writes: write::Writes,
     /// Store the chunks of files written in order, for every writer.
@@ -375,6 +419,10 @@ impl AnchorFs {
             .size_log
             .as_deref()
             .map(|p| sizes::SizeLog::open(p, !opts.read_only));
+        let mode_log = opts
+            .mode_log
+            .as_deref()
+            .map(|p| modes::ModeLog::open(p, !opts.read_only));
         let fs = AnchorFs {
             store,
             opts,
@@ -387,6 +435,7 @@ impl AnchorFs {
                 std::num::NonZeroUsize::new(1 << 16).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
             sizes: size_log,
+            mode_log,
             mounted_at: SystemTime::now(),
             writes: write::Writes::default(),
             storers: crate::split::ChunkStorers::new(crate::split::STORING_THREADS),
@@ -403,6 +452,15 @@ impl AnchorFs {
                 .flat_map(|v| v.versions.iter().map(|a| a.r))
                 .collect();
             log.tidy(|r| live.contains(r));
+        }
+        if let Some(log) = &fs.mode_log {
+            let snap = fs.snapshot();
+            let live: std::collections::HashSet<Ref> = snap
+                .anchors()
+                .iter()
+                .flat_map(|v| v.versions.iter().map(|a| modes::key(&v.name, a.at)))
+                .collect();
+            log.tidy(|k| live.contains(k));
         }
         Ok(fs)
     }
@@ -492,7 +550,11 @@ impl AnchorFs {
             blocks: 0,
             mtime,
             kind: FileKind::Dir,
-            perm: 0o755,
+            perm: if self.read_only {
+                self.opts.modes.read_only_dir()
+            } else {
+                self.opts.modes.dir
+            },
             nlink,
             uid: self.opts.uid,
             gid: self.opts.gid,
@@ -506,7 +568,7 @@ impl AnchorFs {
             blocks: blocks(size),
             mtime,
             kind: FileKind::File,
-            perm: 0o444,
+            perm: self.opts.modes.read_only_file(None),
             nlink: 1,
             uid: self.opts.uid,
             gid: self.opts.gid,
@@ -574,9 +636,15 @@ impl AnchorFs {
                 Ok((self.dir_attr(ino, newest, 2 + 1), short))
             }
             NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => {
-                Ok((self.dir_attr(ino, self.mounted_at, 2), IMMUTABLE_TTL))
+                let mut attr = self.dir_attr(ino, self.mounted_at, 2);
+                attr.perm = self.opts.modes.read_only_dir();
+                Ok((attr, IMMUTABLE_TTL))
             }
-            NodeKey::AtTime(t) => Ok((self.dir_attr(ino, t.to_system_time(), 2), short)),
+            NodeKey::AtTime(t) => {
+                let mut attr = self.dir_attr(ino, t.to_system_time(), 2);
+                attr.perm = self.opts.modes.read_only_dir();
+                Ok((attr, short))
+            }
             NodeKey::AnchorDir(name) => {
                 let v = self.anchor_view(&snap, name).ok_or(FsError::NotFound)?;
                 let mtime = v
@@ -588,6 +656,7 @@ impl AnchorFs {
             NodeKey::Version(name, at) => {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.version(*at).ok_or(FsError::NotFound)?;
+                let recorded = self.recorded_mode(name, *at);
                 // Written over in place: the inode is the writer's file until its
                 // last close (see `open_as`).
                 if let Some(f) = self
@@ -597,15 +666,17 @@ impl AnchorFs {
                 {
                     let g = f.lock();
                     let mut attr = self.file_attr(ino, g.len(), g.mtime);
-                    attr.perm = 0o644;
+                    attr.perm = self.opts.modes.file(Some(g.mode));
                     return Ok((attr, Duration::ZERO));
                 }
                 let size = self.content_size(&a.r)?;
                 let mut attr = self.file_attr(ino, size, at.to_system_time());
                 // Writable on a writable mount: writing starts a new version.
-                if !self.read_only {
-                    attr.perm = 0o644;
-                }
+                attr.perm = if self.read_only {
+                    self.opts.modes.read_only_file(recorded)
+                } else {
+                    self.opts.modes.file(recorded)
+                };
                 Ok((attr, IMMUTABLE_TTL))
             }
             NodeKey::Latest(name) => {
@@ -621,7 +692,12 @@ impl AnchorFs {
                 let v = snap.by_name(name).ok_or(FsError::NotFound)?;
                 let a = v.as_of(*t).ok_or(FsError::NotFound)?;
                 let size = self.content_size(&a.r)?;
-                Ok((self.file_attr(ino, size, a.at.to_system_time()), short))
+                let mut attr = self.file_attr(ino, size, a.at.to_system_time());
+                attr.perm = self
+                    .opts
+                    .modes
+                    .read_only_file(self.recorded_mode(name, a.at));
+                Ok((attr, short))
             }
             NodeKey::RefFile(r) => {
                 let size = self.content_size(r)?;
@@ -631,8 +707,23 @@ impl AnchorFs {
                 let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
                 let g = f.lock();
                 let mut attr = self.file_attr(ino, g.len(), g.mtime);
-                attr.perm = g.mode;
+                attr.perm = self.opts.modes.file(Some(g.mode));
                 Ok((attr, Duration::ZERO))
+            }
+        }
+    }
+
+    /// The mode `anchor`'s version at `at` was written with through a mount, if
+    /// recorded.
+    pub(crate) fn recorded_mode(&self, anchor: &[u8], at: Timestamp) -> Option<u16> {
+        self.mode_log.as_ref().and_then(|l| l.get(anchor, at))
+    }
+
+    /// Records the mode a version was written with.
+    pub(crate) fn record_mode(&self, anchor: &[u8], at: Timestamp, mode: u16) {
+        if let Some(l) = &self.mode_log {
+            if !self.read_only {
+                l.record(anchor, at, mode);
             }
         }
     }
@@ -972,6 +1063,35 @@ impl AnchorFs {
             });
         }
         Ok(out)
+    }
+
+    /// [`open_as`](Self::open_as) for `caller` (`(write, truncate, append)`): with
+    /// access checks on ([`FsOptions::check_access`]), opening a version or
+    /// `latest` for writing adds a version to its anchor directory, so it needs
+    /// write permission on that directory as shown (the kernel checks only the
+    /// file's own mode). `caller` is `None` when nobody is to be checked.
+    pub fn open_checked(
+        &self,
+        ino: u64,
+        (write, truncate, append): (bool, bool, bool),
+        opener: Option<u64>,
+        caller: Option<&Caller>,
+    ) -> Result<Opened, FsError> {
+        if let (true, true, Some(caller)) = (self.opts.check_access, write, caller) {
+            let anchor = match self.key_of(ino)? {
+                NodeKey::Version(anchor, _) => Some(anchor),
+                NodeKey::Staged(id) => self.writes.get(id).map(|f| f.lock().anchor.clone()),
+                _ => None,
+            };
+            if let Some(anchor) = anchor {
+                let dir = self.inodes.lock().ino_of(&NodeKey::AnchorDir(anchor));
+                let (attr, _) = self.attr_of(&self.key_of(dir)?, dir)?;
+                if !caller.may_write(&attr) {
+                    return Err(FsError::PermissionDenied);
+                }
+            }
+        }
+        self.open_as(ino, write, truncate, append, opener)
     }
 
     /// Opens `ino`; `write` asks for writing (a new version, seeded with the old

@@ -131,6 +131,8 @@ pub(crate) struct StagedFile {
     /// A write or truncate failed with this errno: part of the content is lost, so
     /// the file never becomes a version; every later call reports the error.
     broken: Option<i32>,
+    /// The time of the version its last commit made.
+    committed_at: Option<Timestamp>,
 }
 
 impl StagedFile {
@@ -166,6 +168,17 @@ fn broken_err(errno: i32) -> FsError {
         errno: Some(errno),
         why: "an earlier write to this file failed; it will not become a version".into(),
     }
+}
+
+/// The attributes a `setattr` changes; `None` leaves one as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    /// A new size (truncate or extend).
+    pub size: Option<u64>,
+    /// A new modification time.
+    pub mtime: Option<SystemTime>,
+    /// New permission bits.
+    pub mode: Option<u16>,
 }
 
 /// A staged file's place: (anchor, file name).
@@ -589,6 +602,7 @@ impl AnchorFs {
             writer_owner: None,
             over_version: None,
             broken: None,
+            committed_at: None,
         }));
         self.writes.files.lock().insert(id, f.clone());
         if !listed {
@@ -704,8 +718,20 @@ impl AnchorFs {
         self.lookup(parent, name)
     }
 
-    /// Creates a new file in an anchor directory; returns its entry and handle.
+    /// Creates a new file in an anchor directory with the default mode; returns its
+    /// entry and handle.
     pub fn create(&self, parent: u64, name: &[u8]) -> Result<(Entry, u64), FsError> {
+        self.create_with_mode(parent, name, 0o644)
+    }
+
+    /// Creates a new file in an anchor directory with permission bits `mode` (kept
+    /// with the versions it becomes); returns its entry and handle.
+    pub fn create_with_mode(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<(Entry, u64), FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -723,7 +749,8 @@ impl AnchorFs {
                 return Err(FsError::Exists);
             }
         }
-        let (id, _) = self.new_staged(&anchor, name, Data::empty(), true)?;
+        let (id, f) = self.new_staged(&anchor, name, Data::empty(), true)?;
+        f.lock().mode = mode & 0o777;
         let fh = self.write_handle(id)?;
         let entry = self.lookup(parent, name)?;
         Ok((entry, fh))
@@ -778,9 +805,12 @@ impl AnchorFs {
             return Err(FsError::ReadOnly);
         };
         let data = self.seed(anchor, *at, truncate)?;
+        let mode = self.opts.modes.file(self.recorded_mode(anchor, *at));
         let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
         {
             let mut g = f.lock();
+            // A new version of a file keeps the file's mode.
+            g.mode = mode;
             // Nobody has it open until the opener comes back for it.
             g.open = 0;
             // Seeded with the old content: nothing to commit unless written, and
@@ -851,9 +881,11 @@ impl AnchorFs {
                 let data = self.seed(anchor, *at, truncate)?;
                 // Not listed under a name of its own: the version appears under its
                 // commit time when the file is closed.
+                let mode = self.opts.modes.file(self.recorded_mode(anchor, *at));
                 let (id, f) = self.new_staged(anchor, super::LATEST, data, false)?;
                 {
                     let mut g = f.lock();
+                    g.mode = mode;
                     // Seeded with the old content: nothing to commit unless written,
                     // and until then as old as it.
                     g.dirty = truncate;
@@ -1104,7 +1136,10 @@ impl AnchorFs {
                 if g.state == CommitState::Committing {
                     g.state = CommitState::Committed(root.0);
                 }
+                g.committed_at = Some(at);
+                let mode = g.mode;
                 drop(g);
+                self.record_mode(&anchor_name, at, mode);
                 self.writes.pending_dirs.lock().remove(&anchor_name);
                 self.after_commit();
                 Ok(())
@@ -1200,18 +1235,20 @@ impl AnchorFs {
     }
 
     /// Changes attributes. On a staged file: truncate, mode and times apply to the
-    /// staged file; nothing of mode or times is kept in the version. On a version:
-    /// times and mode changes are accepted and ignored (history does not change);
-    /// truncating a version is refused. `owner`, the truncating process, becomes the
-    /// file's writer, as with [`write`](Self::write).
+    /// staged file, and its mode is kept with the version it becomes (see
+    /// [`modes`](super::modes)); its times are not (a version's time is its own).
+    /// On a version: a mode change is kept for that version; times are accepted and
+    /// ignored (history does not change); truncating a version is refused. `owner`,
+    /// the truncating process, becomes the file's writer, as with
+    /// [`write`](Self::write).
     pub fn setattr(
         &self,
         ino: u64,
         fh: Option<u64>,
-        size: Option<u64>,
-        mtime: Option<SystemTime>,
+        change: &SetAttr,
         owner: Option<u64>,
     ) -> Result<Entry, FsError> {
+        let SetAttr { size, mtime, mode } = *change;
         let key = self.key_of(ino)?;
         let id = match (&key, fh.map(|fh| self.write_id(fh))) {
             (_, Some(Ok(id))) => Some(id),
@@ -1239,6 +1276,15 @@ impl AnchorFs {
                 if let Some(t) = mtime {
                     g.mtime = t;
                 }
+                if let Some(m) = mode {
+                    g.mode = m & 0o777;
+                    // Already the version it became: the mode goes with it.
+                    if let (Some(_), Some(at)) = (g.settled(), g.committed_at) {
+                        let anchor = g.anchor.clone();
+                        drop(g);
+                        self.record_mode(&anchor, at, m);
+                    }
+                }
             }
             None => {
                 if self.read_only {
@@ -1246,6 +1292,9 @@ impl AnchorFs {
                 }
                 if size.is_some() {
                     return Err(FsError::Immutable);
+                }
+                if let (Some(m), NodeKey::Version(anchor, at)) = (mode, &key) {
+                    self.record_mode(anchor, *at, m);
                 }
             }
         }
