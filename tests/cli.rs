@@ -1044,3 +1044,39 @@ fn sync_two_stores_each_with_what_the_other_lacks() {
     ok(&c, &["fsck"]);
     fails(&a, &["sync", a.to_str().unwrap()], 1, &["two"]);
 }
+
+/// A back-dated put just before a version with the same ref keeps Go's rule (that
+/// version now starts at the earlier time) and says so on stderr.
+#[test]
+fn a_back_dated_put_that_moves_a_version_says_so() {
+    let (_d, store) = new_store();
+    let june = printed_ref(ok_in(
+        &store,
+        &["put", "n", "--at", "2026-06-02T00:00:00Z"],
+        b"june",
+    ));
+    let out = cli(&store)
+        .args([
+            "put",
+            "n",
+            "--ref",
+            &june.to_hex(),
+            "--at",
+            "2026-06-01T00:00:00Z",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let said = one_line_mentioning(&out.stderr, &["2026-06-02T00:00:00", "2026-06-01T00:00:00"]);
+    assert!(said.contains("now starts"), "{said}");
+    let h = anchor::history(&FileStore::open(&store).unwrap(), b"n").unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].at, Timestamp::parse("2026-06-01T00:00:00Z").unwrap());
+    // A back-dated put that moves nothing says nothing.
+    ok_in(
+        &store,
+        &["put", "n", "--at", "2026-05-01T00:00:00Z"],
+        b"may",
+    );
+}

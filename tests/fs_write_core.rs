@@ -438,3 +438,127 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
     assert_eq!(c.len(), 3, "the in-place edit is one new version");
     assert_eq!(c[2], b"first");
 }
+
+/// The names of anchor directory `dir`'s listing, without `.` and `..`.
+fn listing(fs: &AnchorFs, dir: u64) -> Vec<Vec<u8>> {
+    fs.readdir(dir, 2, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+/// A name written and closed keeps naming the version it became: it reads back,
+/// reopening it adds nothing, writing it again makes a new version under that name,
+/// renaming it onto `latest` or another name adds no version, unlinking it removes
+/// the name and never the version; it is never listed.
+#[test]
+fn a_name_written_keeps_naming_the_version_it_became() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"a").unwrap().attr.ino;
+    write_file(&fs, dir, b"data", b"one").unwrap();
+    let e = fs.lookup(dir, b"data").unwrap();
+    assert_eq!(e.attr.size, 3);
+    assert_eq!(listing(&fs, dir).len(), 2, "the version and latest only");
+    // Read back by a reader of its own.
+    let o = fs.open(e.attr.ino, false, false).unwrap();
+    assert_eq!(fs.read(o.fh, 0, 10).unwrap(), b"one");
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    // Reopened for writing and closed untouched: nothing new, not even empty.
+    let o = fs.open(e.attr.ino, true, false).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(contents(&store, b"a"), vec![b"one".to_vec()]);
+    // Written again (truncating): a new version, still named `data`.
+    let o = fs.open(e.attr.ino, true, true).unwrap();
+    fs.write(o.fh, 0, b"two", None).unwrap();
+    fs.flush(o.fh, None).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(
+        contents(&store, b"a"),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+    let o = fs
+        .open(fs.lookup(dir, b"data").unwrap().attr.ino, false, false)
+        .unwrap();
+    assert_eq!(fs.read(o.fh, 0, 10).unwrap(), b"two");
+    fs.release(o.fh).unwrap();
+    // Renamed onto another name: the name moves, no version is added.
+    fs.rename(dir, b"data", dir, b"renamed").unwrap();
+    assert!(matches!(fs.lookup(dir, b"data"), Err(FsError::NotFound)));
+    assert_eq!(fs.lookup(dir, b"renamed").unwrap().attr.size, 3);
+    // Renamed onto latest, whose version it is: the name goes, nothing is added.
+    fs.rename(dir, b"renamed", dir, LATEST).unwrap();
+    assert!(matches!(fs.lookup(dir, b"renamed"), Err(FsError::NotFound)));
+    assert_eq!(contents(&store, b"a").len(), 2);
+    // A temp file renamed over a kept name (an atomic save): one version.
+    write_file(&fs, dir, b"config", b"v1").unwrap();
+    write_file(&fs, dir, b"config.tmp", b"v2").unwrap();
+    fs.rename(dir, b"config.tmp", dir, b"config").unwrap();
+    assert_eq!(
+        contents(&store, b"a"),
+        vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"v1".to_vec(),
+            b"v2".to_vec()
+        ]
+    );
+    let o = fs
+        .open(fs.lookup(dir, b"config").unwrap().attr.ino, false, false)
+        .unwrap();
+    assert_eq!(fs.read(o.fh, 0, 10).unwrap(), b"v2");
+    fs.release(o.fh).unwrap();
+    // Renamed onto latest when a newer version came meanwhile: committed again,
+    // as the newest.
+    write_file(&fs, dir, b"old", b"older").unwrap();
+    write_file(&fs, dir, b"other", b"newer").unwrap();
+    fs.rename(dir, b"old", dir, LATEST).unwrap();
+    assert_eq!(contents(&store, b"a").last().unwrap(), b"older");
+    // Unlinked: the name goes, the version stays.
+    let before = contents(&store, b"a");
+    fs.unlink(dir, b"config").unwrap();
+    assert!(matches!(fs.lookup(dir, b"config"), Err(FsError::NotFound)));
+    assert_eq!(contents(&store, b"a"), before);
+    assert_eq!(listing(&fs, dir).len(), before.len() + 1);
+}
+
+/// A back-dated link whose ref is the next version's would move that version
+/// earlier (the store keeps the earlier of equal neighbours): refused.
+#[test]
+fn a_back_dated_link_that_would_move_a_version_is_refused() {
+    let (store, fs) = setup();
+    let dir = fs.mkdir(ROOT_INO, b"l").unwrap().attr.ino;
+    write_file(&fs, dir, b"2026-06-02T00:00:00Z", b"june").unwrap();
+    let june = anchor::history(&*store, b"l").unwrap()[0];
+    let hex = june.r.to_hex();
+    let e = fs
+        .symlink(dir, b"2026-06-01T00:00:00Z", hex.as_bytes())
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EEXIST);
+    assert_eq!(anchor::history(&*store, b"l").unwrap(), vec![june]);
+    // Onto an existing version's time: refused too.
+    let e = fs
+        .symlink(dir, b"2026-06-02T00:00:00Z", hex.as_bytes())
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EEXIST);
+    // After it with the same ref: the store's rule adds nothing, and nothing moves.
+    write_file(&fs, dir, b"2026-05-01T00:00:00Z", b"may").unwrap();
+    let before = anchor::history(&*store, b"l").unwrap();
+    fs.symlink(dir, b"2026-07-01T00:00:00Z", hex.as_bytes())
+        .unwrap();
+    assert_eq!(anchor::history(&*store, b"l").unwrap(), before);
+    // Between May and June with June's ref: refused; with May's: nothing moves.
+    let e = fs
+        .symlink(dir, b"2026-05-15T00:00:00Z", hex.as_bytes())
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EEXIST);
+    fs.symlink(
+        dir,
+        b"2026-05-15T00:00:00Z",
+        before[0].r.to_hex().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(anchor::history(&*store, b"l").unwrap(), before);
+}

@@ -73,7 +73,9 @@ fn another_user_gets_only_what_the_modes_grant() {
     let mnt = m.mnt.display().to_string();
     assert_eq!(mode(&m.path("notes")), 0o755);
     // Reading what the modes allow works.
-    let (code, err) = as_nobody(&format!("cat {mnt}/notes/latest >/dev/null && ls {mnt}/notes"));
+    let (code, err) = as_nobody(&format!(
+        "cat {mnt}/notes/latest >/dev/null && ls {mnt}/notes"
+    ));
     assert_eq!(code, 0, "nobody reads a 0644 version: {err}");
     // Every kind of write into root's anchor is refused, and nothing is added.
     let before = history_len(&m.store, b"notes");
@@ -103,7 +105,11 @@ fn another_user_gets_only_what_the_modes_grant() {
         .unwrap();
     assert_eq!(mode(&m.path("notes/private")), 0o600);
     let latest = fs::read_link(m.path("notes/latest")).unwrap();
-    assert_eq!(mode(&m.path("notes").join(&latest)), 0o600, "the version too");
+    assert_eq!(
+        mode(&m.path("notes").join(&latest)),
+        0o600,
+        "the version too"
+    );
     let (code, err) = as_nobody(&format!("cat {mnt}/notes/latest"));
     assert_ne!(code, 0);
     assert!(err.contains("Permission denied"), "{err}");
