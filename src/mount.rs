@@ -630,6 +630,25 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
             })?;
     }
 
+    // Verified chunks for the kernel's page cache (random reads of versions), stored
+    // from a thread of their own: storing waits for the pages' locks, which reads
+    // in flight hold until their replies. A full queue drops what it cannot take
+    // (filling is only ahead of reads).
+    {
+        let (fill_tx, fill_rx) = std::sync::mpsc::sync_channel::<(u64, u64, crate::Blob)>(256);
+        core.set_page_filler(Box::new(move |ino, offset, data| {
+            let _ = fill_tx.try_send((ino, offset, data));
+        }));
+        let notifier = session.notifier();
+        std::thread::Builder::new()
+            .name("anchorfs-fill".into())
+            .spawn(move || {
+                while let Ok((ino, offset, data)) = fill_rx.recv() {
+                    crate::fs::fuse::fill_pages(&notifier, ino, offset, &data);
+                }
+            })?;
+    }
+
     // Poll for changes made by other processes, mounts and the CLI.
     let poller = {
         let (core, stop, poll) = (core.clone(), stop.clone(), args.opts.poll);

@@ -1541,6 +1541,20 @@ where
         Ok(done)
     }
 
+    /// The verified chunks covering `len` bytes from `offset` (clamped to the
+    /// content), in order, each with its offset in the content; empty for a raw
+    /// blob or empty content, which have no chunks.
+    pub fn chunks_covering(&self, offset: u64, len: usize) -> Result<Vec<(u64, Blob)>, SplitError> {
+        let Body::Tree(root) = &self.body else {
+            return Ok(Vec::new());
+        };
+        if offset >= self.size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let want = (self.size - offset).min(len as u64) as usize;
+        self.chunks_for(root, offset, want)
+    }
+
     /// The chunks covering `want` bytes from `offset`, in order, each with its stream
     /// offset. Chunks not cached are fetched (and verified) on up to
     /// [`PARALLEL_FETCHES`] threads at once, so a large read overlaps disk waits and

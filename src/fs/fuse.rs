@@ -204,6 +204,15 @@ pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
     }
 }
 
+/// Puts `data`, verified content of `ino` at `offset`, in the kernel's page cache
+/// (FUSE's store notification), so reads of it need no request. An inode the
+/// kernel no longer has is skipped.
+pub fn fill_pages(notifier: &fuser::Notifier, ino: u64, offset: u64, data: &[u8]) {
+    if let Err(e) = notifier.store(INodeNo(ino), offset, data) {
+        log::debug!("filling pages of inode {ino} at {offset}: {e}");
+    }
+}
+
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(IO_BLOCK);

@@ -13,6 +13,7 @@ pub mod fuse;
 pub mod inode;
 pub mod modes;
 pub mod names;
+pub mod overlay;
 pub mod sizes;
 pub mod view;
 mod write;
@@ -28,7 +29,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
 use crate::anchor::{self, AnchorError};
-use crate::blob::Ref;
+use crate::blob::{Blob, Ref};
 use crate::content::{self, ContentError, Kind};
 use crate::schema::SchemaError;
 use crate::split::{SplitError, SplitReader};
@@ -369,10 +370,36 @@ pub struct Opened {
 /// An open file: a reader of immutable content, or a file being written.
 enum Handle {
     /// Reading a version, a time-travel file or a ref.
-    Read(Box<SplitReader<SharedStore>>),
+    Read(ReadHandle),
     /// Writing the staged file with this id.
     Write(u64),
 }
+
+/// A reader of immutable content.
+struct ReadHandle {
+    reader: Box<SplitReader<SharedStore>>,
+    /// The inode read, if its pages may be filled ahead of reads (content that
+    /// never changes, read through the page cache).
+    fill_pages_of: Option<u64>,
+}
+
+impl ReadHandle {
+    fn handle(reader: SplitReader<SharedStore>, fill_pages_of: Option<u64>) -> Handle {
+        Handle::Read(ReadHandle {
+            reader: Box::new(reader),
+            fill_pages_of,
+        })
+    }
+}
+
+/// Reads up to this size fill the kernel's cache with the rest of the chunks they
+/// touch (see [`AnchorFs::set_page_filler`]); larger ones are the kernel's
+/// read-ahead, which asks for what it wants.
+pub const FILL_READS_UP_TO: usize = 128 << 10;
+
+/// Where the core sends verified content for the kernel's page cache: (inode,
+/// offset, bytes). The mount passes it on from a thread of its own.
+pub type PageFiller = Box<dyn Fn(u64, u64, Blob) + Send + Sync>;
 
 /// The `i`th own entry of a directory listing: inode, type, name.
 type ListingEntry<'a> = dyn Fn(usize) -> (u64, FileKind, Vec<u8>) + 'a;
@@ -401,6 +428,7 @@ pub struct AnchorFs {
     read_only: bool,
     refreshing: Mutex<()>,
     invalidator: std::sync::OnceLock<Invalidator>,
+    page_filler: std::sync::OnceLock<PageFiller>,
 }
 
 /// Where the core sends kernel cache entries it made stale (the mount passes them to
@@ -442,6 +470,7 @@ impl AnchorFs {
             read_only: opts_read_only,
             refreshing: Mutex::new(()),
             invalidator: std::sync::OnceLock::new(),
+            page_filler: std::sync::OnceLock::new(),
         };
         fs.refresh()?;
         if let Some(log) = &fs.sizes {
@@ -479,6 +508,15 @@ impl AnchorFs {
     /// ignored). Without one, the kernel's caches expire by their timeouts alone.
     pub fn set_invalidator(&self, f: Invalidator) {
         let _ = self.invalidator.set(f);
+    }
+
+    /// Sets where verified chunks go to fill the kernel's page cache (once). A small
+    /// read of a version or ref (random access: the kernel's read-ahead asks for
+    /// more) then hands on the whole chunks it touched, so the next reads of their
+    /// other pages need no request. Only content that never changes and is read
+    /// through the page cache is filled; the bytes are the verified chunks'.
+    pub fn set_page_filler(&self, f: PageFiller) {
+        let _ = self.page_filler.set(f);
     }
 
     /// Reports stale kernel cache entries, if anyone listens.
@@ -1174,9 +1212,6 @@ impl AnchorFs {
         };
         let reader = content::open(self.store.clone(), r, kind).map_err(|e| self.damaged(&r, e))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .lock()
-            .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
         // A version written over in place (see `open_as`) has the writer's size in
         // the kernel while the writer is open, and may have the writer's pages in
         // the kernel's cache: every read of that version opened since goes around
@@ -1193,6 +1228,10 @@ impl AnchorFs {
         if !direct_io && matches!(key, NodeKey::Version(..)) {
             self.cached_reads.lock().insert(fh, ino);
         }
+        let fill = keep_cache.then_some(ino);
+        self.handles
+            .lock()
+            .insert(fh, Arc::new(ReadHandle::handle(reader, fill)));
         Ok(Opened {
             fh,
             keep_cache,
@@ -1313,10 +1352,30 @@ impl AnchorFs {
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)?;
-        let reader = match &*h {
-            Handle::Read(r) => r,
+        let (reader, fill) = match &*h {
+            Handle::Read(r) => (&r.reader, r.fill_pages_of),
             Handle::Write(id) => return self.read_staged(*id, offset, size),
         };
+        if let (Some(ino), Some(filler), true) =
+            (fill, self.page_filler.get(), size <= FILL_READS_UP_TO)
+        {
+            let chunks = reader
+                .chunks_covering(offset, size)
+                .map_err(|e| self.damaged(&reader.root(), ContentError::Split(e)))?;
+            if !chunks.is_empty() {
+                let end = (offset + size as u64).min(reader.size());
+                let mut out = Vec::with_capacity((end - offset) as usize);
+                for (start, chunk) in &chunks {
+                    let from = offset.max(*start) - start;
+                    let to = end.min(start + chunk.len() as u64) - start;
+                    out.extend_from_slice(&chunk[from as usize..to as usize]);
+                }
+                for (start, chunk) in chunks {
+                    filler(ino, start, chunk);
+                }
+                return Ok(out);
+            }
+        }
         let avail = reader.size().saturating_sub(offset).min(size as u64) as usize;
         let mut buf = vec![0u8; avail];
         let mut done = 0;

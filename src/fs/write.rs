@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::inode::NodeKey;
 use super::names;
+use super::overlay::{Overlay, OverlayError};
 use super::{AnchorFs, Entry, FsError, Handle, Opened, SharedStore};
 use crate::anchor::{self, AnchorError};
 use crate::blob::Ref;
@@ -56,6 +57,9 @@ enum Data {
     },
     /// In a temporary file (random writes, truncates, reads of own writes).
     Spool { file: File, len: u64 },
+    /// Stored content with the blocks written since in a temporary file (random
+    /// writes into a large version: nothing is copied first).
+    Overlay(Box<Overlay>),
     /// Stored (after a commit, or seeded from a version).
     Stored { root: Ref, kind: Kind, len: u64 },
 }
@@ -141,6 +145,7 @@ impl StagedFile {
         match &self.data {
             Data::Small(b) => b.len() as u64,
             Data::Stream { len, .. } | Data::Spool { len, .. } | Data::Stored { len, .. } => *len,
+            Data::Overlay(o) => o.len(),
         }
     }
 
@@ -476,6 +481,13 @@ fn store_err(e: impl std::fmt::Display, errno: Option<i32>) -> FsError {
     }
 }
 
+fn overlay_err(e: OverlayError) -> FsError {
+    match e {
+        OverlayError::Base(s) => split_err(s),
+        OverlayError::Spool(io) => io_err(io),
+    }
+}
+
 fn split_err(e: crate::split::SplitError) -> FsError {
     use crate::split::SplitError;
     let errno = match &e {
@@ -512,6 +524,11 @@ impl AnchorFs {
                 (self.copy_to_spool(root, Kind::Split, len)?, len)
             }
             Data::Stored { root, kind, len } => (self.copy_to_spool(root, kind, len)?, len),
+            Data::Overlay(o) => {
+                let mut file = self.spool_file()?;
+                std::io::copy(&mut o.cursor(), &mut file).map_err(io_err)?;
+                (file, o.len())
+            }
         };
         f.data = Data::Spool { file, len };
         Ok(())
@@ -543,6 +560,23 @@ impl AnchorFs {
                 file.read_exact_at(&mut buf, 0).map_err(io_err)?;
                 let (root, kind) = self.store_small(&buf)?;
                 (root, kind, len)
+            }
+            Data::Overlay(o) if o.len() as usize <= SMALL_MAX => {
+                let mut buf = vec![0u8; o.len() as usize];
+                o.read_at(0, &mut buf).map_err(overlay_err)?;
+                let (root, kind) = self.store_small(&buf)?;
+                (root, kind, o.len())
+            }
+            Data::Overlay(o) => {
+                let len = o.len();
+                let root = crate::split::store_from_with(
+                    self.store.clone(),
+                    o.cursor(),
+                    SplitOptions::default(),
+                    &self.storers,
+                )
+                .map_err(split_err)?;
+                (root, Kind::Split, len)
             }
             Data::Spool { mut file, len } => {
                 file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -667,7 +701,7 @@ impl AnchorFs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
             .lock()
-            .insert(fh, Arc::new(Handle::Read(Box::new(reader))));
+            .insert(fh, Arc::new(super::ReadHandle::handle(reader, None)));
         Ok(Some(Opened {
             fh,
             keep_cache: false,
@@ -954,6 +988,10 @@ impl AnchorFs {
     }
 
     fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        // A write into seeded content elsewhere than at its end.
+        if matches!(&g.data, Data::Stored { len, .. } if offset != *len) {
+            self.overlay_over(g)?;
+        }
         match &mut g.data {
             Data::Small(buf) if offset == buf.len() as u64 => {
                 if buf.len() + data.len() <= SMALL_MAX {
@@ -996,6 +1034,7 @@ impl AnchorFs {
                     };
                 }
             }
+            Data::Overlay(o) => o.write_at(offset, data).map_err(overlay_err)?,
             _ => {
                 self.to_spool(g)?;
                 if let Data::Spool { file, len: l } = &mut g.data {
@@ -1005,6 +1044,23 @@ impl AnchorFs {
             }
         }
         Ok(())
+    }
+
+    /// Turns seeded content larger than [`SMALL_MAX`] into an overlay, so a
+    /// write elsewhere than at its end copies nothing first; false (nothing done)
+    /// for small content, which the spool takes whole.
+    fn overlay_over(&self, g: &mut StagedFile) -> Result<bool, FsError> {
+        let Data::Stored { root, kind, len } = &g.data else {
+            return Ok(false);
+        };
+        if *len as usize <= SMALL_MAX {
+            return Ok(false);
+        }
+        let (root, kind) = (*root, *kind);
+        let base = content::open(self.store.clone(), root, kind)
+            .map_err(|e| FsError::from_content(root, e))?;
+        g.data = Data::Overlay(Box::new(Overlay::new(base, self.spool_file()?)));
+        Ok(true)
     }
 
     /// Reads from a file open for writing (its own bytes so far).
@@ -1029,6 +1085,13 @@ impl AnchorFs {
                 let start = (offset as usize).min(b.len());
                 let end = start.saturating_add(size).min(b.len());
                 return Ok(b[start..end].to_vec());
+            }
+            Data::Overlay(o) => {
+                let n = o.len().saturating_sub(offset).min(size as u64) as usize;
+                let mut buf = vec![0u8; n];
+                let got = o.read_at(offset, &mut buf).map_err(overlay_err)?;
+                buf.truncate(got);
+                return Ok(buf);
             }
             _ => {}
         }
@@ -1302,6 +1365,10 @@ impl AnchorFs {
     }
 
     fn truncate_data(&self, g: &mut StagedFile, size: u64) -> Result<(), FsError> {
+        self.overlay_over(g)?;
+        if let Data::Overlay(o) = &mut g.data {
+            return o.set_len(size).map_err(overlay_err);
+        }
         self.to_spool(g)?;
         if let Data::Spool { file, len } = &mut g.data {
             file.set_len(size)
