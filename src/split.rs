@@ -1673,7 +1673,8 @@ struct ChunkSpot {
 
 impl ChunkSpot {
     fn fetch<S: Getter + ?Sized>(&self, store: &S) -> Result<Blob, SplitError> {
-        let b = store.get(&self.chunk)?;
+        // The span bounds the chunk: a larger file in its place is refused unread.
+        let b = store.get_at_most(&self.chunk, self.end - self.start)?;
         check_chunk(&self.parent, &self.chunk, b.len(), self.start, self.end)?;
         Ok(b)
     }

@@ -1,6 +1,6 @@
 //! Access: without `allow_other` other users get EACCES; with `allow_other` and
 //! `default_permissions` the kernel enforces the modes the mount shows; files the
-//! store creates follow the umask of whoever creates them.
+//! store creates are private to their owner (0600, 0700) whatever the umask.
 
 mod common;
 #[path = "common/reliability.rs"]
@@ -177,14 +177,20 @@ fn new_modes(store: &Path, before: &HashSet<PathBuf>) -> (HashSet<u32>, HashSet<
     (files, dirs)
 }
 
+/// The store's files are `0600` and its directories `0700` (its directory is made
+/// `0700`, so not group-readable), the umask only taking bits away; `umask 000`
+/// makes nothing writable by others.
 #[test]
-fn files_the_store_creates_follow_the_umask() {
+fn files_the_store_creates_are_private_whatever_the_umask() {
     if fuse_skipped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let sp = dir.path().join("store");
-    for (round, mask) in [0o077u32, 0o022, 0o027, 0o002].into_iter().enumerate() {
+    for (round, mask) in [0o077u32, 0o022, 0o027, 0o002, 0o000]
+        .into_iter()
+        .enumerate()
+    {
         // The command line.
         let before = if sp.exists() {
             tree(&sp)
@@ -204,20 +210,20 @@ fn files_the_store_creates_follow_the_umask() {
         );
         assert_eq!(
             files,
-            HashSet::from([0o666 & !mask]),
+            HashSet::from([0o600 & !mask]),
             "CLI blob files with umask {mask:03o}"
         );
         if !dirs.is_empty() {
             assert_eq!(
                 dirs,
-                HashSet::from([0o777 & !mask]),
+                HashSet::from([0o700 & !mask]),
                 "CLI directories with umask {mask:03o}"
             );
         }
         let map_mode = fs::metadata(sp.join("anchormapref")).unwrap().mode() & 0o7777;
         assert_eq!(
             map_mode,
-            0o666 & !mask,
+            0o600 & !mask,
             "anchormapref with umask {mask:03o}"
         );
 
@@ -233,13 +239,13 @@ fn files_the_store_creates_follow_the_umask() {
         assert!(!files.is_empty());
         assert_eq!(
             files,
-            HashSet::from([0o666 & !mask]),
+            HashSet::from([0o600 & !mask]),
             "mount blob files with umask {mask:03o}"
         );
         if !dirs.is_empty() {
             assert_eq!(
                 dirs,
-                HashSet::from([0o777 & !mask]),
+                HashSet::from([0o700 & !mask]),
                 "mount directories with umask {mask:03o}"
             );
         }

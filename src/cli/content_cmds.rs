@@ -16,7 +16,7 @@ use crate::blob::Ref;
 use crate::content::{self, ContentError, Kind};
 use crate::split::{self, SplitError};
 use crate::split::{ChunkStorers, STORING_THREADS};
-use crate::store::StoreError;
+use crate::store::{StoreError, MAX_BLOB_SIZE};
 use crate::timestamp::Timestamp;
 
 /// Content up to this size is read whole (and so verified whole) before any byte
@@ -114,10 +114,24 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
             };
             let from = input.label;
             let r = if a.raw {
+                // No more than one blob can hold is read, whatever the input is.
+                let too_large = || {
+                    anyhow::anyhow!(
+                        "{from} is larger than the {MAX_BLOB_SIZE} bytes one raw blob can have \
+                         (store it without --raw, as a split tree)"
+                    )
+                };
+                if input.size.is_some_and(|n| n > MAX_BLOB_SIZE) {
+                    return Err(too_large());
+                }
                 let mut data = Vec::new();
-                reader
+                (&mut reader)
+                    .take(MAX_BLOB_SIZE + 1)
                     .read_to_end(&mut data)
                     .with_context(|| format!("reading {from}"))?;
+                if data.len() as u64 > MAX_BLOB_SIZE {
+                    return Err(too_large());
+                }
                 let (r, _) = s
                     .put(&data)
                     .with_context(|| format!("storing {from} in store {label}"))?;

@@ -197,14 +197,19 @@ pub(super) fn fsck(spec: Option<&OsString>) -> anyhow::Result<()> {
     let mut total_bytes = 0u64;
     for r in &refs {
         bar.inc(1);
-        match s.get(r) {
-            Ok(b) => {
-                total_bytes += b.len() as u64;
-                known.sizes.insert(*r, b.len() as u64);
+        // Hashed as it is read: no blob is held whole.
+        match s.check(r) {
+            Ok(n) => {
+                total_bytes += n;
+                known.sizes.insert(*r, n);
             }
             Err(StoreError::Damaged(_)) => {
                 known.sizes.insert(*r, opened.blob_size(r).unwrap_or(0));
                 known.damaged.insert(*r);
+            }
+            Err(e @ StoreError::Refused { .. }) => {
+                known.sizes.insert(*r, 0);
+                known.refused.insert(*r, e.to_string());
             }
             Err(StoreError::NotFound(_)) => {} // deleted since it was listed
             Err(e) => failed.push(Problem::Failed {
@@ -234,22 +239,23 @@ pub(super) fn fsck(spec: Option<&OsString>) -> anyhow::Result<()> {
     let mut problems: Vec<Problem> = Vec::new();
     let mut seen: HashSet<(u8, Ref)> = HashSet::new();
     let mut others: HashSet<Problem> = HashSet::new();
-    let unreached = |r: &Ref| Problem::Damaged {
-        r: *r,
-        via: "no anchor reaches it".into(),
-    };
-    let mut damaged: Vec<&Ref> = known.damaged.iter().collect();
-    damaged.sort();
-    let all = walker
-        .problems
+    let via = || "no anchor reaches it".to_string();
+    let mut damaged: Vec<Problem> = known
+        .damaged
         .iter()
-        .cloned()
-        .chain(damaged.into_iter().map(unreached))
-        .chain(failed);
+        .map(|r| Problem::Damaged { r: *r, via: via() })
+        .chain(known.refused.iter().map(|(r, why)| Problem::Refused {
+            r: *r,
+            why: why.clone(),
+            via: via(),
+        }))
+        .collect();
+    damaged.sort_by_key(Problem::r);
+    let all = walker.problems.iter().cloned().chain(damaged).chain(failed);
     for p in all {
         let key = match (&p, p.r()) {
             (Problem::Missing { .. }, Some(r)) => Some((0, r)),
-            (Problem::Damaged { .. }, Some(r)) => Some((1, r)),
+            (Problem::Damaged { .. } | Problem::Refused { .. }, Some(r)) => Some((1, r)),
             _ => None,
         };
         let fresh = match key {

@@ -2,7 +2,6 @@
 //! an empty store in memory that lasts as long as the command (for tests).
 
 use std::ffi::{OsStr, OsString};
-use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,11 +68,7 @@ impl Opened {
     /// The size of blob `r` in bytes, without reading it where the backend allows.
     pub(crate) fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::File(s) => match std::fs::metadata(s.blob_path(r)) {
-                Ok(m) => Ok(m.len()),
-                Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
-                Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
-            },
+            Backend::File(s) => s.blob_len(r),
             Backend::Mem(s) => s.get(r).map(|b| b.len() as u64),
         }
     }

@@ -32,10 +32,20 @@ pub(crate) enum Problem {
         /// What reaches it.
         via: String,
     },
-    /// A blob whose bytes do not match its ref.
+    /// A blob whose bytes do not match its ref, or whose file the store refused.
     Damaged {
         /// The ref.
         r: Ref,
+        /// What reaches it.
+        via: String,
+    },
+    /// A blob whose file the store refused to read (a symbolic link, a FIFO, a
+    /// device, a file larger than any blob).
+    Refused {
+        /// The ref.
+        r: Ref,
+        /// What the store said, naming the file.
+        why: String,
         /// What reaches it.
         via: String,
     },
@@ -61,9 +71,10 @@ impl Problem {
     /// The ref at fault, if any.
     pub(crate) fn r(&self) -> Option<Ref> {
         match self {
-            Problem::Missing { r, .. } | Problem::Damaged { r, .. } | Problem::Bad { r, .. } => {
-                Some(*r)
-            }
+            Problem::Missing { r, .. }
+            | Problem::Damaged { r, .. }
+            | Problem::Refused { r, .. }
+            | Problem::Bad { r, .. } => Some(*r),
             Problem::Failed { .. } => None,
         }
     }
@@ -76,6 +87,7 @@ impl fmt::Display for Problem {
             Problem::Damaged { r, via } => {
                 write!(f, "damaged {r}: its bytes do not match its ref ({via})")
             }
+            Problem::Refused { r, why, via } => write!(f, "damaged {r}: {why} ({via})"),
             Problem::Bad { r, why, via } => write!(f, "bad {r}: {why} (reached from {via})"),
             Problem::Failed { why, via } => write!(f, "error: {why} (reading {via})"),
         }
@@ -144,6 +156,8 @@ pub(crate) struct Known {
     pub(crate) sizes: HashMap<Ref, u64>,
     /// The blobs whose bytes do not match their refs.
     pub(crate) damaged: HashSet<Ref>,
+    /// The blobs whose files the store refused, with what it said.
+    pub(crate) refused: HashMap<Ref, String>,
 }
 
 /// Walks what a store's anchor map reaches.
@@ -219,6 +233,11 @@ impl<'a> Walker<'a> {
                 self.problem(Problem::Damaged { r: *r, via }, true)?;
                 Ok(None)
             }
+            Err(e @ StoreError::Refused { .. }) => {
+                let (why, via) = (e.to_string(), via.to_string());
+                self.problem(Problem::Refused { r: *r, why, via }, true)?;
+                Ok(None)
+            }
             Err(e) => {
                 let p = Problem::Failed {
                     why: e.to_string(),
@@ -239,6 +258,10 @@ impl<'a> Walker<'a> {
         if known.damaged.contains(r) {
             let via = via.to_string();
             return self.problem(Problem::Damaged { r: *r, via }, false);
+        }
+        if let Some(why) = known.refused.get(r) {
+            let (why, via) = (why.clone(), via.to_string());
+            return self.problem(Problem::Refused { r: *r, why, via }, false);
         }
         match (known.sizes.get(r), len) {
             (None, _) => self.problem(

@@ -12,10 +12,18 @@
 //! byte by byte, so the records after it are found again. Records are appended with
 //! `O_APPEND` and never synced: a lost tail costs reads, nothing else. Later records
 //! win, so a correction is one more record.
+//!
+//! The log is read in blocks, never whole: at most [`MAX_READ`] bytes of it, and
+//! the search for records gives up after [`MAX_SKIP`] bytes that are none, so a
+//! huge or foreign file costs bounded time and memory (the log is then rewritten
+//! by the next tidy). Like the store's own files, it is opened without following a
+//! symbolic link or blocking, and only a regular file is read or appended to; it
+//! is created `0600` (`0640` beside a group-readable store).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
@@ -34,6 +42,14 @@ pub const MAX_ENTRIES: usize = 1 << 20;
 pub const PRUNE_SLACK: usize = 4096;
 /// What the check hashes before the record's fields.
 const CHECK_TAG: &[u8] = b"anchorfs size log v1\0";
+/// The most of a log that is read: room for every size kept, twice over (a log
+/// with more repeats than that is tidied), and the slack.
+pub const MAX_READ: u64 = ((2 * MAX_ENTRIES + PRUNE_SLACK) * RECORD_LEN) as u64;
+/// Bytes that are no record after which the rest of a log is not searched: a
+/// torn append leaves less than a record, so this is no log, or no longer one.
+pub const MAX_SKIP: usize = 1 << 20;
+/// How much of the log is read at a time.
+const READ_BLOCK: usize = 1 << 16;
 
 /// Sizes of contents by ref, loaded from and appended to one file.
 pub struct SizeLog {
@@ -50,21 +66,28 @@ impl SizeLog {
     /// only read (and never created). A log that cannot be read starts empty; one
     /// that cannot be written is only read; both are logged.
     pub fn open(path: &Path, writable: bool) -> SizeLog {
-        let mut bytes = Vec::new();
-        match File::open(path) {
-            Ok(mut f) => {
-                if let Err(e) = f.read_to_end(&mut bytes) {
+        let mut parser = Parser::default();
+        match open_checked(path, OpenOptions::new().read(true)) {
+            Ok(f) => {
+                if let Err(e) = parser.read_from(f) {
                     log::warn!("reading size log {}: {e}", path.display());
-                    bytes.clear();
+                    parser = Parser::default();
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("reading size log {}: {e}", path.display()),
         }
-        let (sizes, records, skipped) = parse(&bytes);
+        let cut_short = parser.cut_short;
+        let (sizes, records, skipped) = parser.finish();
         if skipped > 0 {
             log::warn!(
                 "size log {}: skipped {skipped} bytes that are no record",
+                path.display()
+            );
+        }
+        if cut_short {
+            log::warn!(
+                "size log {}: read only its first records (too large or not a log)",
                 path.display()
             );
         }
@@ -73,7 +96,7 @@ impl SizeLog {
             path: path.to_path_buf(),
             file: RwLock::new(file),
             // Several mounts recording the same contents leave repeats.
-            wasteful: skipped > 0 || records > 2 * sizes.len() + PRUNE_SLACK,
+            wasteful: skipped > 0 || cut_short || records > 2 * sizes.len() + PRUNE_SLACK,
             sizes: Mutex::new(sizes),
         }
     }
@@ -159,16 +182,30 @@ pub fn append(path: &Path, entries: &[(Ref, u64)]) -> std::io::Result<()> {
     for (r, size) in entries {
         out.extend_from_slice(&encode(r, *size));
     }
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)?
-        .write_all(&out)
+    open_checked(path, OpenOptions::new().append(true).create(true))?.write_all(&out)
+}
+
+/// Opens the log at `path` with `opts`, not following a symbolic link and not
+/// blocking, created (if `opts` say so) with the store's file mode; anything but a
+/// regular file is refused.
+fn open_checked(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let f = opts
+        .mode(crate::store::file::file_mode_in(dir))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file: refused",
+        ));
+    }
+    Ok(f)
 }
 
 /// The log at `path` opened for appending (created if missing), or `None`, logged.
 fn open_append(path: &Path) -> Option<File> {
-    match OpenOptions::new().append(true).create(true).open(path) {
+    match open_checked(path, OpenOptions::new().append(true).create(true)) {
         Ok(f) => Some(f),
         Err(e) => {
             log::warn!("size log {} is read-only: {e}", path.display());
@@ -200,34 +237,114 @@ fn check_of(fields: &[u8]) -> [u8; 8] {
 /// The sizes in `bytes` (later records win, at most [`MAX_ENTRIES`]), the number of
 /// records found and the number of bytes skipped as no record.
 pub fn parse(bytes: &[u8]) -> (HashMap<Ref, u64>, usize, usize) {
-    let mut sizes = HashMap::new();
-    let (mut at, mut records, mut skipped) = (0usize, 0usize, 0usize);
-    while at + RECORD_LEN <= bytes.len() {
-        let rec = &bytes[at..at + RECORD_LEN];
-        if check_of(&rec[..40])[..] != rec[40..] {
-            at += 1;
-            skipped += 1;
-            continue;
+    let mut p = Parser {
+        skip_limit: usize::MAX,
+        ..Parser::default()
+    };
+    p.feed(bytes);
+    p.finish()
+}
+
+/// Finds the records of a log fed to it piece by piece.
+struct Parser {
+    sizes: HashMap<Ref, u64>,
+    records: usize,
+    skipped: usize,
+    /// Bytes fed but not yet parsed: less than a record, between pieces.
+    pending: Vec<u8>,
+    /// How many bytes that are no record end the search.
+    skip_limit: usize,
+    /// Whether the search ended before the end of the log.
+    cut_short: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser {
+            sizes: HashMap::new(),
+            records: 0,
+            skipped: 0,
+            pending: Vec::new(),
+            skip_limit: MAX_SKIP,
+            cut_short: false,
         }
-        let mut r = [0u8; 32];
-        r.copy_from_slice(&rec[..32]);
-        let r = Ref(r);
-        let mut size = [0u8; 8];
-        size.copy_from_slice(&rec[32..40]);
-        if sizes.len() < MAX_ENTRIES || sizes.contains_key(&r) {
-            sizes.insert(r, u64::from_le_bytes(size));
-        }
-        records += 1;
-        at += RECORD_LEN;
     }
-    skipped += bytes.len() - at;
-    (sizes, records, skipped)
+}
+
+impl Parser {
+    /// Reads and parses `f` a block at a time, at most [`MAX_READ`] bytes.
+    fn read_from(&mut self, f: File) -> io::Result<()> {
+        let mut f = f.take(MAX_READ);
+        let mut block = vec![0u8; READ_BLOCK];
+        let mut total = 0u64;
+        loop {
+            let n = match f.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            self.feed(&block[..n]);
+            if self.cut_short {
+                return Ok(());
+            }
+        }
+        if total >= MAX_READ {
+            self.cut_short = true;
+        }
+        Ok(())
+    }
+
+    /// Parses what `bytes` complete, keeping an incomplete record for later.
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.cut_short {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(bytes);
+        let mut at = 0usize;
+        while at + RECORD_LEN <= buf.len() {
+            if self.skipped >= self.skip_limit {
+                self.cut_short = true;
+                return;
+            }
+            let rec = &buf[at..at + RECORD_LEN];
+            if check_of(&rec[..40])[..] != rec[40..] {
+                at += 1;
+                self.skipped += 1;
+                continue;
+            }
+            let mut r = [0u8; 32];
+            r.copy_from_slice(&rec[..32]);
+            let r = Ref(r);
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&rec[32..40]);
+            if self.sizes.len() < MAX_ENTRIES || self.sizes.contains_key(&r) {
+                self.sizes.insert(r, u64::from_le_bytes(size));
+            }
+            self.records += 1;
+            at += RECORD_LEN;
+        }
+        buf.drain(..at);
+        self.pending = buf;
+    }
+
+    /// The sizes, the number of records and the number of bytes skipped (an
+    /// incomplete record at the end among them).
+    fn finish(self) -> (HashMap<Ref, u64>, usize, usize) {
+        (self.sizes, self.records, self.skipped + self.pending.len())
+    }
 }
 
 /// Writes `sizes` as a fresh log at `path` (a temporary file renamed over it).
 fn rewrite(path: &Path, sizes: &HashMap<Ref, u64>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(
+            crate::store::file::file_mode_in(dir),
+        ))
+        .tempfile_in(dir)?;
     let mut out = Vec::with_capacity(sizes.len() * RECORD_LEN);
     for (r, size) in sizes {
         out.extend_from_slice(&encode(r, *size));
@@ -317,6 +434,66 @@ mod tests {
         let log = SizeLog::open(&path, false);
         assert_eq!((log.len(), log.get(&r(9))), (11, Some(99)));
         assert_eq!(log.get(&many[3].0), Some(3));
+    }
+
+    #[test]
+    fn a_log_fed_in_pieces_parses_as_a_whole() {
+        use proptest::prelude::*;
+        let mut bytes = Vec::new();
+        for i in 0..20u8 {
+            bytes.extend_from_slice(&encode(&r(i), u64::from(i) * 7));
+            if i % 3 == 0 {
+                bytes.extend_from_slice(&[i; 5]);
+            }
+        }
+        let whole = parse(&bytes);
+        proptest!(|(cuts in proptest::collection::vec(0..bytes.len(), 0..6))| {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut p = Parser::default();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                p.feed(&bytes[from..c]);
+                from = c;
+            }
+            prop_assert_eq!(p.finish(), whole.clone());
+        });
+    }
+
+    #[test]
+    fn a_file_of_no_records_is_given_up_on_in_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = vec![0u8; 3 * MAX_SKIP];
+        bytes.extend_from_slice(&encode(&r(1), 10));
+        std::fs::write(&path, &bytes).unwrap();
+        let log = SizeLog::open(&path, true);
+        assert!(log.is_empty(), "the search stopped before the record");
+        // The next tidy writes it again from what was found.
+        log.tidy(|_| true);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_log_that_is_a_link_or_a_fifo_is_neither_followed_nor_blocked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, encode(&r(1), 10)).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let log = SizeLog::open(&path, true);
+        assert!(log.is_empty(), "the link was followed");
+        log.record(&[(r(2), 20)]);
+        append(&path, &[(r(3), 30)]).unwrap_err();
+        assert_eq!(std::fs::read(&outside).unwrap(), encode(&r(1), 10));
+
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let log = SizeLog::open(&fifo, true);
+        assert!(log.is_empty());
+        append(&fifo, &[(r(3), 30)]).unwrap_err();
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl SchemaError {
     /// store failing to answer).
     pub fn is_damage(&self) -> bool {
         match self {
-            SchemaError::Store(s) => matches!(s, StoreError::Damaged(_) | StoreError::NotFound(_)),
+            SchemaError::Store(s) => s.is_damage() || s.is_not_found(),
             SchemaError::Decode { .. } | SchemaError::Malformed { .. } | SchemaError::List(_) => {
                 true
             }

@@ -98,6 +98,20 @@ impl<S: Getter> Getter for FaultyStore<S> {
         self.inner.get(r)
     }
 
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault(&format!("reading blob {r}")));
+        }
+        self.inner.get_at_most(r, max)
+    }
+
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault(&format!("reading blob {r}")));
+        }
+        self.inner.check(r)
+    }
+
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
         if self.fail_gets.load(Ordering::SeqCst) {
             return Err(self.fault(&format!("looking up blob {r}")));

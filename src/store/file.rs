@@ -15,17 +15,38 @@
 //! one), and only then is it renamed into place and the directory fsynced. Readers,
 //! which never take the lock, see either the old or the new ref.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+//!
+//! The store never leaves its directory. It holds its root and `blobs/` open and
+//! reaches every other file one name at a time relative to those descriptors,
+//! never following a symbolic link (`O_NOFOLLOW`), opening without blocking
+//! (`O_NONBLOCK`), and looking at what it opened (`fstat`) before reading: a
+//! symbolic link, FIFO, device or directory where a blob or a blob directory
+//! belongs, and a blob file larger than [`MAX_BLOB_SIZE`] (or than its reader
+//! expects), are refused with [`StoreError::Refused`] naming the path, never
+//! followed, read, written or touched. A put that finds such an entry (other than a
+//! directory) in place of its blob writes the blob again, and the rename replaces
+//! the entry, not what a link points to.
+//!
+//! Files the store creates are `0600` and directories `0700`, or `0640` and `0750`
+//! when the store's root directory is group-readable, whatever the umask.
+
+use std::ffi::{CStr, CString};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
+use sha2::{Digest, Sha256};
 
-use super::{verified, AnchorGetter, AnchorStore, DeletingStore, Getter, Store, StoreError};
+use super::sys::{self, c_name, Kind};
+use super::{
+    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, Refusal, Store, StoreError,
+    MAX_BLOB_SIZE,
+};
 use crate::blob::{Blob, Ref};
 
 /// How old a lock file must be before it counts as abandoned.
@@ -39,10 +60,19 @@ const LOCK_FILE: &str = "anchormapref.lock";
 const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// How much a [`Getter::check`] of a blob file reads at a time.
+const CHECK_BLOCK: usize = 1 << 20;
+
 /// A store in a directory, in the Go file store's layout.
 pub struct FileStore {
     root: PathBuf,
     blobs: PathBuf,
+    /// The root directory, held open: every store file is reached from here.
+    root_fd: OwnedFd,
+    /// `blobs/`, held open.
+    blobs_fd: OwnedFd,
+    /// The modes of the files and directories this store creates.
+    modes: Modes,
     /// Puts completed so far, counted once the blob is on disk (or found there).
     puts_done: AtomicU64,
     /// How many completed puts a finished flush is known to cover: a flush that
@@ -52,8 +82,40 @@ pub struct FileStore {
     /// filesystem refuses it.
     direct: AtomicBool,
     /// One bit per `blobs/HH/HHHH` directory this store has seen exist, so a put
-    /// into a known directory neither tries `mkdir` nor fails an `open` first.
+    /// into a known directory does not try `mkdir` first.
     known_dirs: KnownDirs,
+}
+
+/// The modes a store creates its files and directories with.
+#[derive(Clone, Copy, Debug)]
+struct Modes {
+    file: u32,
+    dir: u32,
+}
+
+impl Modes {
+    /// Private to the owner, or group-readable when the root (of mode
+    /// `root_mode`) is; never writable by anyone else.
+    fn for_root(root_mode: u32) -> Modes {
+        if root_mode & 0o040 != 0 {
+            Modes {
+                file: 0o640,
+                dir: 0o750,
+            }
+        } else {
+            Modes {
+                file: 0o600,
+                dir: 0o700,
+            }
+        }
+    }
+}
+
+/// The mode of a file created in the store whose root is `root`: `0600`, or
+/// `0640` when the root is group-readable (for files kept beside the store, like
+/// the mount's size log).
+pub fn file_mode_in(root: &Path) -> u32 {
+    fs::metadata(root).map_or(0o600, |m| Modes::for_root(m.permissions().mode()).file)
 }
 
 /// Blobs at least this large (the split writer's chunks) are written with
@@ -77,7 +139,7 @@ thread_local! {
 fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-    set_direct(f, true)?;
+    sys::set_direct(f, true)?;
     DIRECT_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < whole + DIRECT_ALIGN {
@@ -88,28 +150,8 @@ fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
         aligned.copy_from_slice(&blob[..whole]);
         f.write_all_at(aligned, 0)
     })?;
-    set_direct(f, false)?;
+    sys::set_direct(f, false)?;
     f.write_all_at(&blob[whole..], whole as u64)
-}
-
-/// Turns `O_DIRECT` on or off for the open file `f`.
-fn set_direct(f: &File, on: bool) -> io::Result<()> {
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `f` holds open; only status flags change.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::O_DIRECT
-    } else {
-        flags & !libc::O_DIRECT
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A bit per blob directory (`HHHH`: the first two bytes of a ref).
@@ -136,20 +178,109 @@ impl KnownDirs {
     }
 }
 
+/// What an entry of a kind other than the one that belongs there is refused as.
+fn refusal_for(kind: Kind, want: Kind) -> Refusal {
+    if kind == Kind::Symlink {
+        Refusal::Symlink
+    } else {
+        Refusal::WrongType {
+            found: kind.phrase(),
+            want: want.phrase(),
+        }
+    }
+}
+
+/// Why opening `name` in `dir` as a `want` failed with `e`, if the cause is what is
+/// there (a link `O_NOFOLLOW` refused, a FIFO or socket, a file in place of a
+/// directory) rather than the filesystem.
+fn refusal_after(dir: BorrowedFd<'_>, name: &CStr, e: &io::Error, want: Kind) -> Option<Refusal> {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Some(Refusal::Symlink);
+    }
+    match sys::stat_at(dir, name) {
+        Ok(st) if st.kind != want => Some(refusal_for(st.kind, want)),
+        _ => None,
+    }
+}
+
+/// The error for a failed open of `name` (at `path`) in `dir` as a `want`.
+fn open_error(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    e: io::Error,
+    want: Kind,
+    path: PathBuf,
+    op: &str,
+) -> StoreError {
+    match refusal_after(dir, name, &e, want) {
+        Some(why) => StoreError::Refused { path, why },
+        None => StoreError::io(format!("{op} {}", path.display()), e),
+    }
+}
+
+/// A temp file in a directory the store holds open, removed unless persisted.
+struct TempFile<'a> {
+    dir: BorrowedFd<'a>,
+    name: CString,
+    file: File,
+    kept: bool,
+}
+
+impl<'a> TempFile<'a> {
+    /// A new temp file in `dir`, of mode `mode`.
+    fn new_in(dir: BorrowedFd<'a>, mode: u32) -> io::Result<TempFile<'a>> {
+        let mut tries = 0;
+        loop {
+            let name = c_name(&format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+            match sys::create_new(dir, &name, mode) {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        dir,
+                        name,
+                        file,
+                        kept: false,
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Renames the file to `to` in the same directory, replacing what is there (a
+    /// symbolic link itself, not what it points to).
+    fn persist(mut self, to: &CStr) -> io::Result<()> {
+        sys::rename_at(self.dir, &self.name, to)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = sys::unlink_at(self.dir, &self.name);
+        }
+    }
+}
+
 impl FileStore {
     /// Opens an existing store; fails with [`StoreError::NotAStore`] if `root` is
-    /// not one.
+    /// not one, and with [`StoreError::Refused`] if its `blobs` is not a directory
+    /// of its own (a symbolic link, say).
     pub fn open(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
         let not_store = |why: &str| StoreError::NotAStore {
             path: root.clone(),
             why: why.to_string(),
         };
-        match fs::metadata(&root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(not_store("not a directory")),
+        let root_fd = match sys::open_dir_path(&root) {
+            Ok(fd) => fd,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(not_store("no such directory"))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(not_store("not a directory"))
             }
             Err(e) => {
                 return Err(StoreError::io(
@@ -157,16 +288,49 @@ impl FileStore {
                     e,
                 ))
             }
-        }
-        if !Self::looks_like_store(&root) {
-            return Err(not_store("it has no blobs/ directory and no anchormapref"));
-        }
+        };
         let blobs = root.join(BLOBS_DIR);
-        fs::create_dir_all(&blobs)
-            .map_err(|e| StoreError::io(format!("creating {}", blobs.display()), e))?;
+        let blobs_name = c_name(BLOBS_DIR);
+        let has_blobs = match sys::stat_at(root_fd.as_fd(), &blobs_name) {
+            Ok(st) if st.kind == Kind::Dir => true,
+            Ok(st) => {
+                return Err(StoreError::Refused {
+                    path: blobs,
+                    why: refusal_for(st.kind, Kind::Dir),
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(StoreError::io(format!("looking up {}", blobs.display()), e)),
+        };
+        let root_stat = sys::fstat(root_fd.as_fd())
+            .map_err(|e| StoreError::io(format!("opening store {}", root.display()), e))?;
+        let modes = Modes::for_root(root_stat.mode);
+        if !has_blobs {
+            if sys::stat_at(root_fd.as_fd(), &c_name(MAP_REF_FILE)).is_err() {
+                return Err(not_store("it has no blobs/ directory and no anchormapref"));
+            }
+            match sys::mkdir_at(root_fd.as_fd(), &blobs_name, modes.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(format!("creating {}", blobs.display()), e)),
+            }
+        }
+        let blobs_fd = sys::open_dir(root_fd.as_fd(), &blobs_name).map_err(|e| {
+            open_error(
+                root_fd.as_fd(),
+                &blobs_name,
+                e,
+                Kind::Dir,
+                blobs.clone(),
+                "opening",
+            )
+        })?;
         Ok(FileStore {
             root,
             blobs,
+            root_fd,
+            blobs_fd,
+            modes,
             puts_done: AtomicU64::new(0),
             puts_flushed: AtomicU64::new(0),
             known_dirs: KnownDirs::new(),
@@ -174,26 +338,45 @@ impl FileStore {
         })
     }
 
-    /// Opens the store at `root`, creating it (and the directory) if missing. An
-    /// existing non-empty directory that is not a store is refused.
+    /// Opens the store at `root`, creating it if missing (the directory, and any
+    /// missing parent, of mode `0700`). An existing non-empty directory that is not
+    /// a store is refused.
     pub fn create(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref();
-        if let Ok(mut entries) = fs::read_dir(root) {
-            if entries.next().is_some() && !Self::looks_like_store(root) {
-                return Err(StoreError::NotAStore {
-                    path: root.to_path_buf(),
-                    why: "the directory is not empty and holds no store".into(),
-                });
+        let create_err = |e| StoreError::io(format!("creating store {}", root.display()), e);
+        match fs::read_dir(root) {
+            Ok(mut entries) => {
+                if entries.next().is_some() && !Self::looks_like_store(root) {
+                    return Err(StoreError::NotAStore {
+                        path: root.to_path_buf(),
+                        why: "the directory is not empty and holds no store".into(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .map_err(create_err)?,
+            Err(_) => {} // opening it says what is wrong
+        }
+        if !Self::looks_like_store(root) {
+            let root_fd = sys::open_dir_path(root).map_err(create_err)?;
+            let modes = Modes::for_root(sys::fstat(root_fd.as_fd()).map_err(create_err)?.mode);
+            match sys::mkdir_at(root_fd.as_fd(), &c_name(BLOBS_DIR), modes.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(create_err(e)),
             }
         }
-        let blobs = root.join(BLOBS_DIR);
-        fs::create_dir_all(&blobs)
-            .map_err(|e| StoreError::io(format!("creating store {}", root.display()), e))?;
         FileStore::open(root)
     }
 
+    /// Whether `root` has a `blobs` or an `anchormapref` entry, of any kind (what
+    /// kind is checked by [`FileStore::open`]).
     fn looks_like_store(root: &Path) -> bool {
-        root.join(BLOBS_DIR).is_dir() || root.join(MAP_REF_FILE).is_file()
+        fs::symlink_metadata(root.join(BLOBS_DIR)).is_ok()
+            || fs::symlink_metadata(root.join(MAP_REF_FILE)).is_ok()
     }
 
     /// The store's directory.
@@ -207,26 +390,197 @@ impl FileStore {
         self.blobs.join(&h[..2]).join(&h[..4]).join(h)
     }
 
+    /// The size of blob `r` as stored, without reading it: [`StoreError::NotFound`]
+    /// if absent, [`StoreError::Refused`] if its file is not a regular file.
+    pub fn blob_len(&self, r: &Ref) -> Result<u64, StoreError> {
+        Ok(self.blob_stat(r)?.len)
+    }
+
+    fn blob_stat(&self, r: &Ref) -> Result<sys::Stat, StoreError> {
+        let hex = r.to_hex();
+        let dir = self.blob_dir(&hex)?.ok_or(StoreError::NotFound(*r))?;
+        match sys::stat_at(dir.as_fd(), &c_name(&hex)) {
+            Ok(st) if st.kind == Kind::File => Ok(st),
+            Ok(st) => Err(StoreError::Refused {
+                path: self.blob_path(r),
+                why: refusal_for(st.kind, Kind::File),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
+            Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
+        }
+    }
+
     fn map_ref_path(&self) -> PathBuf {
         self.root.join(MAP_REF_FILE)
     }
 
+    /// Opens the directory `name` (at `path`) in `dir`, not following a link;
+    /// `None` if it does not exist.
+    fn open_sub(
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        path: impl FnOnce() -> PathBuf,
+    ) -> Result<Option<OwnedFd>, StoreError> {
+        match sys::open_dir(dir, name) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(open_error(dir, name, e, Kind::Dir, path(), "opening")),
+        }
+    }
+
+    /// The blob directory `blobs/HH/HHHH` of the ref whose hex form is `hex`, open;
+    /// `None` if it does not exist.
+    fn blob_dir(&self, hex: &str) -> Result<Option<OwnedFd>, StoreError> {
+        let top_path = || self.blobs.join(&hex[..2]);
+        let Some(top) = Self::open_sub(self.blobs_fd.as_fd(), &c_name(&hex[..2]), top_path)? else {
+            return Ok(None);
+        };
+        Self::open_sub(top.as_fd(), &c_name(&hex[..4]), || {
+            top_path().join(&hex[..4])
+        })
+    }
+
+    /// Opens the directory `name` (at `path`) in `dir`, making it first unless it
+    /// is `known` to exist; returns it and whether this call made it. A directory
+    /// that cannot be made (a read-only store) is still opened if it is there.
+    fn sub_dir_for_put(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        mut known: bool,
+        path: impl Fn() -> PathBuf,
+    ) -> Result<(OwnedFd, bool), StoreError> {
+        loop {
+            let mut made = false;
+            let mut mkdir_err = None;
+            if !known {
+                match sys::mkdir_at(dir, name, self.modes.dir) {
+                    Ok(()) => made = true,
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        log::debug!("making {}: {e}", path().display());
+                        mkdir_err = Some(e);
+                    }
+                }
+            }
+            match sys::open_dir(dir, name) {
+                Ok(fd) => return Ok((fd, made)),
+                // Removed by hand since we saw it: make it again.
+                Err(e) if e.kind() == ErrorKind::NotFound && known => known = false,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let e = mkdir_err.unwrap_or(e);
+                    return Err(StoreError::io(format!("making {}", path().display()), e));
+                }
+                Err(e) => return Err(open_error(dir, name, e, Kind::Dir, path(), "opening")),
+            }
+        }
+    }
+
+    /// The blob directory of `r` (hex form `hex`), made if missing; and whether
+    /// this call made it.
+    fn blob_dir_for_put(
+        &self,
+        r: &Ref,
+        hex: &str,
+        known: bool,
+    ) -> Result<(OwnedFd, bool), StoreError> {
+        let top_path = || self.blobs.join(&hex[..2]);
+        let (top, _) =
+            self.sub_dir_for_put(self.blobs_fd.as_fd(), &c_name(&hex[..2]), known, top_path)?;
+        let got = self.sub_dir_for_put(top.as_fd(), &c_name(&hex[..4]), known, || {
+            top_path().join(&hex[..4])
+        })?;
+        self.known_dirs.insert(r);
+        Ok(got)
+    }
+
+    /// The blob file of `r`, open for reading, and its size: a regular file of at
+    /// most `max` bytes, else refused before a byte of it is read.
+    fn open_blob(&self, r: &Ref, max: u64) -> Result<(File, u64), StoreError> {
+        let hex = r.to_hex();
+        let dir = self.blob_dir(&hex)?.ok_or(StoreError::NotFound(*r))?;
+        let name = c_name(&hex);
+        let f = match sys::open_read(dir.as_fd(), &name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(StoreError::NotFound(*r)),
+            Err(e) => {
+                return Err(match refusal_after(dir.as_fd(), &name, &e, Kind::File) {
+                    Some(why) => StoreError::Refused {
+                        path: self.blob_path(r),
+                        why,
+                    },
+                    None => StoreError::io(format!("reading blob {r}"), e),
+                })
+            }
+        };
+        let st =
+            sys::fstat(f.as_fd()).map_err(|e| StoreError::io(format!("reading blob {r}"), e))?;
+        let why = if st.kind != Kind::File {
+            refusal_for(st.kind, Kind::File)
+        } else if st.len > max {
+            Refusal::TooLarge { size: st.len, max }
+        } else {
+            return Ok((f, st.len));
+        };
+        Err(StoreError::Refused {
+            path: self.blob_path(r),
+            why,
+        })
+    }
+
+    /// Reads blob `r`, refused unread if its file has more than `max` bytes.
+    fn read_blob(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        let (f, len) = self.open_blob(r, max.min(MAX_BLOB_SIZE))?;
+        // `len` is at most MAX_BLOB_SIZE, which fits any usize we build for.
+        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        (&f).take(len + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| StoreError::io(format!("reading blob {r}"), e))?;
+        if data.len() as u64 != len {
+            return Err(StoreError::Refused {
+                path: self.blob_path(r),
+                why: Refusal::Changed,
+            });
+        }
+        verified(r, Blob::from(data))
+    }
+
     fn read_map_ref(&self) -> Result<Option<Ref>, StoreError> {
         let path = self.map_ref_path();
-        match fs::read(&path) {
-            Ok(b) => match Ref::from_slice(&b) {
-                Ok(r) => Ok(Some(r)),
-                Err(_) => Err(StoreError::BadAnchorMapRef { path, len: b.len() }),
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        let name = c_name(MAP_REF_FILE);
+        let read_err = |e| StoreError::io(format!("reading {}", path.display()), e);
+        let f = match sys::open_read(self.root_fd.as_fd(), &name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                let dir = self.root_fd.as_fd();
+                return Err(open_error(dir, &name, e, Kind::File, path, "reading"));
+            }
+        };
+        let st = sys::fstat(f.as_fd()).map_err(read_err)?;
+        if st.kind != Kind::File {
+            return Err(StoreError::Refused {
+                path,
+                why: refusal_for(st.kind, Kind::File),
+            });
+        }
+        // One byte more than a ref, to tell a longer file.
+        let mut b = Vec::with_capacity(33);
+        (&f).take(33).read_to_end(&mut b).map_err(read_err)?;
+        match Ref::from_slice(&b) {
+            Ok(r) => Ok(Some(r)),
+            Err(_) => Err(StoreError::BadAnchorMapRef {
+                path,
+                len: usize::try_from(st.len).unwrap_or(usize::MAX),
+            }),
         }
     }
 
     /// A temp file beside the map ref holding `r`, not yet flushed.
-    fn stage_map_ref(&self, r: &Ref) -> Result<tempfile::NamedTempFile, StoreError> {
-        let mut tmp = temp_file_in(&self.root).map_err(|e| self.map_ref_err(e))?;
-        tmp.as_file_mut()
+    fn stage_map_ref(&self, r: &Ref) -> Result<TempFile<'_>, StoreError> {
+        let mut tmp = TempFile::new_in(self.root_fd.as_fd(), self.modes.file)
+            .map_err(|e| self.map_ref_err(e))?;
+        tmp.file
             .write_all(r.as_bytes())
             .map_err(|e| self.map_ref_err(e))?;
         Ok(tmp)
@@ -245,7 +599,7 @@ impl FileStore {
         if self.puts_flushed.load(Ordering::Acquire) >= done {
             return Ok(false);
         }
-        syncfs(&self.root)
+        sys::syncfs(self.root_fd.as_fd())
             .map_err(|e| StoreError::io(format!("flushing store {}", self.root.display()), e))?;
         self.puts_flushed.fetch_max(done, Ordering::AcqRel);
         Ok(true)
@@ -254,49 +608,46 @@ impl FileStore {
     /// Writes `blob` to a new temp file in `dir`; with `direct`, around the page
     /// cache (see [`DIRECT_MIN`]) unless the filesystem refuses, which turns direct
     /// writes off for this store.
-    fn write_temp(
+    fn write_temp<'a>(
         &self,
-        dir: &Path,
+        dir: BorrowedFd<'a>,
         blob: &[u8],
         direct: bool,
-    ) -> io::Result<tempfile::NamedTempFile> {
-        let mut tmp = temp_file_in(dir)?;
+    ) -> io::Result<TempFile<'a>> {
+        let mut tmp = TempFile::new_in(dir, self.modes.file)?;
         if direct {
-            match write_direct(tmp.as_file(), blob) {
+            match write_direct(&tmp.file, blob) {
                 Ok(()) => return Ok(tmp),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     log::debug!("store {}: no direct I/O ({e})", self.root.display());
                     self.direct.store(false, Ordering::Relaxed);
-                    set_direct(tmp.as_file(), false)?;
-                    tmp.as_file().set_len(0)?;
+                    sys::set_direct(&tmp.file, false)?;
+                    tmp.file.set_len(0)?;
                 }
                 Err(e) => return Err(e),
             }
         }
         // Through the plain file, so errors keep their errno (ENOSPC, EIO, ...).
-        tmp.as_file_mut().write_all(blob)?;
+        tmp.file.write_all(blob)?;
         Ok(tmp)
     }
 
     /// Takes the writers' lock, waiting with backoff while a live writer holds it
     /// and taking over a lock older than [`STALE_LOCK`].
-    fn lock(&self) -> Result<LockGuard, StoreError> {
+    fn lock(&self) -> Result<LockGuard<'_>, StoreError> {
         let path = self.root.join(LOCK_FILE);
+        let dir = self.root_fd.as_fd();
+        let name = c_name(LOCK_FILE);
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(&path)
-            {
-                Ok(_) => return Ok(LockGuard { path }),
+            match sys::create_new(dir, &name, self.modes.file) {
+                Ok(_) => return Ok(LockGuard { dir, name, path }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(StoreError::io(format!("taking lock {}", path.display()), e)),
             }
-            if lock_is_stale(&path) {
-                take_over_stale_lock(&path);
+            if lock_is_stale(dir, &name) {
+                take_over_stale_lock(dir, &path);
                 continue;
             }
             if start.elapsed() > LOCK_WAIT_LIMIT {
@@ -313,118 +664,62 @@ impl FileStore {
 }
 
 /// The held writers' lock; released (deleted) on drop.
-struct LockGuard {
+struct LockGuard<'a> {
+    dir: BorrowedFd<'a>,
+    name: CString,
     path: PathBuf,
 }
 
-impl Drop for LockGuard {
+impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_file(&self.path) {
+        if let Err(e) = sys::unlink_at(self.dir, &self.name) {
             log::error!("releasing lock {}: {e}", self.path.display());
         }
     }
 }
 
-fn lock_is_stale(path: &Path) -> bool {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
+/// Whether the entry `name` in `dir` was last written more than [`STALE_LOCK`] ago
+/// (a link's own time: nothing is followed).
+fn lock_is_stale(dir: BorrowedFd<'_>, name: &CStr) -> bool {
+    sys::stat_at(dir, name)
         .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .and_then(|st| SystemTime::now().duration_since(st.mtime).ok())
         .is_some_and(|age| age > STALE_LOCK)
 }
 
 /// Moves an abandoned lock aside. If, between our look and the move, a live writer
 /// had replaced it, the fresh lock is put back.
-fn take_over_stale_lock(path: &Path) {
-    let aside = path.with_extension(format!("stale-{:016x}", rand::random::<u64>()));
-    if fs::rename(path, &aside).is_err() {
+fn take_over_stale_lock(dir: BorrowedFd<'_>, path: &Path) {
+    let lock = c_name(LOCK_FILE);
+    let aside = c_name(&format!(
+        "{MAP_REF_FILE}.stale-{:016x}",
+        rand::random::<u64>()
+    ));
+    if sys::rename_at(dir, &lock, &aside).is_err() {
         return; // someone else moved or released it; just retry
     }
-    if lock_is_stale(&aside) {
+    if lock_is_stale(dir, &aside) {
         log::warn!("took over abandoned lock {}", path.display());
     } else {
         // Not ours to take: restore it unless a new lock already exists.
-        let _ = fs::hard_link(&aside, path);
+        let _ = sys::link_at(dir, &aside, &lock);
     }
-    let _ = fs::remove_file(&aside);
+    let _ = sys::unlink_at(dir, &aside);
 }
 
-fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-}
-
-/// Marks an existing blob as written now, so a writer that puts content matching an
-/// old unreachable blob is covered by gc's grace period. Best effort: a store whose
-/// files this process may not touch (read-only, another owner) is left alone.
-fn touch(path: &Path) {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    // SAFETY: a valid C string; null times mean "now".
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
-    if rc != 0 {
-        log::debug!(
-            "touching {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        );
-    }
-}
-
-/// Makes the blob directory `dir` (`blobs/HH/HHHH`) and its parent if missing;
-/// returns whether `dir` was made by this call.
-fn make_blob_dir(dir: &Path) -> io::Result<bool> {
-    match fs::create_dir(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            match fs::create_dir(dir) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn syncfs(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    // SAFETY: syncfs takes a valid open file descriptor, which `f` holds.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The names in `dir` that pass `keep`, sorted; an absent directory is empty.
-fn sorted_names(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, StoreError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io(format!("listing {}", dir.display()), e)),
-    };
-    let mut names = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            if keep(&name) {
-                names.push(name);
-            }
-        }
-    }
+/// The names in the directory `dir` (at `path`) that pass `keep`, sorted.
+fn sorted_names(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let all =
+        sys::list_dir(dir).map_err(|e| StoreError::io(format!("listing {}", path.display()), e))?;
+    let mut names: Vec<String> = all
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| keep(n))
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -437,19 +732,51 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 
 impl Getter for FileStore {
     fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
-        let path = self.blob_path(r);
-        match fs::read(&path) {
-            Ok(data) => verified(r, Blob::from(data)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
-            Err(e) => Err(StoreError::io(format!("reading blob {r}"), e)),
+        self.read_blob(r, MAX_BLOB_SIZE)
+    }
+
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        self.read_blob(r, max)
+    }
+
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        let (mut f, len) = self.open_blob(r, MAX_BLOB_SIZE)?;
+        let read_err = |e| StoreError::io(format!("reading blob {r}"), e);
+        let mut h = Sha256::new();
+        let block = usize::try_from(len).map_or(CHECK_BLOCK, |n| n.clamp(1, CHECK_BLOCK));
+        let mut buf = vec![0u8; block];
+        let mut seen = 0u64;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            seen += n as u64;
+            if seen > len {
+                break;
+            }
+            h.update(&buf[..n]);
         }
+        if seen != len {
+            return Err(StoreError::Refused {
+                path: self.blob_path(r),
+                why: Refusal::Changed,
+            });
+        }
+        if Ref(h.finalize().into()) != *r {
+            log::error!("blob {r} is damaged: content does not match its ref");
+            return Err(StoreError::Damaged(*r));
+        }
+        Ok(len)
     }
 
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
-        match fs::metadata(self.blob_path(r)) {
+        match self.blob_stat(r) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -459,24 +786,38 @@ impl Getter for FileStore {
         f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let after_hex = after.to_hex();
-        for top in sorted_names(&self.blobs, |n| is_lower_hex(n, 2))? {
+        let blobs = self.blobs_fd.as_fd();
+        for top in sorted_names(blobs, &self.blobs, |n| is_lower_hex(n, 2))? {
             if top.as_str() < &after_hex[..2] {
                 continue;
             }
-            let top_dir = self.blobs.join(&top);
-            for mid in sorted_names(&top_dir, |n| is_lower_hex(n, 4) && n.starts_with(&top))? {
+            let top_path = self.blobs.join(&top);
+            let Some(top_dir) = Self::open_sub(blobs, &c_name(&top), || top_path.clone())? else {
+                continue; // removed since it was listed
+            };
+            let mids = sorted_names(top_dir.as_fd(), &top_path, |n| {
+                is_lower_hex(n, 4) && n.starts_with(&top)
+            })?;
+            for mid in mids {
                 if mid.as_str() < &after_hex[..4] {
                     continue;
                 }
-                let mid_dir = top_dir.join(&mid);
-                for name in sorted_names(&mid_dir, |n| is_lower_hex(n, 64) && n.starts_with(&mid))?
-                {
+                let mid_path = top_path.join(&mid);
+                let Some(mid_dir) =
+                    Self::open_sub(top_dir.as_fd(), &c_name(&mid), || mid_path.clone())?
+                else {
+                    continue;
+                };
+                let names = sorted_names(mid_dir.as_fd(), &mid_path, |n| {
+                    is_lower_hex(n, 64) && n.starts_with(&mid)
+                })?;
+                for name in names {
                     if name <= after_hex {
                         continue;
                     }
                     let r = Ref::from_hex(&name).map_err(|_| {
                         StoreError::io(
-                            format!("listing {}", mid_dir.display()),
+                            format!("listing {}", mid_path.display()),
                             io::Error::new(ErrorKind::InvalidData, "bad blob name"),
                         )
                     })?;
@@ -492,53 +833,64 @@ impl Getter for FileStore {
 
 impl Store for FileStore {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        if blob.len() as u64 > MAX_BLOB_SIZE {
+            return Err(StoreError::BlobTooLarge {
+                size: blob.len() as u64,
+                max: MAX_BLOB_SIZE,
+            });
+        }
         let r = Ref::of(blob);
-        let path = self.blob_path(&r);
+        let hex = r.to_hex();
+        let name = c_name(&hex);
         let ctx = |e| StoreError::io(format!("writing blob {r}"), e);
-        let dir = path.parent().unwrap_or(&self.blobs);
         // A directory this put has just made holds no blob yet: no need to look.
-        let made_dir = !self.known_dirs.contains(&r)
-            && match make_blob_dir(dir) {
-                Ok(made) => {
-                    self.known_dirs.insert(&r);
-                    made
-                }
-                // Not ours to make (a read-only store, say): a blob already there
-                // is still found below, and writing one fails with the cause.
-                Err(e) => {
-                    log::debug!("making {}: {e}", dir.display());
-                    false
-                }
-            };
+        let (dir, made_dir) = self.blob_dir_for_put(&r, &hex, self.known_dirs.contains(&r))?;
         if !made_dir {
-            match fs::metadata(&path) {
-                Ok(m) if m.len() == blob.len() as u64 => {
-                    touch(&path);
+            match sys::stat_at(dir.as_fd(), &name) {
+                Ok(st) if st.kind == Kind::File && st.len == blob.len() as u64 => {
+                    // Marks it as written now, so a writer that puts content
+                    // matching an old unreachable blob is covered by gc's grace
+                    // period. Best effort: a store whose files this process may
+                    // not touch (read-only, another owner) is left alone.
+                    if let Err(e) = sys::touch_at(dir.as_fd(), &name) {
+                        log::debug!("touching {}: {e}", self.blob_path(&r).display());
+                    }
                     // Counted even so: another writer may have put it without
                     // flushing yet, and the next update must not reach it unflushed.
                     self.puts_done.fetch_add(1, Ordering::Release);
                     return Ok((r, false));
                 }
-                Ok(m) => log::warn!(
+                Ok(st) if st.kind == Kind::File => log::warn!(
                     "blob {r} on disk has {} bytes, want {}: rewriting it",
-                    m.len(),
+                    st.len,
                     blob.len()
+                ),
+                Ok(st) if st.kind == Kind::Dir => {
+                    return Err(StoreError::Refused {
+                        path: self.blob_path(&r),
+                        why: refusal_for(st.kind, Kind::File),
+                    })
+                }
+                Ok(st) => log::warn!(
+                    "blob {r}: {} is {}, not a regular file: replacing it",
+                    self.blob_path(&r).display(),
+                    st.kind.phrase()
                 ),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::io(format!("looking up blob {r}"), e)),
             }
         }
         let direct = blob.len() >= DIRECT_MIN && self.direct.load(Ordering::Relaxed);
-        let tmp = match self.write_temp(dir, blob, direct) {
+        match self.write_temp(dir.as_fd(), blob, direct) {
+            Ok(tmp) => tmp.persist(&name).map_err(ctx)?,
+            // The directory went away since we opened it (removed by hand).
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                // The directory went away since we saw it (removed by hand).
-                make_blob_dir(dir).map_err(ctx)?;
-                self.write_temp(dir, blob, direct)
+                let (dir, _) = self.blob_dir_for_put(&r, &hex, false)?;
+                let tmp = self.write_temp(dir.as_fd(), blob, direct).map_err(ctx)?;
+                tmp.persist(&name).map_err(ctx)?;
             }
-            res => res,
+            Err(e) => return Err(ctx(e)),
         }
-        .map_err(ctx)?;
-        tmp.persist(&path).map_err(|e| ctx(e.error))?;
         self.puts_done.fetch_add(1, Ordering::Release);
         Ok((r, true))
     }
@@ -569,26 +921,27 @@ impl AnchorStore for FileStore {
         // reaches durable before the rename installs it.
         let staged = self.stage_map_ref(&new)?;
         if !self.flush_blobs()? {
-            staged
-                .as_file()
-                .sync_all()
-                .map_err(|e| self.map_ref_err(e))?;
+            staged.file.sync_all().map_err(|e| self.map_ref_err(e))?;
         }
         let _lock = self.lock()?;
         if self.read_map_ref()? != old {
             return Err(StoreError::UpdateConflict);
         }
         staged
-            .persist(self.map_ref_path())
-            .map_err(|e| self.map_ref_err(e.error))?;
-        sync_dir(&self.root).map_err(|e| self.map_ref_err(e))?;
+            .persist(&c_name(MAP_REF_FILE))
+            .map_err(|e| self.map_ref_err(e))?;
+        sys::fsync(self.root_fd.as_fd()).map_err(|e| self.map_ref_err(e))?;
         Ok(new)
     }
 }
 
 impl DeletingStore for FileStore {
     fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
-        match fs::remove_file(self.blob_path(r)) {
+        let hex = r.to_hex();
+        let Some(dir) = self.blob_dir(&hex)? else {
+            return Ok(false);
+        };
+        match sys::unlink_at(dir.as_fd(), &c_name(&hex)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(StoreError::io(format!("deleting blob {r}"), e)),
@@ -596,11 +949,7 @@ impl DeletingStore for FileStore {
     }
 
     fn written_at(&self, r: &Ref) -> Result<SystemTime, StoreError> {
-        match fs::metadata(self.blob_path(r)).and_then(|m| m.modified()) {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(*r)),
-            Err(e) => Err(StoreError::io(format!("looking up blob {r}"), e)),
-        }
+        Ok(self.blob_stat(r)?.mtime)
     }
 }
 

@@ -81,6 +81,20 @@ impl<S: Getter> Getter for LruStore<S> {
         Ok(b)
     }
 
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        if let Some(b) = self.cache.lock().entries.get(r) {
+            return Ok(b.clone());
+        }
+        let b = self.inner.get_at_most(r, max)?;
+        self.cache.lock().insert(*r, b.clone());
+        Ok(b)
+    }
+
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        // Always below: a check is for what is stored, not what was cached.
+        self.inner.check(r)
+    }
+
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
         if self.cache.lock().entries.contains(r) {
             return Ok(true);

@@ -9,12 +9,60 @@ pub mod faulty;
 pub mod file;
 pub mod lru;
 pub mod mem;
+mod sys;
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::blob::{Blob, Ref};
+
+/// The largest blob a store holds: 256 MiB. No chunk or node a writer of the format
+/// makes comes near it (chunks are cut where a 16-bit checksum hits, so the mean is
+/// 64 KiB; nodes hold at most 128 members); only a raw blob put whole can be larger,
+/// and the file store refuses to write one, or to read a file larger than this
+/// without reading it (a sparse file or a device in place of a blob never costs
+/// more memory than this).
+pub const MAX_BLOB_SIZE: u64 = 256 << 20;
+
+/// Why a file store refused one of its own files without following, reading or
+/// writing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A symbolic link (the store never follows one out of its directory).
+    Symlink,
+    /// Another kind of file than the store keeps there (a FIFO, a device, a
+    /// directory in place of a file, a file in place of a directory).
+    WrongType {
+        /// What it is ("a FIFO").
+        found: &'static str,
+        /// What belongs there ("a regular file").
+        want: &'static str,
+    },
+    /// A blob file larger than the blob can be.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The most it may have: what its reader expects, or [`MAX_BLOB_SIZE`].
+        max: u64,
+    },
+    /// A file that changed size while it was read.
+    Changed,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Symlink => write!(f, "it is a symbolic link"),
+            Refusal::WrongType { found, want } => write!(f, "it is {found}, not {want}"),
+            Refusal::TooLarge { size, max } => {
+                write!(f, "it has {size} bytes, more than the {max} it can have")
+            }
+            Refusal::Changed => write!(f, "it changed while it was read"),
+        }
+    }
+}
 
 /// Errors of the blob stores.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +106,25 @@ pub enum StoreError {
         /// How long we waited.
         secs: u64,
     },
+    /// A file in a file store's directory that is not what the store keeps there
+    /// (a symbolic link, a FIFO, a device, a blob file larger than its blob can be)
+    /// was refused: not followed, not read, not written. A blob behind it counts as
+    /// damaged ([`StoreError::is_damage`]).
+    #[error("refused {path}: {why}")]
+    Refused {
+        /// The file, under the store's directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: Refusal,
+    },
+    /// A blob larger than any blob the store holds ([`MAX_BLOB_SIZE`]).
+    #[error("a blob of {size} bytes is larger than the {max} bytes a blob can have")]
+    BlobTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// An update callback stopped on an error of its own (kept by the caller).
     #[error("update aborted by its callback")]
     Aborted,
@@ -86,6 +153,12 @@ impl StoreError {
         matches!(self, StoreError::NotFound(_))
     }
 
+    /// Whether this says a blob cannot be had whole and true: its bytes do not
+    /// match its ref, or its file was refused.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, StoreError::Damaged(_) | StoreError::Refused { .. })
+    }
+
     /// The OS error number behind an I/O error, if any (ENOSPC, EIO, ...).
     pub fn raw_os_error(&self) -> Option<i32> {
         let StoreError::Io { source, .. } = self else {
@@ -106,6 +179,23 @@ pub trait Getter: Send + Sync {
     /// The blob with this ref; [`StoreError::NotFound`] if absent,
     /// [`StoreError::Damaged`] if its bytes do not match the ref.
     fn get(&self, r: &Ref) -> Result<Blob, StoreError>;
+
+    /// The blob with this ref, from a caller that knows it has at most `max` bytes
+    /// (a split tree's chunk, whose span its node gives). A backend that reads blobs
+    /// from files refuses one stored larger without reading it
+    /// ([`StoreError::Refused`]); others return it as [`get`](Getter::get) does, so
+    /// callers still check the length.
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        let _ = max;
+        self.get(r)
+    }
+
+    /// Checks the blob against its ref without keeping it and returns its size;
+    /// errors as [`get`](Getter::get). A backend that reads files hashes them as it
+    /// reads, in a fixed amount of memory.
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        self.get(r).map(|b| b.len() as u64)
+    }
 
     /// Whether the store holds this ref (without reading it, where possible).
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
@@ -193,6 +283,12 @@ pub fn verified(r: &Ref, data: Blob) -> Result<Blob, StoreError> {
 impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
         (**self).get(r)
+    }
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        (**self).get_at_most(r, max)
+    }
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        (**self).check(r)
     }
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
         (**self).contains(r)
