@@ -519,7 +519,8 @@ const FIO_SIZE: usize = 4 << 20;
 fn fio_with_readers(p: &Place, jobs: &[FioJob]) {
     need("fio");
     let mut cmd = Command::new("fio");
-    cmd.args([
+    // fio keeps its verify state in files in its working directory.
+    cmd.current_dir(p.scratch("fio")).args([
         "--ioengine=psync",
         "--bs=4k",
         &format!("--size={FIO_SIZE}"),
