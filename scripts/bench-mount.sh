@@ -2,6 +2,8 @@
 # Mount benchmark: anchorfs against a plain disk, bindfs, borg and restic, all on the
 # same pseudo-random data in one run. Prints a Markdown table of figures and ratios,
 # the targets met or missed, and the curve of daemon peak RSS against -o cache=.
+# Random 4 KiB writes and reads (fio, one job) on a version of RAND_MB MiB are
+# measured against bindfs over a directory on the same disk.
 #
 # Usage (as root, on a Debian machine with /dev/fuse):
 #   scripts/bench-mount.sh                 # 1 GiB, the full run
@@ -15,12 +17,13 @@
 #   BIG_REPS         repetitions of the big writes and first reads (default 1)
 #   CACHE_CURVE      -o cache= sizes for the RSS curve (default "16M 64M 256M")
 #   WRITERS          parallel writers used to build the long anchor (default 4)
+#   RAND_MB          size of the version written and read at random offsets (default 64)
 #   BENCH_DIR        where to make the scratch directory (default: REPO/target);
 #                    it must be on a real disk, not tmpfs
 #   KEEP=1           keep the scratch directory (the stores and logs) at the end
 #
 # It is a benchmark, not a test: CI does not run it. It installs bindfs, restic,
-# borgbackup and FUSE bindings with apt-get, builds anchorfs in release mode, drops
+# borgbackup, fio and FUSE bindings with apt-get, builds anchorfs in release mode, drops
 # the page cache before every first read, and unmounts everything it mounted when it
 # ends, also on failure or Ctrl-C.
 set -euo pipefail
@@ -33,6 +36,7 @@ REPS=${REPS:-3}
 BIG_REPS=${BIG_REPS:-1}
 CACHE_CURVE=${CACHE_CURVE:-"16M 64M 256M"}
 WRITERS=${WRITERS:-4}
+RAND_MB=${RAND_MB:-64}
 KEEP=${KEEP:-0}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,7 +52,7 @@ die() {
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages, mounts filesystems and drops caches"
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 [ -e /dev/fuse ] || die "/dev/fuse is missing: FUSE is needed"
-for v in SIZE_MB SMALL_VERSIONS MANY_VERSIONS REPS BIG_REPS WRITERS; do
+for v in SIZE_MB SMALL_VERSIONS MANY_VERSIONS REPS BIG_REPS WRITERS RAND_MB; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$SMALL_VERSIONS" -ge 3 ] || die "SMALL_VERSIONS must be at least 3"
@@ -58,7 +62,7 @@ done
 # What it compares against: install, or say clearly why not.
 # ---------------------------------------------------------------------------------
 declare -A MISSING=() # tool -> why it is not there
-PACKAGES=(bindfs restic borgbackup fuse3 python3-pyfuse3 python3-llfuse)
+PACKAGES=(bindfs restic borgbackup fio fuse3 python3-pyfuse3 python3-llfuse)
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 pkg_candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }'; }
@@ -88,7 +92,7 @@ install_packages() {
 }
 install_packages
 
-declare -A HAVE=([bindfs]=0 [borg]=0 [restic]=0)
+declare -A HAVE=([bindfs]=0 [borg]=0 [restic]=0 [fio]=0)
 tool_check() { # tool package
     if command -v "$1" >/dev/null 2>&1; then
         HAVE[$1]=1
@@ -99,6 +103,7 @@ tool_check() { # tool package
 tool_check bindfs bindfs
 tool_check restic restic
 tool_check borg borgbackup
+tool_check fio fio
 # borg mount needs pyfuse3 or llfuse in the Python that runs borg.
 BORG_PY=python3
 if [ "${HAVE[borg]}" = 1 ]; then
@@ -113,7 +118,7 @@ command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 
 
 baseline_status() {
     local t
-    for t in bindfs borg restic; do
+    for t in bindfs borg restic fio; do
         if [ "${HAVE[$t]}" = 1 ]; then
             case $t in
                 restic) say "  $t: $(restic version 2>&1 | head -n1)" ;;
@@ -607,6 +612,67 @@ bench_bindfs() {
 }
 
 # ---------------------------------------------------------------------------------
+# Random 4 KiB writes and reads on a RAND_MB MiB version: anchorfs against bindfs.
+# ---------------------------------------------------------------------------------
+RAND_BYTES=$((RAND_MB * 1048576))
+mibps() { awk -v b="$RAND_BYTES" -v us="$1" 'BEGIN { printf "%.1f", b / 1048576 / (us / 1e6) }'; } # MiB/s
+
+# fio_rand FILE rw|randread: one job of 4 KiB psync I/O at random offsets over the
+# whole file (each block once), through the page cache (--direct=0); writes end with
+# an fsync, and the close that follows is in the time (it commits the version).
+fio_rand() {
+    fio --name=rand --filename="$1" --rw="$2" --bs=4k --size="$RAND_BYTES" \
+        --ioengine=psync --direct=0 --numjobs=1 --end_fsync=1 --fallocate=none \
+        --randrepeat=1 --output="$T/fio.out" >/dev/null
+}
+
+# rand_io KEY FILE: random writes to FILE, then random reads of it, REPS times each
+# (caches dropped before each), medians recorded as KEY_write and KEY_read in MiB/s.
+rand_io() {
+    local key=$1 file=$2 r w=() rd=()
+    for ((r = 0; r < REPS; r++)); do
+        drop_caches
+        timed fio_rand "$file" randwrite
+        w+=("$(mibps "$LAST_US")")
+        drop_caches
+        timed fio_rand "$file" randread
+        rd+=("$(mibps "$LAST_US")")
+    done
+    rec "${key}_write" "$(median "${w[@]}")"
+    rec "${key}_read" "$(median "${rd[@]}")"
+}
+
+bench_random_io() {
+    local under=$T/rand.under mnt=$T/rand.mnt src=$T/src/rand.bin
+    head -c "$RAND_BYTES" /dev/urandom >"$src"
+    # anchorfs: one version of RAND_MB MiB, then fio in place on latest (O_RDWR, no
+    # O_TRUNC): every write run is a new version of the same size.
+    AFS_PHASE=random
+    afs_mount "$STORE" "$AMNT"
+    mkdir "$AMNT/rand"
+    cp "$src" "$AMNT/rand/data"
+    rand_io afs_rand "$AMNT/rand/latest"
+    [ "$(stat -L -c %s "$AMNT/rand/latest")" = "$RAND_BYTES" ] || {
+        warn "the version written at random offsets has the wrong size"
+        return 1
+    }
+    afs_umount "$AMNT"
+    say "   anchorfs: random 4 KiB writes $(get afs_rand_write) MiB/s, reads $(get afs_rand_read) MiB/s"
+    if [ "${HAVE[bindfs]}" = 1 ]; then
+        mkdir -p "$under" "$mnt"
+        cp "$src" "$under/data"
+        bindfs "$under" "$mnt"
+        echo "$mnt" >>"$T/mounts"
+        rand_io bindfs_rand "$mnt/data"
+        umount "$mnt"
+        rm -f "$under/data"
+        say "   bindfs: random 4 KiB writes $(get bindfs_rand_write) MiB/s, reads $(get bindfs_rand_read) MiB/s"
+        say "   anchorfs ÷ bindfs: writes $(ratio_of "$(get afs_rand_write)" "$(get bindfs_rand_write)")×, reads $(ratio_of "$(get afs_rand_read)" "$(get bindfs_rand_read)")×"
+    fi
+    rm -f "$src"
+}
+
+# ---------------------------------------------------------------------------------
 # borg.
 # ---------------------------------------------------------------------------------
 bench_borg() {
@@ -784,6 +850,8 @@ report() {
     row "\`ls -l\`, $(get afs_ls_small_n) versions, warm (ms)" "$(get afs_ls_small_warm)" "\`ls -l\` restic \`snapshots/\` ($(get restic_ls_n)), warm" "$(get restic_ls_warm)" lower "$nr"
     row "\`ls -l\` of an anchor with $(get afs_ls_many_n) versions, first after mount (ms)" "$(get afs_ls_many_first)" "—" "" lower
     row "\`ls -l\`, $(get afs_ls_many_n) versions, warm (ms)" "$(get afs_ls_many_warm)" "—" "" lower
+    row "random 4 KiB writes on a ${RAND_MB} MiB version in place, fio, one job, \`--direct=0\`, end fsync and close included (MiB/s)" "$(get afs_rand_write)" "bindfs, same fio job on a file of the same disk" "$(get bindfs_rand_write)" higher "$(why_not bindfs)$(why_not fio)"
+    row "random 4 KiB reads of that version, fio, one job, caches dropped (MiB/s)" "$(get afs_rand_read)" "bindfs, same fio job" "$(get bindfs_rand_read)" higher "$(why_not bindfs)$(why_not fio)"
     row "daemon peak RSS (VmHWM) over all of the above, default cache (MiB)" "$afs_hwm" "\`borg mount\` daemon" "$borg_hwm" mem "$ng"
     row "" "$afs_hwm" "\`restic mount\` daemon" "$restic_hwm" mem "$nr"
     say ""
@@ -858,6 +926,7 @@ section "anchorfs: read" bench_anchorfs_read
 section "anchorfs: long anchor" build_many
 section "anchorfs: ls -l" bench_anchorfs_ls
 if [ "${HAVE[bindfs]}" = 1 ]; then section bindfs bench_bindfs; fi
+if [ "${HAVE[fio]}" = 1 ]; then section "random 4 KiB I/O: anchorfs and bindfs" bench_random_io; fi
 if [ "${HAVE[borg]}" = 1 ]; then section borg bench_borg; fi
 if [ "${HAVE[restic]}" = 1 ]; then section restic bench_restic; fi
 section "anchorfs: RSS against -o cache=" bench_cache_curve
