@@ -825,6 +825,9 @@ impl AnchorFs {
                 }
             }
             NodeKey::AnchorDir(anchor) => {
+                if name == LATEST || names::parse_version_name(name).is_some() {
+                    self.settle_unwritten(anchor);
+                }
                 // History first: a file being written under the name `latest` or a
                 // version's name (committed by an fsync, or renamed there) does not
                 // hide them; its descriptors keep writing to it.
@@ -938,6 +941,7 @@ impl AnchorFs {
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
         match self.key_of(ino)? {
             NodeKey::Latest(name) => {
+                self.settle_unwritten(&name);
                 let snap = self.snapshot();
                 let v = snap.by_name(&name).ok_or(FsError::NotFound)?;
                 let a = v.latest().ok_or(FsError::NotFound)?;
@@ -952,6 +956,9 @@ impl AnchorFs {
     /// produced once, in linear time, however many pages it takes.
     pub fn readdir(&self, ino: u64, offset: u64, max: usize) -> Result<Vec<DirEntry>, FsError> {
         let key = self.key_of(ino)?;
+        if let (NodeKey::AnchorDir(anchor), 0) = (&key, offset) {
+            self.settle_unwritten(anchor);
+        }
         let snap = self.snapshot();
         let inodes = self.inodes.lock();
         let parent = match &key {

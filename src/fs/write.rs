@@ -208,6 +208,9 @@ pub(crate) struct Writes {
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     moved: Mutex<Vec<MovedWrite>>,
+    /// Files flushed before any write whose last close may still be on its way,
+    /// by anchor (see `AnchorFs::settle_unwritten`).
+    flushed_unwritten: Mutex<HashMap<Vec<u8>, Vec<u64>>>,
     /// Files closed after their commit that keep their name (oldest first), so a
     /// name written reads back; at most [`SETTLED_MAX`].
     settled: Mutex<std::collections::VecDeque<u64>>,
@@ -353,6 +356,9 @@ impl Writes {
         self.settled.lock().retain(|&i| i != id);
         if let Some(f) = self.files.lock().remove(&id) {
             let f = f.lock();
+            if let Some(ids) = self.flushed_unwritten.lock().get_mut(&f.anchor) {
+                ids.retain(|&i| i != id);
+            }
             let mut names = self.by_name.lock();
             if names.get(&(f.anchor.clone(), f.name.clone())) == Some(&id) {
                 names.remove(&(f.anchor.clone(), f.name.clone()));
@@ -1243,7 +1249,68 @@ impl AnchorFs {
                 return Ok(());
             }
         }
+        // A close (not an fsync) of a file not written yet.
+        if owner.is_some() {
+            self.note_unwritten_flush(id);
+        }
         self.commit(id, false)
+    }
+
+    /// A flush of a file not written yet (a new file, or one a truncating open
+    /// emptied) commits nothing: a shell's `>` closes a duplicate of the descriptor
+    /// before its command writes. The file is remembered for its anchor, so that if
+    /// its last close has not arrived when the anchor is looked at next (the kernel
+    /// sends it after close(2) returns), that look commits it first: `: > f` then
+    /// `wc -c f`, or a truncating open closed and opened again, sees the empty file.
+    fn note_unwritten_flush(&self, id: u64) {
+        let Some(f) = self.writes.get(id) else {
+            return;
+        };
+        let g = f.lock();
+        if !g.written && g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none() {
+            let anchor = g.anchor.clone();
+            drop(g);
+            let mut waiting = self.writes.flushed_unwritten.lock();
+            let ids = waiting.entry(anchor).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+
+    /// Commits the files of `anchor` that were flushed unwritten and whose last
+    /// close is still to come (see [`note_unwritten_flush`](Self::note_unwritten_flush)).
+    pub(crate) fn settle_unwritten(&self, anchor: &[u8]) {
+        let ids = {
+            let waiting = self.writes.flushed_unwritten.lock();
+            if waiting.is_empty() {
+                return;
+            }
+            waiting.get(anchor).cloned().unwrap_or_default()
+        };
+        for &id in &ids {
+            let Some(f) = self.writes.get(id) else {
+                continue;
+            };
+            let pending = {
+                let g = f.lock();
+                !g.written && !g.scratch() && !g.unlinked && g.open > 0
+            };
+            // Even when another look is committing it already: the commit waits for
+            // that one (one commit of a file at a time), so this look sees it too.
+            if pending {
+                if let Err(e) = self.commit(id, true) {
+                    log::warn!("committing an unwritten file before a look at its anchor: {e}");
+                }
+            }
+        }
+        let mut waiting = self.writes.flushed_unwritten.lock();
+        if let Some(left) = waiting.get_mut(anchor) {
+            left.retain(|id| !ids.contains(id));
+            if left.is_empty() {
+                waiting.remove(anchor);
+            }
+        }
     }
 
     /// The last close of a handle: commits what no flush committed (an untouched new
