@@ -1410,7 +1410,7 @@ impl AnchorFs {
         self.cached_reads.lock().remove(&fh);
         self.writes.set_appending(fh, false);
         if let Handle::Write(id) = &*h {
-            self.release_write(*id);
+            self.release_write(*id, fh);
         }
         Ok(())
     }

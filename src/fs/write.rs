@@ -137,6 +137,9 @@ pub(crate) struct StagedFile {
     broken: Option<i32>,
     /// The time of the version its last commit made.
     committed_at: Option<Timestamp>,
+    /// Open handles closed by a process (flushed) while nothing was written: when
+    /// every open handle is here, only their releases are still to come.
+    flushed: Vec<u64>,
 }
 
 impl StagedFile {
@@ -643,6 +646,7 @@ impl AnchorFs {
             over_version: None,
             broken: None,
             committed_at: None,
+            flushed: Vec::new(),
         }));
         self.writes.files.lock().insert(id, f.clone());
         if !listed {
@@ -1251,7 +1255,7 @@ impl AnchorFs {
         }
         // A close (not an fsync) of a file not written yet.
         if owner.is_some() {
-            self.note_unwritten_flush(id);
+            self.note_unwritten_flush(id, fh);
         }
         self.commit(id, false)
     }
@@ -1262,12 +1266,15 @@ impl AnchorFs {
     /// its last close has not arrived when the anchor is looked at next (the kernel
     /// sends it after close(2) returns), that look commits it first: `: > f` then
     /// `wc -c f`, or a truncating open closed and opened again, sees the empty file.
-    fn note_unwritten_flush(&self, id: u64) {
+    fn note_unwritten_flush(&self, id: u64, fh: u64) {
         let Some(f) = self.writes.get(id) else {
             return;
         };
-        let g = f.lock();
+        let mut g = f.lock();
         if !g.written && g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none() {
+            if !g.flushed.contains(&fh) {
+                g.flushed.push(fh);
+            }
             let anchor = g.anchor.clone();
             drop(g);
             let mut waiting = self.writes.flushed_unwritten.lock();
@@ -1292,9 +1299,14 @@ impl AnchorFs {
             let Some(f) = self.writes.get(id) else {
                 continue;
             };
+            // Closed by every descriptor: only the releases are still to come.
             let pending = {
                 let g = f.lock();
-                !g.written && !g.scratch() && !g.unlinked && g.open > 0
+                !g.written
+                    && !g.scratch()
+                    && !g.unlinked
+                    && g.open > 0
+                    && g.flushed.len() as u32 >= g.open
             };
             // Even when another look is committing it already: the commit waits for
             // that one (one commit of a file at a time), so this look sees it too.
@@ -1315,14 +1327,17 @@ impl AnchorFs {
 
     /// The last close of a handle: commits what no flush committed (an untouched new
     /// file becomes an empty version here).
-    pub(crate) fn release_write(&self, id: u64) {
+    pub(crate) fn release_write(&self, id: u64, fh: u64) {
         let Some(f) = self.writes.get(id) else {
             return;
         };
+        // The handle stays among the flushed ones until it is gone, so a look at
+        // the anchor meanwhile still sees a commit to wait for.
         loop {
             let mut g = f.lock();
             if g.open > 1 {
                 g.open -= 1;
+                g.flushed.retain(|&x| x != fh);
                 return;
             }
             // The last close. A rename may give the file a committable name at any
@@ -1331,6 +1346,7 @@ impl AnchorFs {
             let committable = g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none();
             if !committable {
                 g.open = 0;
+                g.flushed.clear();
                 // A scratch file stays until renamed or unlinked; a committed file
                 // keeps naming the version it became; anything else is done.
                 let keep = !g.unlinked
