@@ -998,33 +998,6 @@ both!(
 // A writer sees its own file; readers see the version.
 // ---------------------------------------------------------------------------------
 
-/// Maps `len` bytes of `f` shared, read and write; `edit` sees and changes them;
-/// written back with `msync` before the unmap.
-fn through_mapping(f: &fs::File, len: usize, edit: impl FnOnce(&mut [u8])) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of `len` bytes of an open file, used only as a
-    // slice within this call and unmapped before it returns.
-    unsafe {
-        let m = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(
-            m,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        edit(std::slice::from_raw_parts_mut(m.cast::<u8>(), len));
-        assert_eq!(libc::msync(m, len, libc::MS_SYNC), 0, "msync");
-        assert_eq!(libc::munmap(m, len), 0);
-    }
-}
-
 fn size_of(f: &mut fs::File) -> (u64, u64) {
     let by_stat = f.metadata().unwrap().len();
     let by_seek = f.seek(SeekFrom::End(0)).unwrap();
@@ -1140,7 +1113,7 @@ fn writer_round(p: &Place, name: &str, early_reader: bool) {
     want.resize(50_000, 0);
     want[40_000..40_010].copy_from_slice(b"MAPPED-END");
     want[100..106].copy_from_slice(b"MAPPED");
-    through_mapping(&w, 50_000, |m| {
+    common::edit_through_mapping(&w, 50_000, |m| {
         assert_eq!(&m[..5_000], &old[..5_000], "{how}: mapped, the kept bytes");
         assert!(
             m[5_000..].iter().all(|&b| b == 0),

@@ -648,33 +648,6 @@ fn a_close_on_another_thread_of_the_writer_commits() {
     drop(keep);
 }
 
-/// Maps the first `len` bytes of `f` shared and writable, lets `edit` change them,
-/// and writes them back (`msync`) before unmapping.
-fn edit_through_mapping(f: &fs::File, len: usize, edit: impl FnOnce(&mut [u8])) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of `len` bytes of an open file, used only as a
-    // slice within this call and unmapped before it returns.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        edit(std::slice::from_raw_parts_mut(p.cast::<u8>(), len));
-        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
-        assert_eq!(libc::munmap(p, len), 0);
-    }
-}
-
 /// A new file written through a shared memory mapping (as linkers write their
 /// output) becomes a version with the mapped bytes, though new files are written
 /// around the page cache.
@@ -693,7 +666,7 @@ fn a_new_file_written_through_mmap_commits_its_bytes() {
         .open(m.path("out/a.bin"))
         .unwrap();
     f.set_len(want.len() as u64).unwrap();
-    edit_through_mapping(&f, want.len(), |bytes| bytes.copy_from_slice(&want));
+    common::edit_through_mapping(&f, want.len(), |bytes| bytes.copy_from_slice(&want));
     drop(f);
     assert!(common::eventually(Duration::from_secs(3), || contents(
         &m, b"out"
@@ -722,7 +695,7 @@ fn an_in_place_edit_through_mmap_makes_a_new_version() {
         .unwrap();
     let mut want = old.clone();
     want[100..104].copy_from_slice(b"EDIT");
-    edit_through_mapping(&f, old.len(), |bytes| {
+    common::edit_through_mapping(&f, old.len(), |bytes| {
         assert_eq!(&bytes[..], &old[..], "the mapping shows the version");
         bytes[100..104].copy_from_slice(b"EDIT");
     });

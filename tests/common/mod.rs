@@ -149,3 +149,30 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Maps the first `len` bytes of `f` shared and writable, lets `edit` change them,
+/// and writes them back (`msync`) before unmapping.
+pub fn edit_through_mapping(f: &std::fs::File, len: usize, edit: impl FnOnce(&mut [u8])) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of `len` bytes of an open file, used only as a
+    // slice within this call and unmapped before it returns.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        edit(std::slice::from_raw_parts_mut(p.cast::<u8>(), len));
+        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(p, len), 0);
+    }
+}
