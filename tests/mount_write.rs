@@ -626,6 +626,36 @@ fn a_childs_close_of_an_inherited_descriptor_commits_nothing() {
     ]));
 }
 
+/// The same for a file not written yet: the child's flush is not its opener
+/// closing it, so looking at the anchor meanwhile (which commits a file closed
+/// unwritten whose release is still to come) commits nothing; the opener's own
+/// writes and close make the one version.
+#[test]
+fn a_childs_close_of_an_unwritten_inherited_descriptor_commits_nothing() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_dir, m) = mounted();
+    fs::create_dir(m.path("notes")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.path("notes/draft"))
+        .unwrap();
+    assert!(Command::new("true").status().unwrap().success());
+    // Looks at the anchor: a listing and `latest`.
+    let _ = fs::read_dir(m.path("notes")).unwrap().count();
+    let _ = fs::read_link(m.path("notes/latest"));
+    assert_eq!(contents(&m, b"notes"), Vec::<Vec<u8>>::new());
+    f.write_all(b"text").unwrap();
+    drop(f);
+    assert!(common::eventually(Duration::from_secs(3), || contents(
+        &m, b"notes"
+    ) == vec![
+        b"text".to_vec()
+    ]));
+}
+
 /// A program may write on one thread and close on another: that close is still
 /// the writer's, so it commits, and the version is there when it returns.
 #[test]

@@ -275,6 +275,7 @@ impl Filesystem for FuseAdapter {
                 if write && append {
                     self.core.set_append(o.fh);
                 }
+                self.core.set_opener(o.fh, self.processes.of(req));
                 let mut f = FopenFlags::empty();
                 if o.keep_cache {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -467,7 +468,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -481,6 +482,7 @@ impl Filesystem for FuseAdapter {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
                 }
+                self.core.set_opener(fh, self.processes.of(req));
                 // Written around the page cache: a new file's bytes go to the daemon
                 // from the writer's own pages in requests of up to `max_write`,
                 // without first being copied into cache pages nobody reads.

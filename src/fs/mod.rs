@@ -1351,6 +1351,18 @@ impl AnchorFs {
         }
     }
 
+    /// Records the process that opened write handle `fh`: only its own closes of
+    /// that handle count as the writer closing it (a forked child's exec closes
+    /// inherited descriptors too).
+    pub fn set_opener(&self, fh: u64, process: u64) {
+        if matches!(
+            self.handles.lock().get(&fh).map(|h| &**h),
+            Some(Handle::Write(_))
+        ) {
+            self.writes.set_opener(fh, Some(process));
+        }
+    }
+
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
         let h = self
@@ -1409,6 +1421,7 @@ impl AnchorFs {
         let h = self.handles.lock().remove(&fh).ok_or(FsError::BadHandle)?;
         self.cached_reads.lock().remove(&fh);
         self.writes.set_appending(fh, false);
+        self.writes.set_opener(fh, None);
         if let Handle::Write(id) = &*h {
             self.release_write(*id, fh);
         }

@@ -211,6 +211,8 @@ pub(crate) struct Writes {
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     moved: Mutex<Vec<MovedWrite>>,
+    /// The process that opened each write handle, where known.
+    openers: Mutex<HashMap<u64, u64>>,
     /// Files flushed before any write whose last close may still be on its way,
     /// by anchor (see `AnchorFs::settle_unwritten`).
     flushed_unwritten: Mutex<HashMap<Vec<u8>, Vec<u64>>>,
@@ -270,6 +272,19 @@ impl Writes {
         if g.open == 0 {
             drop(g);
             self.remove(id);
+        }
+    }
+
+    /// Records (or, with `None`, forgets) the process that opened handle `fh`.
+    pub fn set_opener(&self, fh: u64, process: Option<u64>) {
+        let mut o = self.openers.lock();
+        match process {
+            Some(p) => {
+                o.insert(fh, p);
+            }
+            None => {
+                o.remove(&fh);
+            }
         }
     }
 
@@ -1253,8 +1268,10 @@ impl AnchorFs {
                 return Ok(());
             }
         }
-        // A close (not an fsync) of a file not written yet.
-        if owner.is_some() {
+        // A close (not an fsync) of a file not written yet, by the process that
+        // opened it (not a forked child's exec closing what it inherited).
+        let opener = self.writes.openers.lock().get(&fh).copied();
+        if owner.is_some() && (opener.is_none() || opener == owner) {
             self.note_unwritten_flush(id, fh);
         }
         self.commit(id, false)
