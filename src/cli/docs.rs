@@ -129,10 +129,61 @@ fn mangen(
     String::from_utf8(buf).expect("utf-8 man page")
 }
 
+/// A synopsis line: `prefix`, then every option and argument `cmd` takes.
+fn synopsis(prefix: &str, cmd: &clap::Command) -> Vec<Inline> {
+    let mut line = vec![bold(prefix)];
+    let shown = || cmd.get_arguments().filter(|a| !a.is_hide_set());
+    for a in shown().filter(|a| !a.is_positional()) {
+        let flag = match (a.get_long(), a.get_short()) {
+            (Some(l), _) => format!("--{l}"),
+            (None, Some(s)) => format!("-{s}"),
+            (None, None) => continue,
+        };
+        let (open, close) = if a.is_required_set() {
+            (" ", "")
+        } else {
+            (" [", "]")
+        };
+        line.push(roman(open));
+        line.push(bold(flag));
+        if a.get_action().takes_values() {
+            if let Some([v, ..]) = a.get_value_names() {
+                line.push(roman(" "));
+                line.push(italic(v.as_str()));
+            }
+        }
+        line.push(roman(close));
+    }
+    for a in shown().filter(|a| a.is_positional()) {
+        let name = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| a.get_id().to_string().to_uppercase());
+        let many = if matches!(a.get_action(), clap::ArgAction::Append) {
+            "..."
+        } else {
+            ""
+        };
+        if a.is_required_set() {
+            line.push(roman(" "));
+            line.push(italic(format!("{name}{many}")));
+        } else {
+            line.push(roman(" ["));
+            line.push(italic(name));
+            line.push(roman(format!("]{many}")));
+        }
+    }
+    line
+}
+
 /// The `-o` options as tagged paragraphs, from their definitions.
 fn mount_options(page: &mut Page) {
     for d in crate::mount::option_docs() {
         let mut text = d.help.clone();
+        if !text.ends_with('.') {
+            text.push('.');
+        }
         if let Some(def) = &d.default {
             text.push_str(&format!(" Default: {def}."));
         }
@@ -147,10 +198,12 @@ pub fn anchorfs_1() -> String {
     let mut page = Page::new("anchorfs", "1");
     let top = cmd.clone().disable_help_subcommand(true);
     page.splice(&mangen(&top, clap_mangen::Man::render_name_section), true);
-    page.splice(
-        &mangen(&top, clap_mangen::Man::render_synopsis_section),
-        true,
-    );
+    page.sh("SYNOPSIS");
+    let mut line = synopsis("anchorfs", &top);
+    line.push(roman(" "));
+    line.push(italic("COMMAND"));
+    line.push(roman(" ..."));
+    page.pi(line);
     page.sh("DESCRIPTION");
     page.p(
         "anchorfs keeps anchors: names whose content changes over time. Every version \
@@ -186,17 +239,12 @@ pub fn anchorfs_1() -> String {
             .disable_help_flag(true)
             .bin_name(format!("anchorfs {name}"));
         page.ss(&format!("anchorfs {name}"));
-        page.splice(
-            &mangen(&sub, clap_mangen::Man::render_synopsis_section),
-            false,
-        );
+        page.pi(synopsis(&format!("anchorfs {name}"), &sub));
+        page.roff(Roff::new().control("PP", []));
         page.splice(
             &mangen(&sub, clap_mangen::Man::render_description_section),
             false,
         );
-        if name == "mount" {
-            page.p("SOURCE and MOUNTPOINT, then:");
-        }
         page.splice(
             &mangen(&sub, clap_mangen::Man::render_options_section),
             false,
