@@ -1,10 +1,20 @@
-//! The mount program: `mount.anchorfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]`.
+//! The mount program: `anchorfs mount SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]`, and
+//! the same as the mount helper `mount.anchorfs` (a link to the binary).
 //!
 //! It follows mount(8)'s helper conventions: `-o` takes a comma-separated list in
 //! which mount(8)'s generic options are accepted and ignored where they mean nothing
 //! here; `-n`, `-s` and `-v` (which mount(8) may pass) are accepted. Without `-f` it
 //! starts the daemon and returns only once the mount is live (status 0), or prints why
-//! it could not mount (status 1). SIGTERM and SIGINT unmount cleanly.
+//! it could not mount (status 1). SIGTERM and SIGINT unmount cleanly. The command
+//! line is defined in [`args`].
+
+mod args;
+
+pub use args::{
+    clap_one_line, generic_help, helper_command, option_docs, options_help, parse_args,
+    parse_duration, parse_mode, parse_size, MountArgs, MountCommand, MountOptions, OptionDoc,
+    Parsed, UsageError, ABOUT, GENERIC_OPTIONS, GENERIC_PREFIXES, LONG_ABOUT,
+};
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -15,14 +25,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use parking_lot::Mutex;
 
-use crate::fs::fuse::{invalidate, FuseAdapter, DEFAULT_POLL};
+use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
-use crate::fs::names::TimeNames;
 use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
 use crate::store::file::FileStore;
 use crate::store::lru::LruStore;
@@ -30,256 +38,6 @@ use crate::store::mem::MemStore;
 
 /// Set in the daemon's environment: report readiness on stdout, then detach.
 const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
-
-/// Everything the command line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountArgs {
-    /// The store: a directory, or `mem:`.
-    pub source: String,
-    /// Where to mount.
-    pub mountpoint: PathBuf,
-    /// Stay in the foreground.
-    pub foreground: bool,
-    /// Debug logging.
-    pub debug: bool,
-    /// The `-o` options, parsed.
-    pub opts: MountOptions,
-}
-
-/// The `-o` options that mean something here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Mount read-only.
-    pub read_only: bool,
-    /// Let other users in.
-    pub allow_other: bool,
-    /// Let the kernel check permissions against the modes shown (always on with
-    /// `allow_other`).
-    pub default_permissions: bool,
-    /// Permission bits of every directory (`dir_mode=`, octal).
-    pub dir_mode: Option<u16>,
-    /// Permission bits of every file (`file_mode=`, octal).
-    pub file_mode: Option<u16>,
-    /// Owner shown on files.
-    pub uid: Option<u32>,
-    /// Group shown on files.
-    pub gid: Option<u32>,
-    /// Bytes of blob cache.
-    pub cache_bytes: usize,
-    /// How often to look for changes made elsewhere.
-    pub poll: Duration,
-    /// How version files are named.
-    pub names: TimeNames,
-    /// Where to log when detached (default: syslog).
-    pub log: Option<PathBuf>,
-    /// Answer no extended attribute requests at all, so the kernel stops asking
-    /// (`ls -l` asks two per file); the `user.anchorfs.*` attributes are then gone.
-    pub no_xattr: bool,
-}
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions {
-            read_only: false,
-            allow_other: false,
-            default_permissions: false,
-            dir_mode: None,
-            file_mode: None,
-            uid: None,
-            gid: None,
-            cache_bytes: 16 << 20,
-            poll: DEFAULT_POLL,
-            no_xattr: false,
-            names: TimeNames::Rfc3339,
-            log: None,
-        }
-    }
-}
-
-/// Parses a size: `256M`, `1G`, `64MiB`, `4096`.
-pub fn parse_size(s: &str) -> Result<usize> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    let mult: usize = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => bail!("bad size {s:?}: use a number with K, M or G"),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| anyhow!("size {s:?} too large"))
-}
-
-/// Parses permission bits in octal: `0640`, `750`.
-pub fn parse_mode(s: &str) -> Result<u16> {
-    let m = u16::from_str_radix(s.trim(), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| anyhow!("bad mode {s:?}: use octal permission bits, e.g. 0640"))?;
-    Ok(m)
-}
-
-/// Parses a duration: `1s`, `500ms`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("bad duration {s:?}: use e.g. 500ms, 1s, 2m, 1h"),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        bail!("bad duration {s:?}");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Options of mount(8) and of the kernel that mean nothing to this filesystem.
-fn is_ignored_generic(opt: &str) -> bool {
-    const GENERIC: &[&str] = &[
-        "rw",
-        "defaults",
-        "auto",
-        "noauto",
-        "user",
-        "nouser",
-        "users",
-        "owner",
-        "group",
-        "_netdev",
-        "nofail",
-        "exec",
-        "noexec",
-        "suid",
-        "nosuid",
-        "dev",
-        "nodev",
-        "atime",
-        "noatime",
-        "relatime",
-        "norelatime",
-        "strictatime",
-        "nostrictatime",
-        "lazytime",
-        "nolazytime",
-        "diratime",
-        "nodiratime",
-        "sync",
-        "async",
-        "dirsync",
-        "mand",
-        "nomand",
-        "silent",
-        "loud",
-        "iversion",
-        "noiversion",
-        "auto_unmount",
-    ];
-    GENERIC.contains(&opt)
-        || opt.starts_with("x-")
-        || opt.starts_with("comment=")
-        || opt.starts_with("fsname=")
-        || opt.starts_with("subtype=")
-        || opt.starts_with("context=")
-}
-
-/// Parses a `-o` list into `opts`.
-pub fn parse_options(list: &str, opts: &mut MountOptions) -> Result<()> {
-    for opt in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        let (key, value) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (opt, None),
-        };
-        match (key, value) {
-            ("ro", None) => opts.read_only = true,
-            ("rw", None) => opts.read_only = false,
-            ("allow_other", None) => opts.allow_other = true,
-            ("default_permissions", None) => opts.default_permissions = true,
-            ("noxattr", None) => opts.no_xattr = true,
-            ("uid", Some(v)) => {
-                opts.uid = Some(v.parse().with_context(|| format!("bad uid {v:?}"))?)
-            }
-            ("gid", Some(v)) => {
-                opts.gid = Some(v.parse().with_context(|| format!("bad gid {v:?}"))?)
-            }
-            ("dir_mode", Some(v)) => opts.dir_mode = Some(parse_mode(v)?),
-            ("file_mode", Some(v)) => opts.file_mode = Some(parse_mode(v)?),
-            ("cache", Some(v)) => opts.cache_bytes = parse_size(v)?,
-            ("poll", Some(v)) => opts.poll = parse_duration(v)?,
-            ("names", Some("compact")) => opts.names = TimeNames::Compact,
-            ("names", Some("rfc3339")) => opts.names = TimeNames::Rfc3339,
-            ("log", Some(v)) => opts.log = Some(PathBuf::from(v)),
-            _ if is_ignored_generic(opt) => {}
-            _ => bail!("unknown mount option {opt:?}"),
-        }
-    }
-    Ok(())
-}
-
-const USAGE: &str = "usage: mount.anchorfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] [-d]\n\
-    SOURCE: a store directory (created if missing) or mem:\n\
-    -o: comma-separated options:\n    \
-      ro                   every write is refused (EROFS)\n    \
-      allow_other          let users other than the mounting one in; the kernel then checks\n    \
-                           every access against the modes shown (default_permissions is\n    \
-                           implied), and opening a version for writing needs write\n    \
-                           permission on its anchor directory\n    \
-      default_permissions  have the kernel check the modes shown (also without allow_other)\n    \
-      uid=N, gid=N         owner and group shown on every node (default: the mounting user)\n    \
-      dir_mode=OCTAL       directories' mode (default: the store directory's, at most 0755)\n    \
-      file_mode=OCTAL      every file's mode (default: the mode it was written with, at most\n    \
-                           what the store directory grants; 0644 masked so if unknown)\n    \
-      cache=SIZE (default 16M), poll=DURATION (default 1s), names=compact, log=FILE, noxattr,\n    \
-      and mount(8)'s generic options (defaults, noauto, user, _netdev, nofail, x-systemd.*, ...)\n\
-    -f: stay in the foreground   -d: debug logging";
-
-/// Parses the command line (after the program name).
-pub fn parse_args(args: &[OsString]) -> Result<MountArgs> {
-    let mut positional = Vec::new();
-    let mut opts = MountOptions::default();
-    let (mut foreground, mut debug) = (false, false);
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].to_string_lossy().into_owned();
-        match a.as_str() {
-            "-h" | "--help" => bail!("{USAGE}"),
-            "-f" => foreground = true,
-            "-d" => {
-                debug = true;
-            }
-            "-n" | "-s" | "-v" => {}
-            "-o" => {
-                i += 1;
-                let list = args
-                    .get(i)
-                    .ok_or_else(|| anyhow!("-o needs a list of options\n{USAGE}"))?;
-                parse_options(&list.to_string_lossy(), &mut opts)?;
-            }
-            s if s.starts_with("-o") => parse_options(&s[2..], &mut opts)?,
-            s if s.starts_with('-') && s.len() > 1 => bail!("unknown flag {s}\n{USAGE}"),
-            _ => positional.push(args[i].clone()),
-        }
-        i += 1;
-    }
-    let [source, mountpoint] = <[OsString; 2]>::try_from(positional)
-        .map_err(|_| anyhow!("need exactly SOURCE and MOUNTPOINT\n{USAGE}"))?;
-    Ok(MountArgs {
-        source: source.to_string_lossy().into_owned(),
-        mountpoint: PathBuf::from(mountpoint),
-        foreground,
-        debug,
-        opts,
-    })
-}
 
 /// Whether `path` is a mount point in this process's mount namespace.
 pub fn is_mounted(path: &Path) -> bool {
@@ -338,19 +96,41 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Opens the store named by SOURCE, with the blob cache.
-fn open_store(source: &str, cache: usize) -> Result<(SharedStore, Option<PathBuf>)> {
+/// Opens the store named by SOURCE, with the blob cache; says so when it made a new
+/// store.
+fn open_store(
+    source: &str,
+    cache: usize,
+    report: &mut dyn FnMut(Status),
+) -> Result<(SharedStore, Option<PathBuf>)> {
     if source == "mem:" {
         return Ok((Arc::new(LruStore::new(MemStore::new(), cache)), None));
     }
     let path = PathBuf::from(source);
-    let store = FileStore::create(&path).with_context(|| format!("opening store {source}"))?;
+    let (store, created) = FileStore::open_or_create(&path)?;
     let abs = std::fs::canonicalize(&path).unwrap_or(path);
+    if created {
+        report(Status::Note(format!(
+            "created a new store at {}",
+            abs.display()
+        )));
+    }
     Ok((Arc::new(LruStore::new(store, cache)), Some(abs)))
+}
+
+/// What the mount tells whoever started it.
+enum Status {
+    /// Something worth a line on stderr (a store was created).
+    Note(String),
+    /// The mount is live.
+    Live,
+    /// It could not mount, and why.
+    Failed(String),
 }
 
 /// A logger to stderr, a file, or syslog.
 struct Logger {
+    program: &'static str,
     level: log::LevelFilter,
     sink: Mutex<Sink>,
 }
@@ -388,7 +168,7 @@ impl log::Log for Logger {
         }
         let mut sink = self.sink.lock();
         match &mut *sink {
-            Sink::Stderr => eprintln!("mount.anchorfs: {}: {}", r.level(), r.args()),
+            Sink::Stderr => eprintln!("{}: {}: {}", self.program, r.level(), r.args()),
             Sink::File(f) => {
                 let _ = writeln!(f, "{} {} {}", crate::Timestamp::now(), r.level(), r.args());
             }
@@ -435,6 +215,7 @@ fn init_logging(args: &MountArgs, detached: bool) -> Result<()> {
         ),
     };
     let logger = Logger {
+        program: args.program,
         level,
         sink: Mutex::new(sink),
     };
@@ -521,16 +302,16 @@ fn block_signals() -> libc::sigset_t {
 
 /// Mounts and serves until unmounted or signalled. `ready` is told once the mount
 /// is live (or why it failed).
-fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<()> {
+fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<()> {
     limit_malloc_arenas();
-    let fail = |ready: &mut dyn FnMut(Result<(), String>), e: anyhow::Error| {
-        ready(Err(format!("{e:#}")));
+    let fail = |ready: &mut dyn FnMut(Status), e: anyhow::Error| {
+        ready(Status::Failed(crate::cli::one_line(&e)));
         e
     };
     if let Err(e) = preflight(args) {
         return Err(fail(ready, e));
     }
-    let (store, store_path) = match open_store(&args.source, args.opts.cache_bytes) {
+    let (store, store_path) = match open_store(&args.source, args.opts.cache_bytes, ready) {
         Ok(s) => s,
         Err(e) => return Err(fail(ready, e)),
     };
@@ -553,7 +334,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
         size_log: store_path
             .as_ref()
             .map(|p| p.join(crate::fs::sizes::FILE_NAME)),
-        store_path,
+        store_path: store_path.clone(),
         mutable_ttl: args.opts.poll,
         read_only: args.opts.read_only,
     };
@@ -569,9 +350,20 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     let sigset = block_signals();
 
     let mut config = fuser::Config::default();
+    // Listed as `fuse.anchorfs` with the store as its source (mount, df,
+    // /proc/mounts). Root mounts with mount(2), where the kernel takes the subtype as
+    // an option; others through fusermount3, which takes it as `subtype=`.
+    let fsname = store_path
+        .as_ref()
+        .map_or_else(|| args.source.clone(), |p| p.display().to_string());
+    let subtype = if uid == 0 {
+        fuser::MountOption::CUSTOM("subtype=anchorfs".into())
+    } else {
+        fuser::MountOption::Subtype("anchorfs".into())
+    };
     config.mount_options = vec![
-        fuser::MountOption::FSName(args.source.clone()),
-        fuser::MountOption::Subtype("anchorfs".into()),
+        fuser::MountOption::FSName(fsname),
+        subtype,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoAtime,
@@ -690,7 +482,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
         })?;
     raise_read_ahead(&args.mountpoint);
     log::info!("mounted {} on {}", args.source, args.mountpoint.display());
-    ready(Ok(()));
+    ready(Status::Live);
     let res = session.run();
     stop.store(true, Ordering::Release);
     let _ = poller.join();
@@ -698,13 +490,22 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Result<(), String>)) -> Result<
     res.context("serving the mount")
 }
 
-/// Starts the daemon and waits until it reports the mount live or failed.
-fn spawn_daemon(raw_args: &[OsString]) -> Result<()> {
+/// Starts the daemon and waits until it reports the mount live or failed; passes on
+/// its notes.
+fn spawn_daemon(args: &MountArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding this program")?;
-    let mut child = Command::new(exe)
-        .arg("mount")
-        .args(raw_args)
-        .arg("-f")
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg(&args.source)
+        .arg(&args.mountpoint)
+        .arg("-f");
+    for list in &args.option_lists {
+        cmd.arg("-o").arg(list);
+    }
+    if args.debug {
+        cmd.arg("-d");
+    }
+    let mut child = cmd
         .env(READY_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -715,58 +516,73 @@ fn spawn_daemon(raw_args: &[OsString]) -> Result<()> {
         .stdout
         .take()
         .ok_or_else(|| anyhow!("no pipe to the mount daemon"))?;
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .context("waiting for the mount daemon")?;
-    match line.trim_end().split_once(' ') {
-        _ if line.trim_end() == "ready" => Ok(()),
-        Some(("error", msg)) => {
-            let _ = child.wait();
-            bail!("{msg}")
-        }
-        _ => {
-            let status = child.wait().ok();
-            bail!("the mount daemon exited before the mount was live ({status:?})")
+    let mut out = BufReader::new(out);
+    loop {
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .context("waiting for the mount daemon")?;
+        let line = line.trim_end();
+        match line.split_once(' ') {
+            _ if line == "ready" => return Ok(()),
+            Some(("note", msg)) => eprintln!("{}: {msg}", args.program),
+            Some(("error", msg)) => {
+                let _ = child.wait();
+                bail!("{msg}")
+            }
+            _ => {
+                let status = child.wait().ok();
+                bail!("the mount daemon exited before the mount was live ({status:?})")
+            }
         }
     }
 }
 
-/// Runs the mount program on `args` (after the program name); returns the exit status.
-pub fn main(args: Vec<OsString>) -> i32 {
-    let parsed = match parse_args(&args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("mount.anchorfs: {e:#}");
-            return if args.iter().any(|a| a == "-h" || a == "--help") {
-                0
-            } else {
-                1
-            };
+/// Runs the mount helper on `args` (after the program name, mount(8)'s calling
+/// convention); returns the exit status.
+pub fn helper_main(args: Vec<OsString>) -> i32 {
+    match parse_args(&args) {
+        Ok(Parsed::Mount(a)) => run(a),
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            0
         }
-    };
+        Err(e) => {
+            eprintln!("mount.anchorfs: {e} (see mount.anchorfs --help)");
+            1
+        }
+    }
+}
+
+/// Mounts as `args` say; returns the exit status.
+pub fn run(args: MountArgs) -> i32 {
+    let program = args.program;
     let daemon = std::env::var_os(READY_ENV).is_some();
-    if !parsed.foreground {
+    if !args.foreground {
         return match spawn_daemon(&args) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("mount.anchorfs: {e:#}");
+                eprintln!("{program}: {}", crate::cli::one_line(&e));
                 1
             }
         };
     }
-    if let Err(e) = init_logging(&parsed, daemon) {
-        eprintln!("mount.anchorfs: {e:#}");
+    if let Err(e) = init_logging(&args, daemon) {
+        eprintln!("{program}: {}", crate::cli::one_line(&e));
         return 1;
     }
-    let mut ready = |r: Result<(), String>| {
+    let told = std::cell::Cell::new(false);
+    let mut report = |r: Status| {
         if daemon {
             let mut out = std::io::stdout();
             let _ = match &r {
-                Ok(()) => writeln!(out, "ready"),
-                Err(msg) => writeln!(out, "error {msg}"),
+                Status::Note(msg) => writeln!(out, "note {msg}"),
+                Status::Live => writeln!(out, "ready"),
+                Status::Failed(msg) => writeln!(out, "error {msg}"),
             };
             let _ = out.flush();
+            if matches!(r, Status::Note(_)) {
+                return;
+            }
             // Detach: a session of our own, and stdout no longer tied to the caller.
             // SAFETY: setsid and dup2 on valid descriptors.
             unsafe {
@@ -776,14 +592,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     libc::dup2(null.as_raw_fd(), 1);
                 }
             }
-        } else if let Err(msg) = &r {
-            eprintln!("mount.anchorfs: {msg}");
+        } else {
+            match &r {
+                Status::Note(msg) | Status::Failed(msg) => eprintln!("{program}: {msg}"),
+                Status::Live => {}
+            }
+        }
+        if matches!(r, Status::Failed(_)) {
+            told.set(true);
         }
     };
-    match serve(&parsed, &mut ready) {
+    match serve(&args, &mut report) {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e:#}");
+            // Told once: an error the caller already heard is not logged again.
+            if !told.get() {
+                log::error!("{}", crate::cli::one_line(&e));
+            }
             1
         }
     }
@@ -792,52 +617,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &[&str]) -> Vec<OsString> {
-        s.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn helper_conventions() {
-        let a = parse_args(&args(&[
-            "/srv/store",
-            "/mnt/a",
-            "-o",
-            "rw,defaults,noauto,user,_netdev,nofail,x-systemd.automount,allow_other,uid=1000,cache=64M,poll=500ms,names=compact",
-            "-n",
-        ]))
-        .unwrap();
-        assert_eq!(a.source, "/srv/store");
-        assert_eq!(a.mountpoint, PathBuf::from("/mnt/a"));
-        assert!(!a.foreground);
-        assert!(a.opts.allow_other);
-        assert_eq!(a.opts.uid, Some(1000));
-        assert_eq!(a.opts.cache_bytes, 64 << 20);
-        assert_eq!(a.opts.poll, Duration::from_millis(500));
-        assert_eq!(a.opts.names, TimeNames::Compact);
-        let b = parse_args(&args(&["mem:", "/m", "-f", "-d", "-oro"])).unwrap();
-        assert!(b.foreground && b.debug && b.opts.read_only);
-    }
-
-    #[test]
-    fn bad_input_is_refused() {
-        assert!(parse_args(&args(&["/s"])).is_err());
-        assert!(parse_args(&args(&["/s", "/m", "-o", "bogus"])).is_err());
-        assert!(parse_args(&args(&["/s", "/m", "-o", "cache=lots"])).is_err());
-        assert!(parse_args(&args(&["/s", "/m", "-o", "poll=-1s"])).is_err());
-        assert!(parse_args(&args(&["/s", "/m", "-x"])).is_err());
-        assert!(parse_args(&args(&["/s", "/m", "-o"])).is_err());
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_size("3MiB").unwrap(), 3 << 20);
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("1 fortnight").is_err());
-    }
 
     #[test]
     fn mountinfo_escapes() {

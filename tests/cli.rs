@@ -3,7 +3,8 @@
 //! user's round trip and sync.
 //!
 //! Output goes to pipes here, so every successful command must print nothing on
-//! stderr (progress is for terminals only).
+//! stderr (progress is for terminals only), but for the one line saying it created a
+//! new store, printed exactly when it did.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,30 +35,43 @@ fn cli(store: &Path) -> Command {
     c
 }
 
-/// Runs `args` on `store`, expecting success and a quiet stderr; returns stdout.
+/// Runs `args` on `store`, expecting success and a quiet stderr (but for the line
+/// saying a store was created, exactly when one was); returns stdout.
 fn ok(store: &Path, args: &[&str]) -> Vec<u8> {
-    let out = cli(store)
-        .args(args)
-        .assert()
-        .success()
-        .stderr("")
-        .get_output()
-        .stdout
-        .clone();
-    out
+    ok_in(store, args, b"")
+}
+
+/// Whether `store` holds a file store now.
+fn is_store(store: &Path) -> bool {
+    FileStore::open(store).is_ok()
+}
+
+/// What a successful command on `store` may print on stderr: nothing, or the line
+/// saying it created the store if there was none before.
+fn quiet_stderr(store: &Path, was_store: bool) -> String {
+    if !was_store && is_store(store) {
+        format!("anchorfs: created a new store at {}\n", store.display())
+    } else {
+        String::new()
+    }
 }
 
 /// [`ok`] with the content given on stdin.
 fn ok_in(store: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    cli(store)
+    let was_store = is_store(store);
+    let out = cli(store)
         .args(args)
         .write_stdin(stdin.to_vec())
         .assert()
         .success()
-        .stderr("")
         .get_output()
-        .stdout
-        .clone()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        quiet_stderr(store, was_store),
+        "stderr of {args:?}"
+    );
+    out.stdout
 }
 
 /// Runs `args` on `store`, expecting exit status `code`, nothing on stdout and one
@@ -253,7 +267,10 @@ fn store_from_the_environment_and_mem() {
             .write_stdin("from the environment")
             .assert()
             .success()
-            .stderr("")
+            .stderr(format!(
+                "anchorfs: created a new store at {}\n",
+                store.display()
+            ))
             .get_output()
             .stdout
             .clone(),
@@ -659,13 +676,14 @@ fn escaped_names() {
     // `name_hex`.
     use std::os::unix::ffi::OsStrExt;
     let odd = std::ffi::OsStr::from_bytes(b"\xffodd");
+    let was_store = is_store(&store);
     cli(&store)
         .arg("put")
         .arg(odd)
         .write_stdin("odd")
         .assert()
         .success()
-        .stderr("");
+        .stderr(quiet_stderr(&store, was_store));
     let ls = json(ok(&store, &["ls", "--json"]));
     let e = ls
         .as_array()
@@ -1039,7 +1057,14 @@ fn sync_two_stores_each_with_what_the_other_lacks() {
 
     // A new store as a target is created and filled; one store alone is refused.
     let c = dir.path().join("c");
-    ok(&a, &["sync", c.to_str().unwrap()]);
+    cli(&a)
+        .args(["sync", c.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(format!(
+            "anchorfs: created a new store at {}\n",
+            c.display()
+        ));
     assert_eq!(ok(&c, &["map-ref"]), map_a);
     ok(&c, &["fsck"]);
     fails(&a, &["sync", a.to_str().unwrap()], 1, &["two"]);

@@ -1,6 +1,6 @@
-//! `anchorfs`: the command line for a store, and — when run as `mount.anchorfs`
-//! (a link to this binary, as mount(8) calls helpers) or as `anchorfs mount` — the
-//! mount program.
+//! `anchorfs`: the command line for a store (`anchorfs mount` mounts one), and —
+//! when run as `mount.anchorfs` (a link to this binary, as mount(8) calls helpers) —
+//! the mount helper.
 
 use std::path::Path;
 
@@ -12,9 +12,7 @@ fn main() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let status = if called.starts_with("mount.") {
-        anchorfs::mount::main(args.split_off(1))
-    } else if args.get(1).is_some_and(|a| a == "mount") {
-        anchorfs::mount::main(args.split_off(2))
+        anchorfs::mount::helper_main(args.split_off(1))
     } else {
         anchorfs::cli::main(args)
     };

@@ -7,6 +7,7 @@
 //! to stdout; progress goes to stderr, and only when it is a terminal.
 
 mod content_cmds;
+pub mod docs;
 mod listing;
 mod maint;
 mod naming;
@@ -74,6 +75,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Mount a store as a file system (also run as mount.anchorfs, by mount(8))
+    #[command(
+        long_about = crate::mount::LONG_ABOUT,
+        after_help = crate::mount::options_help(),
+        // The store is SOURCE here: the global --store and --escaped mean nothing.
+        arg(clap::Arg::new("store").long("store").hide(true).num_args(1)),
+        arg(clap::Arg::new("escaped").long("escaped").hide(true).action(clap::ArgAction::SetTrue)),
+    )]
+    Mount(crate::mount::MountCommand),
     /// Store FILE (or stdin) and anchor NAME to it; print the ref
     #[command(
         after_help = "Content is stored as a split tree (content-defined chunks, so a changed \
@@ -109,6 +119,19 @@ enum Command {
     Gc(GcArgs),
     /// Check every blob against its ref and that every reachable ref is present
     Fsck,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "bash: source <(anchorfs completions bash)   \
+                            zsh: anchorfs completions zsh > \"${fpath[1]}/_anchorfs\"   \
+                            fish: anchorfs completions fish | source\n\
+                            The Debian package installs them for bash, zsh and fish.")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    /// The shell
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -249,13 +272,38 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The `anchorfs` command, every subcommand and option, as clap builds it (for the
+/// man page, the completions and tests).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+}
+
 /// Runs the command line on `args` (the program name first); returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match run(cli) {
+    let (store, escaped) = (cli.store, cli.escaped);
+    let result = match cli.command {
+        Command::Mount(m) => {
+            return match m.into_args("anchorfs") {
+                Ok(a) => crate::mount::run(a),
+                Err(e) => {
+                    eprintln!("anchorfs: {e} (see anchorfs mount --help)");
+                    1
+                }
+            }
+        }
+        Command::Completions(a) => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(a.shell, &mut command(), "anchorfs", &mut out);
+            return 0;
+        }
+        command => run(store.as_ref(), escaped, command),
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             let code = if e.chain().any(|c| c.is::<NotFound>()) {
@@ -270,7 +318,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 /// The error and its causes on one line.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for (i, cause) in e.chain().enumerate() {
         let text = cause.to_string();
@@ -300,25 +348,15 @@ fn usage_error(e: clap::Error) -> i32 {
         }
         _ => {
             // clap's message, without its usage block, on one line.
-            let text = e.render().to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            let message = message.join(" ");
-            let first = message.strip_prefix("error: ").unwrap_or(&message);
+            let first = crate::mount::clap_one_line(&e);
             eprintln!("anchorfs: {first} (see anchorfs --help)");
             1
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = cli.store.as_ref();
-    let escaped = cli.escaped;
-    match cli.command {
+fn run(store: Option<&OsString>, escaped: bool, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Put(a) => content_cmds::put(store, escaped, a),
         Command::Get(a) => content_cmds::get(store, escaped, a),
         Command::Cat(a) => content_cmds::cat(store, a),
@@ -329,6 +367,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(a) => sync::sync(store, a),
         Command::Gc(a) => maint::gc(store, a),
         Command::Fsck => maint::fsck(store),
+        Command::Mount(_) | Command::Completions(_) => {
+            anyhow::bail!("mount and completions are run by main")
+        }
     }
 }
 

@@ -96,11 +96,17 @@ pub(crate) fn open(spec: &OsStr, mode: Mode) -> anyhow::Result<Opened> {
     let path = PathBuf::from(spec);
     let label = path.display().to_string();
     let opened = match mode {
-        Mode::Existing => FileStore::open(&path),
-        Mode::Create => FileStore::create(&path),
+        Mode::Existing => FileStore::open(&path).map(|s| (s, false)),
+        Mode::Create => FileStore::open_or_create(&path),
     };
     let store = match opened {
-        Ok(s) => s,
+        Ok((s, created)) => {
+            if created {
+                // So that a mistyped path is noticed.
+                eprintln!("anchorfs: created a new store at {label}");
+            }
+            s
+        }
         Err(e @ StoreError::NotAStore { .. }) => return Err(e.into()),
         Err(e) => return Err(e).with_context(|| format!("opening store {label}")),
     };

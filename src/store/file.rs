@@ -372,6 +372,22 @@ impl FileStore {
         FileStore::open(root)
     }
 
+    /// Opens the store at `root`, or creates one where there is none (`root` missing,
+    /// or an empty directory), as [`FileStore::create`] does; the flag says whether it
+    /// was created. Anything else that is not a store (a regular file, a directory
+    /// with other things in it) is [`StoreError::NotAStore`], and nothing is made.
+    pub fn open_or_create(root: impl AsRef<Path>) -> Result<(FileStore, bool), StoreError> {
+        let root = root.as_ref();
+        match FileStore::open(root) {
+            Ok(s) => Ok((s, false)),
+            Err(e @ StoreError::NotAStore { .. }) => match fs::metadata(root) {
+                Ok(m) if !m.is_dir() => Err(e),
+                _ => FileStore::create(root).map(|s| (s, true)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `root` has a `blobs` or an `anchormapref` entry, of any kind (what
     /// kind is checked by [`FileStore::open`]).
     fn looks_like_store(root: &Path) -> bool {
