@@ -18,8 +18,10 @@ use reliability::{as_nobody, history, Daemon};
 
 use common::fuse_skipped;
 
-/// A store with one anchor, and a mount of it whose mount point other users can
-/// reach (its parent directory is 0755), so only the mount decides.
+/// A store with one anchor, its directory opened to others for reading (0755: a new
+/// store is 0700, and the mount shows no more than its directory grants), and a
+/// mount of it whose mount point other users can reach (its parent directory is
+/// 0755), so only the mount decides.
 fn mounted(opts: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -33,6 +35,7 @@ fn mounted(opts: &str) -> Daemon {
         Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
     )
     .unwrap();
+    fs::set_permissions(&sp, fs::Permissions::from_mode(0o755)).unwrap();
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     Daemon::start_at(&sp, &mnt, opts).owning(dir)
