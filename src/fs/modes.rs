@@ -18,6 +18,10 @@ use crate::timestamp::Timestamp;
 /// The file beside the store's files that keeps the modes versions were written with.
 pub const FILE_NAME: &str = "anchorfs-modes";
 
+/// The mode of a file nobody gave one: what a version without a record shows
+/// (masked by what the store's directory grants).
+pub const DEFAULT_FILE_MODE: u16 = 0o644;
+
 /// The permission bits a file may have in the mount (no set-id or sticky bits).
 const PERM_BITS: u16 = 0o777;
 
@@ -58,7 +62,8 @@ impl ModePolicy {
 
     /// The mode of a file that has no mode of its own.
     pub fn default_file(&self) -> u16 {
-        self.file_fixed.unwrap_or(0o644 & self.file_mask)
+        self.file_fixed
+            .unwrap_or(DEFAULT_FILE_MODE & self.file_mask)
     }
 
     /// The mode shown for a file written with `recorded` (if known).

@@ -604,10 +604,11 @@ impl AnchorFs {
             }
             Data::Spool { mut file, len } => {
                 file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-                let root = crate::split::store_from(
-                    &*self.store,
+                let root = crate::split::store_from_with(
+                    self.store.clone(),
                     (&mut file).take(len),
                     SplitOptions::default(),
+                    &self.storers,
                 )
                 .map_err(split_err)?;
                 (root, Kind::Split, len)
@@ -654,7 +655,7 @@ impl AnchorFs {
             written: false,
             open: 1,
             mtime: SystemTime::now(),
-            mode: 0o644,
+            mode: super::modes::DEFAULT_FILE_MODE,
             unlinked: false,
             gate: Arc::new(Mutex::new(())),
             writer_owner: None,
@@ -780,7 +781,7 @@ impl AnchorFs {
     /// Creates a new file in an anchor directory with the default mode; returns its
     /// entry and handle.
     pub fn create(&self, parent: u64, name: &[u8]) -> Result<(Entry, u64), FsError> {
-        self.create_with_mode(parent, name, 0o644)
+        self.create_with_mode(parent, name, super::modes::DEFAULT_FILE_MODE)
     }
 
     /// Creates a new file in an anchor directory with permission bits `mode` (kept
@@ -1227,7 +1228,13 @@ impl AnchorFs {
                 g.committed_at = Some(at);
                 let mode = g.mode;
                 drop(g);
-                self.record_mode(&anchor_name, at, mode);
+                // A new version with the default mode needs no record (a version
+                // without one shows the default), unless one is there to replace.
+                if mode != super::modes::DEFAULT_FILE_MODE
+                    || self.recorded_mode(&anchor_name, at).is_some()
+                {
+                    self.record_mode(&anchor_name, at, mode);
+                }
                 self.writes.pending_dirs.lock().remove(&anchor_name);
                 self.after_commit();
                 Ok(())
