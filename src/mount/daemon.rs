@@ -1,0 +1,413 @@
+//! Mounting and serving: checks before mounting, opening the store, the FUSE
+//! session and its helper threads (invalidations, page filling, polling, signals),
+//! and, without `-f`, starting the daemon and the readiness handshake with it (one
+//! line each on the daemon's stdout: `note MSG`, `ready`, `error MSG`).
+//!
+//! The calls into libc (signals, the allocator, the process's ids and session) are
+//! each behind a small function at the end. Owns no locks.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::fs::fuse::{invalidate, FuseAdapter};
+use crate::fs::modes::ModePolicy;
+use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
+use crate::store::file::FileStore;
+use crate::store::lru::LruStore;
+use crate::store::mem::MemStore;
+
+use super::mountinfo::{is_mounted, raise_read_ahead};
+use super::MountArgs;
+
+/// Set in the daemon's environment: report readiness on stdout, then detach.
+pub(super) const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
+
+/// What the mount tells whoever started it.
+pub(super) enum Status {
+    /// Something worth a line on stderr (a store was created).
+    Note(String),
+    /// The mount is live.
+    Live,
+    /// It could not mount, and why.
+    Failed(String),
+}
+
+/// Opens the store named by SOURCE, with the blob cache; says so when it made a new
+/// store.
+fn open_store(
+    source: &str,
+    cache: usize,
+    report: &mut dyn FnMut(Status),
+) -> Result<(SharedStore, Option<PathBuf>)> {
+    if source == "mem:" {
+        return Ok((Arc::new(LruStore::new(MemStore::new(), cache)), None));
+    }
+    let path = PathBuf::from(source);
+    let (store, created) = FileStore::open_or_create(&path)?;
+    let abs = std::fs::canonicalize(&path).unwrap_or(path);
+    if created {
+        report(Status::Note(format!(
+            "created a new store at {}",
+            abs.display()
+        )));
+    }
+    Ok((Arc::new(LruStore::new(store, cache)), Some(abs)))
+}
+
+/// Checks what can be checked before mounting, for clear messages.
+fn preflight(args: &MountArgs) -> Result<()> {
+    let mp = &args.mountpoint;
+    let meta = match std::fs::metadata(mp) {
+        Ok(m) => m,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
+            bail!(
+                "mount point {} is busy: a filesystem whose daemon died is still mounted \
+                 there (transport endpoint not connected); unmount it first \
+                 (`fusermount3 -u {}` or `umount -l {}`)",
+                mp.display(),
+                mp.display(),
+                mp.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {} does not exist", mp.display())
+        }
+        Err(e) => bail!("mount point {} cannot be used: {e}", mp.display()),
+    };
+    if !meta.is_dir() {
+        bail!("mount point {} is not a directory", mp.display());
+    }
+    if is_mounted(mp) {
+        bail!(
+            "mount point {} is busy: something is already mounted there",
+            mp.display()
+        );
+    }
+    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        bail!("cannot open /dev/fuse ({e}): is the fuse module loaded and the device permitted?");
+    }
+    Ok(())
+}
+
+/// Mounts and serves until unmounted or signalled. `ready` is told once the mount
+/// is live (or why it failed).
+pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<()> {
+    limit_malloc_arenas();
+    let fail = |ready: &mut dyn FnMut(Status), e: anyhow::Error| {
+        ready(Status::Failed(crate::cli::one_line(&e)));
+        e
+    };
+    if let Err(e) = preflight(args) {
+        return Err(fail(ready, e));
+    }
+    let (store, store_path) = match open_store(&args.source, args.opts.cache_bytes, ready) {
+        Ok(s) => s,
+        Err(e) => return Err(fail(ready, e)),
+    };
+    let (uid, gid) = effective_ids();
+    // Modes never show more than the store's own directory grants.
+    let store_mode = store_path.as_ref().and_then(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).ok().map(|m| m.permissions().mode())
+    });
+    let fs_opts = FsOptions {
+        modes: ModePolicy::new(store_mode, args.opts.dir_mode, args.opts.file_mode),
+        check_access: args.opts.allow_other || args.opts.default_permissions,
+        mode_log: store_path
+            .as_ref()
+            .map(|p| p.join(crate::fs::modes::FILE_NAME)),
+        time_names: args.opts.names,
+        uid: args.opts.uid.unwrap_or(uid),
+        gid: args.opts.gid.unwrap_or(gid),
+        size_log: store_path
+            .as_ref()
+            .map(|p| p.join(crate::fs::sizes::FILE_NAME)),
+        store_path: store_path.clone(),
+        mutable_ttl: args.opts.poll,
+        read_only: args.opts.read_only,
+    };
+    let core = match AnchorFs::new(store, fs_opts) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            return Err(fail(
+                ready,
+                anyhow!("loading anchors from {}: {e}", args.source),
+            ))
+        }
+    };
+    let sigset = block_signals();
+
+    let mut config = fuser::Config::default();
+    // Listed as `fuse.anchorfs` with the store as its source (mount, df,
+    // /proc/mounts). Root mounts with mount(2), where the kernel takes the subtype as
+    // an option; others through fusermount3, which takes it as `subtype=`.
+    let fsname = store_path
+        .as_ref()
+        .map_or_else(|| args.source.clone(), |p| p.display().to_string());
+    let subtype = if uid == 0 {
+        fuser::MountOption::CUSTOM("subtype=anchorfs".into())
+    } else {
+        fuser::MountOption::Subtype("anchorfs".into())
+    };
+    config.mount_options = vec![
+        fuser::MountOption::FSName(fsname),
+        subtype,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    if args.opts.read_only {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
+    // With other users in, the kernel checks every access against the modes shown;
+    // the one check it cannot make (opening a version for writing adds a version to
+    // its anchor directory) is the filesystem's own.
+    if args.opts.default_permissions || args.opts.allow_other {
+        config
+            .mount_options
+            .push(fuser::MountOption::DefaultPermissions);
+    }
+    if args.opts.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(4);
+    config.clone_fd = true;
+    let mut session = match fuser::Session::new(
+        FuseAdapter::new(core.clone()).with_xattrs(!args.opts.no_xattr),
+        &args.mountpoint,
+        &config,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(fail(
+                ready,
+                anyhow!(
+                    "cannot mount {} on {}: {e}",
+                    args.source,
+                    args.mountpoint.display()
+                ),
+            ))
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    let notifier = session.notifier();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Kernel cache entries made stale by this mount's own commits and writes, passed
+    // on from a thread of their own (never from inside a request).
+    let (inval_tx, inval_rx) = std::sync::mpsc::channel::<Invalidations>();
+    {
+        core.set_invalidator(Box::new(move |inv| {
+            let _ = inval_tx.send(inv);
+        }));
+        let notifier = session.notifier();
+        std::thread::Builder::new()
+            .name("anchorfs-inval".into())
+            .spawn(move || {
+                while let Ok(inv) = inval_rx.recv() {
+                    invalidate(&notifier, &inv);
+                }
+            })?;
+    }
+
+    // Verified chunks for the kernel's page cache (random reads of versions), stored
+    // from a thread of their own: storing waits for the pages' locks, which reads
+    // in flight hold until their replies. A full queue drops what it cannot take
+    // (filling is only ahead of reads).
+    {
+        let (fill_tx, fill_rx) = std::sync::mpsc::sync_channel::<(u64, u64, crate::Blob)>(256);
+        core.set_page_filler(Box::new(move |ino, offset, data| {
+            let _ = fill_tx.try_send((ino, offset, data));
+        }));
+        let notifier = session.notifier();
+        std::thread::Builder::new()
+            .name("anchorfs-fill".into())
+            .spawn(move || {
+                while let Ok((ino, offset, data)) = fill_rx.recv() {
+                    crate::fs::fuse::fill_pages(&notifier, ino, offset, &data);
+                }
+            })?;
+    }
+
+    // Poll for changes made by other processes, mounts and the CLI.
+    let poller = {
+        let (core, stop, poll) = (core.clone(), stop.clone(), args.opts.poll);
+        std::thread::Builder::new()
+            .name("anchorfs-poll".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(poll);
+                    match core.refresh() {
+                        Ok(inv) => invalidate(&notifier, &inv),
+                        Err(e) => log::error!("polling the anchor map: {e}"),
+                    }
+                    release_free_memory();
+                }
+            })?
+    };
+
+    if !is_mounted(&args.mountpoint) {
+        return Err(fail(
+            ready,
+            anyhow!("the mount did not appear at {}", args.mountpoint.display()),
+        ));
+    }
+
+    // SIGTERM / SIGINT: unmount, which ends the session loop. Started once the
+    // mount is known to be there: a signal that came earlier (as soon as the mount
+    // appeared to another process) has waited, blocked, and is taken now.
+    let mountpoint = args.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("anchorfs-signals".into())
+        .spawn(move || {
+            let sig = wait_for_signal(&sigset);
+            log::info!("signal {sig}: unmounting {}", mountpoint.display());
+            if let Err(e) = unmounter.unmount() {
+                log::error!("unmounting {}: {e}", mountpoint.display());
+            }
+        })?;
+    raise_read_ahead(&args.mountpoint);
+    log::info!("mounted {} on {}", args.source, args.mountpoint.display());
+    ready(Status::Live);
+    let res = session.run();
+    stop.store(true, Ordering::Release);
+    let _ = poller.join();
+    log::info!("unmounted {}", args.mountpoint.display());
+    res.context("serving the mount")
+}
+
+/// Starts the daemon and waits until it reports the mount live or failed; passes on
+/// its notes.
+pub(super) fn spawn_daemon(args: &MountArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg(&args.source)
+        .arg(&args.mountpoint)
+        .arg("-f");
+    for list in &args.option_lists {
+        cmd.arg("-o").arg(list);
+    }
+    if args.debug {
+        cmd.arg("-d");
+    }
+    let mut child = cmd
+        .env(READY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the mount daemon")?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no pipe to the mount daemon"))?;
+    let mut out = BufReader::new(out);
+    loop {
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .context("waiting for the mount daemon")?;
+        let line = line.trim_end();
+        match line.split_once(' ') {
+            _ if line == "ready" => return Ok(()),
+            Some(("note", msg)) => eprintln!("{}: {msg}", args.program),
+            Some(("error", msg)) => {
+                let _ = child.wait();
+                bail!("{msg}")
+            }
+            _ => {
+                let status = child.wait().ok();
+                bail!("the mount daemon exited before the mount was live ({status:?})")
+            }
+        }
+    }
+}
+
+/// Tells the process that started this daemon (waiting in [`spawn_daemon`]) what
+/// `status` says, on stdout; once the mount is live or has failed, detaches.
+pub(super) fn tell_starter(status: &Status) {
+    let mut out = std::io::stdout();
+    let _ = match status {
+        Status::Note(msg) => writeln!(out, "note {msg}"),
+        Status::Live => writeln!(out, "ready"),
+        Status::Failed(msg) => writeln!(out, "error {msg}"),
+    };
+    let _ = out.flush();
+    if !matches!(status, Status::Note(_)) {
+        detach();
+    }
+}
+
+/// Detaches: a session of our own, and stdout no longer tied to the caller.
+fn detach() {
+    // SAFETY: setsid and dup2 on valid descriptors.
+    unsafe {
+        libc::setsid();
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            use std::os::unix::io::AsRawFd;
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
+/// This process's effective user and group ids.
+fn effective_ids() -> (libc::uid_t, libc::gid_t) {
+    // SAFETY: geteuid/getegid cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Caps glibc's malloc arenas at two (one per core of a small machine) before the
+/// daemon starts its threads. By default each thread that ever allocates may get an
+/// arena of its own, and the request, fetch and commit threads' freed memory then
+/// sits in a dozen of them: building a 4,000-version anchor through the mount peaked
+/// at 107 MiB of RSS with the default and 78 MiB with one arena.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Hands the allocator's free pages back to the system. Commits to a long history
+/// allocate and free buffers of its size (0.5 MB at 10,000 versions) on several
+/// threads; glibc keeps what they leave between live allocations, and the daemon's
+/// memory grew with it. Called once per poll interval, it costs well under a
+/// millisecond.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the threads it starts), so
+/// one thread can wait for them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a properly initialised sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the signals in `set` (blocked with [`block_signals`]) and
+/// returns its number.
+fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait with the set blocked and a valid out-parameter.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
