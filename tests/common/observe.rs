@@ -277,15 +277,17 @@ fn check_listing(model: &Model, anchor: usize, sight: &AnchorSight) -> Result<()
 pub struct Normal(Observation);
 
 impl Normal {
-    /// `obs` in the terms of `model`, which has learned that side's commit times.
-    /// What only one side tells (descriptor sizes) is left out.
-    pub fn new(obs: &Observation, model: &Model) -> Normal {
+    /// `obs` in the terms of `model`, which has learned that side's commit times
+    /// (a time since `start` that is no commit's yet is a file's, named by the time
+    /// of a rename). What only one side tells (descriptor sizes) is left out.
+    pub fn new(obs: &Observation, model: &Model, start: Timestamp) -> Normal {
         let name = |n: &str| -> String {
             let Some(ts) = parse_version_name(n.as_bytes()) else {
                 return n.to_string();
             };
             match model.times.iter().find(|(_, t)| **t == ts) {
                 Some((k, _)) => format!("<now {k}>"),
+                None if ts >= start => UNKNOWN_TIME_NAME.to_string(),
                 None => n.to_string(),
             }
         };
