@@ -11,8 +11,8 @@
 //! follows it here, where on a mount it lands a little later).
 //!
 //! Over the fault-injecting store, random steps switch a store failure on (every
-//! put, the puts after the next few, every get, or every anchor map update; with EIO
-//! or ENOSPC) and heal it again. While a failure is on, a step may fail with the
+//! put, the puts after the next few, or every anchor map update; with EIO or
+//! ENOSPC; failing gets wait for a fix, see [`fault_kind`]) and heal it again. While a failure is on, a step may fail with the
 //! injected errno or EIO where the model says it succeeds, or a commit the model
 //! makes may not happen. Such a step must be explained, and explained whole, by one
 //! of the few ways a store failure can act, each a rule of the model:
@@ -25,7 +25,9 @@
 //! - an open or a read failed: nothing changed.
 //!
 //! The model, told which, must then agree with everything the step answered and
-//! left behind, exactly as without faults: so nothing acknowledged is lost (every
+//! left behind, exactly as without faults. (Where several ways agree, say a failed
+//! commit that would have added nothing, each is followed as a model of its own
+//! until the core tells them apart; at least one must agree at every step.) So: so nothing acknowledged is lost (every
 //! commit that answered success is in the store's history, with its content and
 //! time), and nothing half-there appears (no version the model did not commit, no
 //! content other than a file's whole content, no version changed). The only thing
@@ -62,8 +64,6 @@ enum FaultKind {
     Puts,
     /// Puts fail after this many more.
     PutsAfter(u64),
-    /// Every get fails.
-    Gets,
     /// Every anchor map update fails.
     Updates,
 }
@@ -78,12 +78,13 @@ enum FaultOp {
     Heal,
 }
 
-/// The failures the fault run switches on. Not [`FaultKind::Gets`] yet: with gets
-/// failing, a commit that reads nothing (an empty file's) still succeeds, and the
+/// The failures the fault run switches on. Not failing gets yet (`fail_gets`): with
+/// gets failing, a commit that reads nothing (an empty file's) still succeeds, and the
 /// core's re-read of the anchors after it fails, which leaves the core's view
 /// without the new version, a bug pinned by an ignored test below that the model
 /// does not follow. Failing gets are tested by the regressions here and in
-/// `tests/fs_write_core.rs`; add them here once that is fixed.
+/// `tests/fs_core.rs`; add them here (a kind that calls `fail_gets`) once that
+/// is fixed.
 fn fault_kind() -> impl Strategy<Value = FaultKind> {
     prop_oneof![
         Just(FaultKind::Puts),
@@ -215,7 +216,6 @@ impl CoreCase {
         match kind {
             FaultKind::Puts => f.fail_puts(true),
             FaultKind::PutsAfter(n) => f.fail_puts_after(n),
-            FaultKind::Gets => f.fail_gets(true),
             FaultKind::Updates => f.fail_updates(true),
         }
         self.fault = Some(errno);
