@@ -20,6 +20,13 @@
 //! place. A close's release, which the kernel sends after close(2) returns, commits
 //! an untouched new file; the check after such a close waits for it.
 //!
+//! The model, the operations and what is looked at after each step live in
+//! `tests/common/model.rs` and `tests/common/observe.rs`, shared with
+//! `tests/core_model.rs`, which runs the same operations on the filesystem core
+//! without a mount. `mount_and_core_answer_alike` runs them here on a mount and on
+//! the core side by side: every answer, and everything seen after every step, must
+//! be the same on both (see [`answers_agree`] for what legitimately differs).
+//!
 //! The bugs this test found are pinned by the regression tests at the end.
 
 mod common;
