@@ -50,9 +50,9 @@ impl Change {
     /// The key that changed.
     pub fn key(&self) -> &Bytes {
         match self {
-            Change::Added { key, .. } | Change::Removed { key, .. } | Change::Changed { key, .. } => {
-                key
-            }
+            Change::Added { key, .. }
+            | Change::Removed { key, .. }
+            | Change::Changed { key, .. } => key,
         }
     }
 
