@@ -124,40 +124,59 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn report(label: &str, small: usize, big: usize, a: &Figures, b: &Figures) {
-    let row = |what: &str, x: Duration, y: Duration| {
-        println!(
-            "{label:<6} {what:<28} {small:>7} anchors {:9.3} ms   {big:>7} anchors {:9.3} ms   ratio {:6.2}x",
-            ms(x),
-            ms(y),
-            y.as_secs_f64() / x.as_secs_f64()
+fn report(label: &str, sizes: &[usize], figs: &[Figures]) {
+    let rows: [(&str, fn(&Figures) -> Duration); 3] = [
+        ("one commit (create+1K+close)", |f| f.commit),
+        ("refresh after another put", |f| f.refresh),
+        ("open (first read of the map)", |f| f.open),
+    ];
+    let (first, last) = (0, figs.len() - 1);
+    for (what, get) in rows {
+        let mut line = format!("{label:<6} {what:<28}");
+        for (n, f) in sizes.iter().zip(figs) {
+            line += &format!("  {n:>7}: {:9.3} ms", ms(get(f)));
+        }
+        let ratio = |a: usize| get(&figs[last]).as_secs_f64() / get(&figs[a]).as_secs_f64();
+        line += &format!(
+            "   ratio {}/{}: {:7.2}x",
+            sizes[last],
+            sizes[first],
+            ratio(first)
         );
-    };
-    row("one commit (create+1K+close)", a.commit, b.commit);
-    row("refresh after another put", a.refresh, b.refresh);
-    row("open (first read of the map)", a.open, b.open);
+        if figs.len() > 2 {
+            line += &format!(
+                ", {}/{}: {:5.2}x",
+                sizes[last],
+                sizes[last - 1],
+                ratio(last - 1)
+            );
+        }
+        println!("{line}");
+    }
 }
 
 fn main() {
-    let small = 10;
     let big: usize = std::env::var("COMMIT_BENCH_BIG")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    // 10 anchors fit one leaf of the trie; from a few thousand on the trie is
+    // deep and its leaves are full, so the last ratio shows the growth with n alone.
+    let sizes = [10, big / 10, big];
     let budget = Duration::from_secs_f64(
         std::env::var("COMMIT_BENCH_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3.0),
     );
-    println!("medians; ratio = {big} anchors / {small} anchors (flat is 1.0x)");
+    println!("medians of each figure; a ratio is of the largest store's figure to a smaller one's (flat is 1.0x)");
 
     let mem = |n| {
         let store: SharedStore = Arc::new(MemStore::new());
         measure(store, FsOptions::default(), n, budget)
     };
-    let (a, b) = (mem(small), mem(big));
-    report("mem", small, big, &a, &b);
+    let figs: Vec<Figures> = sizes.iter().map(|&n| mem(n)).collect();
+    report("mem", &sizes, &figs);
 
     let disk_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-commit");
     let _ = std::fs::remove_dir_all(&disk_root);
@@ -175,7 +194,7 @@ fn main() {
         };
         measure(store, opts, n, budget)
     };
-    let (a, b) = (file(small), file(big));
-    report("file", small, big, &a, &b);
+    let figs: Vec<Figures> = sizes.iter().map(|&n| file(n)).collect();
+    report("file", &sizes, &figs);
     let _ = std::fs::remove_dir_all(&disk_root);
 }
