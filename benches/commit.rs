@@ -124,8 +124,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Which figure of a store's a row shows.
+type Figure = fn(&Figures) -> Duration;
+
 fn report(label: &str, sizes: &[usize], figs: &[Figures]) {
-    let rows: [(&str, fn(&Figures) -> Duration); 3] = [
+    let rows: [(&str, Figure); 3] = [
         ("one commit (create+1K+close)", |f| f.commit),
         ("refresh after another put", |f| f.refresh),
         ("open (first read of the map)", |f| f.open),
