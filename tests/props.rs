@@ -217,3 +217,138 @@ proptest! {
         let _ = Map::set(&store, &bad, b"new", b"v");
     }
 }
+
+/// The difference of two maps found by reading both whole: (key, old, new).
+type FullDiff = Vec<(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+fn full_walk_diff(old: &BTreeMap<Vec<u8>, Vec<u8>>, new: &BTreeMap<Vec<u8>, Vec<u8>>) -> FullDiff {
+    let keys: BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| ((*k).clone(), old.get(k).cloned(), new.get(k).cloned()))
+        .collect()
+}
+
+fn read_map(store: &MemStore, root: &Ref) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    Map::entries(store, root)
+        .unwrap()
+        .into_iter()
+        .map(|(k, p)| (k.to_vec(), p.to_vec()))
+        .collect()
+}
+
+fn sorted_diff(changes: Vec<anchorfs::schema::MapChange>) -> FullDiff {
+    let mut out: FullDiff = changes
+        .iter()
+        .map(|c| {
+            (
+                c.key().to_vec(),
+                c.before().map(|b| b.to_vec()),
+                c.after().map(|b| b.to_vec()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn built(store: &MemStore, m: &BTreeMap<Vec<u8>, Vec<u8>>) -> Ref {
+    let pairs: Vec<(&[u8], &[u8])> = m.iter().map(|(k, p)| (&k[..], &p[..])).collect();
+    Map::from_pairs(store, &pairs).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Comparing child refs finds exactly what comparing every member finds, both
+    /// ways round, between tries of different shapes too (one grown by inserts and
+    /// removes, one built at once), and nothing between equal contents.
+    #[test]
+    fn map_diff_matches_a_full_walk(
+        first in proptest::collection::vec(map_op(), 0..500),
+        edits in proptest::collection::vec(map_op(), 0..60),
+        bulk_old in any::<bool>(),
+    ) {
+        let store = MemStore::new();
+        let apply = |mut root: Ref, ops: &[MapOp]| {
+            for op in ops {
+                root = match op {
+                    MapOp::Set(k, p) => Map::set(&store, &root, &key(*k), p).unwrap().0,
+                    MapOp::Remove(k) => Map::remove(&store, &root, &key(*k)).unwrap().0,
+                };
+            }
+            root
+        };
+        let mut old = apply(Map::empty_ref(), &first);
+        if bulk_old {
+            old = built(&store, &read_map(&store, &old));
+        }
+        let new = apply(old, &edits);
+        let (old_m, new_m) = (read_map(&store, &old), read_map(&store, &new));
+        let want = full_walk_diff(&old_m, &new_m);
+        prop_assert_eq!(sorted_diff(Map::diff(&store, &old, &new).unwrap()), want.clone());
+        prop_assert_eq!(
+            sorted_diff(Map::diff(&store, &new, &old).unwrap()),
+            full_walk_diff(&new_m, &old_m)
+        );
+        // The same contents in another shape: the same differences, and none to itself.
+        let new_built = built(&store, &new_m);
+        prop_assert_eq!(sorted_diff(Map::diff(&store, &old, &new_built).unwrap()), want);
+        prop_assert!(Map::diff(&store, &new, &new_built).unwrap().is_empty());
+        prop_assert!(Map::diff(&store, &new, &new).unwrap().is_empty());
+    }
+
+    /// With a child of the newer map's root missing, the diff that skips damage
+    /// reports the node a full walk skipping damage reports, and treats its members
+    /// as absent, as that walk does; the strict diff fails.
+    #[test]
+    fn map_diff_skipping_damage_matches_a_full_walk(
+        first in proptest::collection::vec(map_op(), 300..600),
+        edits in proptest::collection::vec(map_op(), 0..40),
+        side in 0usize..2,
+    ) {
+        use prost::Message;
+        let store = MemStore::new();
+        let apply = |mut root: Ref, ops: &[MapOp]| {
+            for op in ops {
+                root = match op {
+                    MapOp::Set(k, p) => Map::set(&store, &root, &key(*k), p).unwrap().0,
+                    MapOp::Remove(k) => Map::remove(&store, &root, &key(*k)).unwrap().0,
+                };
+            }
+            root
+        };
+        let old = apply(Map::empty_ref(), &first);
+        let edited = apply(old, &edits);
+        // The edited root with one child pointing at a blob no store has (a node
+        // never read, so in no cache either).
+        let mut node = anchorfs::proto::schema::Map::decode(
+            &anchorfs::store::Getter::get(&store, &edited).unwrap()[..],
+        )
+        .unwrap();
+        let missing = Ref::of(format!("missing {side} {edited}").as_bytes());
+        let header = node.node.as_mut().unwrap();
+        prop_assume!(header.left.is_some());
+        let child = if side == 0 { header.left.as_mut() } else { header.right.as_mut() };
+        child.unwrap().r#ref = missing.as_bytes().to_vec().into();
+        let (new, _) = store.put(&node.encode_to_vec()).unwrap();
+
+        let old_m = read_map(&store, &old);
+        let read = Map::entries_skipping_damage(&store, &new).unwrap();
+        let new_m: BTreeMap<Vec<u8>, Vec<u8>> = read
+            .entries
+            .into_iter()
+            .map(|(k, p)| (k.to_vec(), p.to_vec()))
+            .collect();
+        let got = Map::diff_skipping_damage(&store, &old, &new).unwrap();
+        let damaged = |d: &[(Ref, anchorfs::schema::SchemaError)]| {
+            d.iter().map(|(r, _)| *r).collect::<Vec<Ref>>()
+        };
+        prop_assert_eq!(damaged(&got.damaged), vec![missing]);
+        prop_assert_eq!(damaged(&read.damaged), vec![missing]);
+        prop_assert_eq!(sorted_diff(got.changes), full_walk_diff(&old_m, &new_m));
+        prop_assert!(Map::diff(&store, &old, &new).is_err(), "the strict diff fails");
+        // Damage on the older side is never skipped: what it held is unknown.
+        prop_assert!(Map::diff_skipping_damage(&store, &new, &old).is_err());
+    }
+}

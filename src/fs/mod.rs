@@ -545,22 +545,51 @@ impl AnchorFs {
         if old.map_ref == map_ref && map_ref.is_some() {
             return Ok(Invalidations::default());
         }
-        let entries = match &map_ref {
-            Some(r) => {
-                let read = crate::schema::Map::entries_skipping_damage(&*self.store, r)
-                    .map_err(|e| FsError::from_anchor(e.into()))?;
-                for (node, e) in &read.damaged {
-                    log::error!(
-                        "anchor map node {node} cannot be read, the anchors it holds are \
-                         not shown: {e}"
-                    );
-                }
-                read.entries
+        // Compare the map's trie with the one the snapshot was built from, reading
+        // only the nodes that differ: the cost of a refresh follows the change, not
+        // the number of anchors. A snapshot that is empty or that missed damaged
+        // nodes (which may read again now), or a diff that cannot read the older
+        // map, is followed by a reading of the whole map.
+        let log_damage = |damaged: &[(Ref, crate::schema::SchemaError)]| {
+            for (node, e) in damaged {
+                log::error!(
+                    "anchor map node {node} cannot be read, the anchors it holds are \
+                     not shown: {e}"
+                );
             }
-            None => Vec::new(),
         };
-        let new = Arc::new(Snapshot::rebuild(map_ref, entries, &old));
-        let changed = old.changed_since(&new);
+        let empty = crate::schema::Map::empty_ref();
+        let new_root = map_ref.unwrap_or(empty);
+        let incremental = match old.map_ref {
+            Some(old_root) if !old.partial => {
+                match crate::schema::Map::diff_skipping_damage(&*self.store, &old_root, &new_root) {
+                    Ok(read) => Some(read),
+                    Err(e) => {
+                        log::debug!("comparing anchor map {old_root} with {new_root}: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (new, changed) = match incremental {
+            Some(read) => {
+                log_damage(&read.damaged);
+                let (mut new, changed) = old.apply(map_ref, &read.changes);
+                new.partial = !read.damaged.is_empty();
+                (Arc::new(new), changed)
+            }
+            None => {
+                let read = crate::schema::Map::entries_skipping_damage(&*self.store, &new_root)
+                    .map_err(|e| FsError::from_anchor(e.into()))?;
+                log_damage(&read.damaged);
+                let entries = read.entries;
+                let mut new = Snapshot::rebuild(map_ref, entries, &old);
+                new.partial = !read.damaged.is_empty();
+                let changed = old.changed_since(&new);
+                (Arc::new(new), changed)
+            }
+        };
         *self.snapshot.write() = new.clone();
         let mut inv = Invalidations::default();
         if !changed.is_empty() {

@@ -1,12 +1,13 @@
 //! The namespace as a value: a snapshot of every anchor and its versions, arranged
-//! as the mount shows them. Built from the anchor map in one pass; pure lookups.
+//! as the mount shows them. Built from the anchor map in one pass, or from the one
+//! before and a diff of the map; pure lookups. It owns no locks.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::names::{self, Unescaped};
 use crate::anchor::{Anchor, PROTO_TYPES_ANCHOR};
 use crate::blob::Ref;
+use crate::schema::MapChange;
 use crate::timestamp::Timestamp;
 
 /// One anchor as the mount shows it.
@@ -74,15 +75,53 @@ impl AnchorView {
     }
 }
 
-/// Every anchor, sorted by directory name.
-#[derive(Debug, Default)]
+/// Every anchor, sorted by directory name, in persistent structures: a snapshot
+/// clones in O(1) and [`Snapshot::apply`] makes the next one from a diff of the
+/// anchor map in O(changes · log n), sharing everything that did not change.
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// The anchor map ref this was built from (`None`: no map yet).
     pub map_ref: Option<Ref>,
     /// The proto-types map of that anchor map (the reserved anchor's newest entry).
     pub types_map: Option<Ref>,
-    anchors: Vec<Arc<AnchorView>>,
-    long_names: HashMap<Ref, usize>,
+    /// Whether nodes of that map could not be read when this was built (the
+    /// anchors under them are missing): the next refresh reads the whole map again.
+    pub partial: bool,
+    /// Sorted by directory name; indexed in O(log n), so a listing can resume at
+    /// any offset.
+    anchors: imbl::Vector<Arc<AnchorView>>,
+    /// The anchors whose directory names are hashes of their long names, by hash.
+    long_names: imbl::HashMap<Ref, Arc<AnchorView>>,
+}
+
+/// The view of anchor `name` from its encoded history, or `None` if it has no
+/// entries. A history that does not decode gives a damaged view, with a log line.
+fn view_of(name: &[u8], payload: &[u8], history_ref: Ref) -> Option<Arc<AnchorView>> {
+    let mut v = match crate::anchor::decode_history(name, payload) {
+        Ok(hist) if hist.is_empty() => return None,
+        Ok(hist) => AnchorView::new(name.to_vec(), &hist),
+        Err(e) => {
+            log::error!("{e}");
+            AnchorView::damaged(name.to_vec(), e.to_string())
+        }
+    };
+    v.history_ref = history_ref;
+    Some(Arc::new(v))
+}
+
+/// The proto-types map that the reserved anchor's encoded history names.
+fn types_map_of(payload: &[u8]) -> Option<Ref> {
+    match crate::anchor::decode_history(PROTO_TYPES_ANCHOR, payload) {
+        Ok(hist) => hist.last().map(|a| a.r),
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    }
+}
+
+fn is_long(v: &AnchorView) -> bool {
+    v.dir_name.starts_with(names::LONG_PREFIX.as_bytes())
 }
 
 impl Snapshot {
@@ -115,38 +154,81 @@ impl Snapshot {
         let mut views = Vec::with_capacity(entries.len());
         let mut types_map = None;
         for (name, payload) in entries {
+            if name.as_ref() == PROTO_TYPES_ANCHOR {
+                types_map = types_map_of(&payload);
+                continue;
+            }
             let history_ref = Ref::of(&payload);
             if let Some(v) = old.by_name(&name).filter(|v| v.history_ref == history_ref) {
                 views.push(v.clone());
                 continue;
             }
-            let hist = match crate::anchor::decode_history(&name, &payload) {
-                Ok(h) => h,
-                Err(e) if name.as_ref() == PROTO_TYPES_ANCHOR => {
-                    log::error!("{e}");
-                    continue;
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    let mut v = AnchorView::damaged(name.to_vec(), e.to_string());
-                    v.history_ref = history_ref;
-                    views.push(Arc::new(v));
-                    continue;
-                }
-            };
-            if name.as_ref() == PROTO_TYPES_ANCHOR {
-                types_map = hist.last().map(|a| a.r);
-                continue;
-            }
-            if hist.is_empty() {
-                continue;
-            }
-            let mut v = AnchorView::new(name.to_vec(), &hist);
-            v.history_ref = history_ref;
-            views.push(Arc::new(v));
+            views.extend(view_of(&name, &payload, history_ref));
         }
         views.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
         Snapshot::from_views(map_ref, types_map, views)
+    }
+
+    /// The snapshot of the anchor map at `map_ref`, made from this one (the map it
+    /// was built from) and the `changes` between the two maps, in O(changes · log n).
+    /// Also returns the directory names whose view changed (added, removed, or with
+    /// other versions), sorted: what [`changed_since`](Self::changed_since) would
+    /// find, without comparing every anchor. Damaged histories and the reserved
+    /// anchor are handled as [`rebuild`](Self::rebuild) handles them.
+    pub fn apply(&self, map_ref: Option<Ref>, changes: &[MapChange]) -> (Snapshot, Vec<Vec<u8>>) {
+        let mut next = Snapshot {
+            map_ref,
+            partial: false,
+            ..self.clone()
+        };
+        let mut changed = Vec::new();
+        for c in changes {
+            let name = c.key();
+            if name.as_ref() == PROTO_TYPES_ANCHOR {
+                next.types_map = c.after().and_then(|p| types_map_of(p));
+                continue;
+            }
+            let view = c.after().and_then(|p| view_of(name, p, Ref::of(p)));
+            changed.extend(next.replace(name, view));
+        }
+        changed.sort();
+        changed.dedup();
+        (next, changed)
+    }
+
+    /// Puts `view` in the place of anchor `name` (`None`: takes it out); returns its
+    /// directory name if what is shown changed.
+    fn replace(&mut self, name: &[u8], view: Option<Arc<AnchorView>>) -> Option<Vec<u8>> {
+        let dir = names::escape(name);
+        let at = self
+            .anchors
+            .binary_search_by(|v| v.dir_name.as_slice().cmp(&dir));
+        let long = dir.starts_with(names::LONG_PREFIX.as_bytes());
+        match (&view, at) {
+            (Some(v), _) if long => {
+                self.long_names.insert(Ref::of(name), v.clone());
+            }
+            (None, Ok(_)) if long => {
+                self.long_names.remove(&Ref::of(name));
+            }
+            _ => {}
+        }
+        match (view, at) {
+            (Some(v), Ok(i)) => {
+                let shown = v.versions != self.anchors[i].versions;
+                self.anchors.set(i, v);
+                shown.then_some(dir)
+            }
+            (Some(v), Err(i)) => {
+                self.anchors.insert(i, v);
+                Some(dir)
+            }
+            (None, Ok(i)) => {
+                self.anchors.remove(i);
+                Some(dir)
+            }
+            (None, Err(_)) => None,
+        }
     }
 
     fn from_views(
@@ -156,20 +238,20 @@ impl Snapshot {
     ) -> Snapshot {
         let long_names = views
             .iter()
-            .enumerate()
-            .filter(|(_, v)| v.dir_name.starts_with(names::LONG_PREFIX.as_bytes()))
-            .map(|(i, v)| (Ref::of(&v.name), i))
+            .filter(|v| is_long(v))
+            .map(|v| (Ref::of(&v.name), v.clone()))
             .collect();
         Snapshot {
             map_ref,
             types_map,
-            anchors: views,
+            partial: false,
+            anchors: views.into_iter().collect(),
             long_names,
         }
     }
 
-    /// The anchors, sorted by directory name.
-    pub fn anchors(&self) -> &[Arc<AnchorView>] {
+    /// The anchors, sorted by directory name (`anchors()[i]` is O(log n)).
+    pub fn anchors(&self) -> &imbl::Vector<Arc<AnchorView>> {
         &self.anchors
     }
 
@@ -180,12 +262,8 @@ impl Snapshot {
                 .anchors
                 .binary_search_by(|v| v.dir_name.as_slice().cmp(dir_name))
                 .ok()
-                .map(|i| &self.anchors[i]),
-            Unescaped::LongHash(h) => self
-                .long_names
-                .get(&h)
-                .map(|&i| &self.anchors[i])
-                .filter(|v| v.dir_name == dir_name),
+                .and_then(|i| self.anchors.get(i)),
+            Unescaped::LongHash(h) => self.long_names.get(&h).filter(|v| v.dir_name == dir_name),
         }
     }
 
@@ -196,35 +274,32 @@ impl Snapshot {
     }
 
     /// The anchors whose view differs between `self` and `newer` (added, removed or
-    /// changed), by directory name.
+    /// changed), by directory name, found by comparing every anchor (for snapshots
+    /// not made one from the other by [`apply`](Self::apply)).
     pub fn changed_since(&self, newer: &Snapshot) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let (a, b) = (&self.anchors, &newer.anchors);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            match (a.get(i), b.get(j)) {
+        let mut a = self.anchors.iter().peekable();
+        let mut b = newer.anchors.iter().peekable();
+        loop {
+            match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.dir_name == y.dir_name => {
                     if x.versions != y.versions {
                         out.push(y.dir_name.clone());
                     }
-                    i += 1;
-                    j += 1;
+                    a.next();
+                    b.next();
                 }
                 (Some(x), Some(y)) if x.dir_name < y.dir_name => {
                     out.push(x.dir_name.clone());
-                    i += 1;
+                    a.next();
                 }
-                (Some(_), Some(y)) => {
+                (Some(_), Some(y)) | (None, Some(y)) => {
                     out.push(y.dir_name.clone());
-                    j += 1;
+                    b.next();
                 }
                 (Some(x), None) => {
                     out.push(x.dir_name.clone());
-                    i += 1;
-                }
-                (None, Some(y)) => {
-                    out.push(y.dir_name.clone());
-                    j += 1;
+                    a.next();
                 }
                 (None, None) => break,
             }
@@ -345,5 +420,79 @@ mod tests {
         let bad = second.by_name(b"bad").expect("a damaged history is listed");
         assert!(bad.damaged.is_some() && bad.versions.is_empty());
         assert_eq!(second.anchors().len(), 3);
+    }
+
+    #[test]
+    fn apply_matches_a_rebuild() {
+        use crate::anchor::encode_history;
+        use bytes::Bytes;
+        let enc = |h: &[Anchor]| Bytes::from(encode_history(h));
+        let long = vec![b'y'; 300];
+        let bad = Bytes::from_static(b"\x0a\x05xx");
+        let before: Vec<(Bytes, Bytes)> = vec![
+            (Bytes::from_static(b"a"), enc(&[a(1, 1)])),
+            (Bytes::from_static(b"b"), enc(&[a(1, 1)])),
+            (Bytes::from_static(b"gone"), enc(&[a(1, 1)])),
+            (Bytes::from(long.clone()), enc(&[a(1, 1)])),
+            (Bytes::from_static(b"broken"), bad.clone()),
+        ];
+        let first = Snapshot::rebuild(Some(Ref([1; 32])), before.clone(), &Snapshot::default());
+        let changes = vec![
+            MapChange::Changed {
+                key: Bytes::from_static(b"b"),
+                old: enc(&[a(1, 1)]),
+                new: enc(&[a(1, 1), a(2, 2)]),
+            },
+            MapChange::Removed {
+                key: Bytes::from_static(b"gone"),
+                old: enc(&[a(1, 1)]),
+            },
+            MapChange::Changed {
+                key: Bytes::from(long.clone()),
+                old: enc(&[a(1, 1)]),
+                new: enc(&[a(3, 3)]),
+            },
+            MapChange::Added {
+                key: Bytes::from_static(b"new-bad"),
+                new: bad.clone(),
+            },
+            MapChange::Added {
+                key: Bytes::from_static(b"c"),
+                new: enc(&[a(4, 4)]),
+            },
+            MapChange::Added {
+                key: Bytes::from_static(b"empty"),
+                new: enc(&[]),
+            },
+            MapChange::Added {
+                key: Bytes::copy_from_slice(PROTO_TYPES_ANCHOR),
+                new: enc(&[a(7, 7)]),
+            },
+        ];
+        let (applied, changed) = first.apply(Some(Ref([2; 32])), &changes);
+        let mut after: std::collections::BTreeMap<Bytes, Bytes> = before.into_iter().collect();
+        for c in &changes {
+            match c.after() {
+                Some(p) => after.insert(c.key().clone(), p.clone()),
+                None => after.remove(c.key()),
+            };
+        }
+        let rebuilt = Snapshot::rebuild(Some(Ref([2; 32])), after.into_iter().collect(), &first);
+        let shown = |s: &Snapshot| -> Vec<AnchorView> {
+            s.anchors().iter().map(|v| (**v).clone()).collect()
+        };
+        assert_eq!(shown(&applied), shown(&rebuilt));
+        assert_eq!(changed, first.changed_since(&rebuilt));
+        assert_eq!(applied.types_map, Some(Ref([7; 32])));
+        assert_eq!(applied.types_map, rebuilt.types_map);
+        assert!(applied.by_name(b"gone").is_none());
+        assert_eq!(applied.by_name(&long).unwrap().versions, vec![a(3, 3)]);
+        assert!(applied.by_name(b"new-bad").unwrap().damaged.is_some());
+        assert!(
+            Arc::ptr_eq(first.by_name(b"a").unwrap(), applied.by_name(b"a").unwrap()),
+            "untouched views are shared"
+        );
+        // The older snapshot is unchanged.
+        assert!(first.by_name(b"gone").is_some() && first.by_name(b"c").is_none());
     }
 }

@@ -11,6 +11,7 @@ use crate::proto::schema as pb;
 use crate::store::{Getter, Store, StoreError};
 use trie::{Entry, Kind, Trie};
 
+pub use trie::Change as MapChange;
 pub use trie::MAX as MAX_LEAF_MEMBERS;
 
 /// What a walk of a map that skips damage found.
@@ -19,6 +20,16 @@ pub struct EntriesRead {
     /// The (key, payload) pairs read.
     pub entries: Vec<(Bytes, Bytes)>,
     /// The nodes that could not be read, with why; their members are missing above.
+    pub damaged: Vec<(Ref, SchemaError)>,
+}
+
+/// What a diff of two maps that skips damage in the newer one found.
+#[derive(Debug, Default)]
+pub struct DiffRead {
+    /// The keys that differ.
+    pub changes: Vec<MapChange>,
+    /// The nodes of the newer map that could not be read, with why; their members
+    /// count as absent from it.
     pub damaged: Vec<(Ref, SchemaError)>,
 }
 
@@ -193,6 +204,52 @@ impl Map {
     /// The number of members.
     pub fn len<G: Getter + ?Sized>(g: &G, root: &Ref) -> Result<usize, SchemaError> {
         MAP.len(g, root)
+    }
+
+    /// Every key whose payload differs between the maps at `old` and `new` (added,
+    /// removed or changed), in no promised order. Reads only the nodes whose refs
+    /// differ: the cost follows the change, not the size of the maps.
+    pub fn diff<G: Getter + ?Sized>(
+        g: &G,
+        old: &Ref,
+        new: &Ref,
+    ) -> Result<Vec<MapChange>, SchemaError> {
+        let mut out = Vec::new();
+        MAP.diff(
+            g,
+            old,
+            new,
+            &mut |c| {
+                out.push(c);
+                Ok(())
+            },
+            None,
+        )?;
+        Ok(out)
+    }
+
+    /// [`Map::diff`], but a node below the root of `new` that is missing, damaged or
+    /// malformed is recorded and its members count as absent from `new` (as
+    /// [`Map::entries_skipping_damage`] leaves them out). A failure to read `old`, or
+    /// the root of `new`, still ends it.
+    pub fn diff_skipping_damage<G: Getter + ?Sized>(
+        g: &G,
+        old: &Ref,
+        new: &Ref,
+    ) -> Result<DiffRead, SchemaError> {
+        let mut changes = Vec::new();
+        let mut damaged = Vec::new();
+        MAP.diff(
+            g,
+            old,
+            new,
+            &mut |c| {
+                changes.push(c);
+                Ok(())
+            },
+            Some(&mut damaged),
+        )?;
+        Ok(DiffRead { changes, damaged })
     }
 
     /// Builds a map from pairs at once (Go's `MapFromGo`); a later pair with the same

@@ -4,6 +4,8 @@
 //! follows the Go library step by step, because the bytes of every node (and so every
 //! ref) must come out identical.
 
+mod diff;
+
 use std::ops::Range;
 use std::sync::{Arc, LazyLock, OnceLock};
 
@@ -17,6 +19,8 @@ use super::{Outcome, SchemaError};
 use crate::blob::Ref;
 use crate::proto::schema as pb;
 use crate::store::{Getter, Store};
+
+pub use diff::Change;
 
 /// Members per leaf before it splits.
 pub const MAX: usize = 128;
