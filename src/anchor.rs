@@ -1,10 +1,11 @@
 //! Anchors: constant names for changing blobs, each with a timestamped history kept
 //! in the store's anchor map (FORMAT.md, "The anchor map").
 //!
-//! Every change goes through [`update`], the one optimistic-lock loop: it hands an
-//! [`Update`] (a view of the map at one ref, collecting changes) to the caller's
-//! closure, installs the result by compare-and-swap, and on "update conflict" waits
-//! a jittered, growing pause and runs the closure again on fresh state.
+//! Every change goes through [`update`], the one optimistic-lock loop: it reads the
+//! current map ref, hands an [`Update`] (a view of the map at that ref, collecting
+//! changes) to the caller's closure, installs the result with the store's
+//! compare-and-swap ([`AnchorStore::swap_anchor_map`]), and on a conflict waits a
+//! jittered, growing pause and runs the closure again on fresh state.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -558,28 +559,17 @@ where
 {
     let mut backoff = Backoff::new();
     for attempt in 1..=MAX_ATTEMPTS {
-        let mut outcome: Option<Result<T, AnchorError>> = None;
-        let res = s.update_anchor_map(&mut |root| {
-            let mut u = Update::new(s, root);
-            match f(&mut u).and_then(|t| Ok((t, u.finish()?))) {
-                Ok((t, new_root)) => {
-                    outcome = Some(Ok(t));
-                    Ok(new_root)
-                }
-                Err(e) => {
-                    outcome = Some(Err(e));
-                    Err(StoreError::Aborted)
-                }
-            }
-        });
-        match res {
-            Ok(_) | Err(StoreError::Aborted) => {
-                if let Some(out) = outcome {
-                    return out;
-                }
-                return Err(AnchorError::Store(StoreError::Aborted));
-            }
-            Err(StoreError::UpdateConflict) => {
+        let old = map_ref(s)?;
+        let base = old.unwrap_or(Ref::ZERO);
+        let mut u = Update::new(s, base);
+        let out = f(&mut u)?;
+        let new = u.finish()?;
+        if new == base {
+            return Ok(out);
+        }
+        match s.swap_anchor_map(old, new) {
+            Ok(()) => return Ok(out),
+            Err(StoreError::Conflict) => {
                 log::debug!("anchor map update conflict (attempt {attempt}); retrying");
                 backoff.wait();
             }

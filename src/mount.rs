@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,9 +32,8 @@ use parking_lot::Mutex;
 use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
 use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
-use crate::store::file::FileStore;
 use crate::store::lru::LruStore;
-use crate::store::mem::MemStore;
+use crate::store::OpenMode;
 
 /// Set in the daemon's environment: report readiness on stdout, then detach.
 const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
@@ -96,26 +95,18 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Opens the store named by SOURCE, with the blob cache; says so when it made a new
-/// store.
-fn open_store(
-    source: &str,
-    cache: usize,
-    report: &mut dyn FnMut(Status),
-) -> Result<(SharedStore, Option<PathBuf>)> {
-    if source == "mem:" {
-        return Ok((Arc::new(LruStore::new(MemStore::new(), cache)), None));
+/// Opens the store named by SOURCE (any spec [`crate::store::open`] takes), with
+/// the blob cache; says so when it made a new store.
+fn open_store(source: &str, cache: usize, report: &mut dyn FnMut(Status)) -> Result<SharedStore> {
+    let opened = crate::store::open(source.as_ref(), OpenMode::Create)?;
+    if opened.created {
+        let at = opened
+            .store
+            .local_dir()
+            .map_or_else(|| opened.label.clone(), |d| d.display().to_string());
+        report(Status::Note(format!("created a new store at {at}")));
     }
-    let path = PathBuf::from(source);
-    let (store, created) = FileStore::open_or_create(&path)?;
-    let abs = std::fs::canonicalize(&path).unwrap_or(path);
-    if created {
-        report(Status::Note(format!(
-            "created a new store at {}",
-            abs.display()
-        )));
-    }
-    Ok((Arc::new(LruStore::new(store, cache)), Some(abs)))
+    Ok(Arc::new(LruStore::new(opened.store, cache)))
 }
 
 /// What the mount tells whoever started it.
@@ -311,10 +302,11 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<()> {
     if let Err(e) = preflight(args) {
         return Err(fail(ready, e));
     }
-    let (store, store_path) = match open_store(&args.source, args.opts.cache_bytes, ready) {
+    let store = match open_store(&args.source, args.opts.cache_bytes, ready) {
         Ok(s) => s,
         Err(e) => return Err(fail(ready, e)),
     };
+    let store_path = store.local_dir().map(Path::to_path_buf);
     // SAFETY: geteuid/getegid cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     // Modes never show more than the store's own directory grants.
@@ -334,7 +326,6 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<()> {
         size_log: store_path
             .as_ref()
             .map(|p| p.join(crate::fs::sizes::FILE_NAME)),
-        store_path: store_path.clone(),
         mutable_ttl: args.opts.poll,
         read_only: args.opts.read_only,
     };
