@@ -392,8 +392,8 @@ pub trait AnchorStore: Store + AnchorGetter {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError>;
 
     /// Go's `UpdateAnchorMap`: calls `f` with the current anchor map ref (zero if
-    /// none) and installs the ref it returns by [`swap_anchor_map`]
-    /// (AnchorStore::swap_anchor_map), so it fails with [`StoreError::Conflict`] if
+    /// none) and installs the ref it returns by
+    /// [`swap_anchor_map`](AnchorStore::swap_anchor_map), so it fails with [`StoreError::Conflict`] if
     /// another writer moved the ref meanwhile; an error of `f` is returned as is,
     /// with nothing changed. Returns the ref now installed. One attempt: callers
     /// that retry use `anchor::update`.
