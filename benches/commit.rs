@@ -190,7 +190,6 @@ fn main() {
         let store: SharedStore = Arc::new(FileStore::create(&path).unwrap());
         // The logs a mount of a store on disk keeps beside it.
         let opts = FsOptions {
-            store_path: Some(path.clone()),
             size_log: Some(path.join(anchorfs::fs::sizes::FILE_NAME)),
             mode_log: Some(path.join(anchorfs::fs::modes::FILE_NAME)),
             ..FsOptions::default()

@@ -547,6 +547,114 @@ fn bad_store_paths() {
 }
 
 #[test]
+fn unknown_store_schemes_are_refused_and_create_nothing() {
+    let dir = TempDir::new().unwrap();
+    for spec in [
+        "s3://bucket",
+        "postgres://host/db",
+        "postgresql://host/db",
+        "fiel:x",
+    ] {
+        for (args, stdin) in [(&["put", "x"][..], "data"), (&["ls"][..], "")] {
+            let out = bare()
+                .current_dir(dir.path())
+                .arg("--store")
+                .arg(spec)
+                .args(args)
+                .write_stdin(stdin)
+                .assert()
+                .code(1)
+                .stdout("")
+                .get_output()
+                .clone();
+            one_line_mentioning(
+                &out.stderr,
+                &[spec, "unknown store scheme", "file:, mem:", "./NAME"],
+            );
+        }
+        // Neither in `sync` nor as a mount's SOURCE.
+        let good = dir.path().join("good");
+        let out = bare()
+            .current_dir(dir.path())
+            .args(["sync", spec])
+            .arg(&good)
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        one_line_mentioning(&out.stderr, &[spec, "unknown store scheme"]);
+        // And the mount, which opens its SOURCE only once the mount point and
+        // /dev/fuse pass.
+        let mp = dir.path().join("mp");
+        fs::create_dir_all(&mp).unwrap();
+        if fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok()
+        {
+            let out = bare()
+                .current_dir(dir.path())
+                .args(["mount", spec])
+                .arg(&mp)
+                .arg("-f")
+                .timeout(Duration::from_secs(60))
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("unknown store scheme"), "{err}");
+        }
+    }
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "good" && n != "mp")
+        .collect();
+    assert!(left.is_empty(), "created {left:?}");
+}
+
+#[test]
+fn file_scheme_names_a_directory_even_with_a_colon() {
+    let dir = TempDir::new().unwrap();
+    let run = |spec: &str, args: &[&str], stdin: &str| {
+        bare()
+            .current_dir(dir.path())
+            .arg("--store")
+            .arg(spec)
+            .args(args)
+            .write_stdin(stdin.to_string())
+            .assert()
+            .success()
+            .get_output()
+            .clone()
+    };
+    let out = run("file:a:b", &["put", "x"], "through file:");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "anchorfs: created a new store at a:b\n"
+    );
+    assert!(is_store(&dir.path().join("a:b")));
+    // The same store, named as a path.
+    let out = run("./a:b", &["get", "x"], "");
+    assert_eq!(out.stdout, b"through file:");
+    assert!(out.stderr.is_empty());
+    let abs = dir.path().join("a:b");
+    let out = run(&format!("file:{}", abs.display()), &["get", "x"], "");
+    assert_eq!(out.stdout, b"through file:");
+    // `sync` takes one store named two ways for one store.
+    let out = bare()
+        .current_dir(dir.path())
+        .args(["sync", "file:a:b", "./a:b"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    one_line_mentioning(&out.stderr, &["at least two different stores"]);
+}
+
+#[test]
 fn ls_and_log_json_shapes() {
     let (_d, store) = new_store();
     ok_in(

@@ -597,11 +597,12 @@ impl anchorfs::store::AnchorGetter for HoldingStore {
 }
 
 impl anchorfs::store::AnchorStore for HoldingStore {
-    fn update_anchor_map(
+    fn swap_anchor_map(
         &self,
-        f: &mut dyn FnMut(Ref) -> Result<Ref, anchorfs::store::StoreError>,
-    ) -> Result<Ref, anchorfs::store::StoreError> {
-        self.inner.update_anchor_map(f)
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), anchorfs::store::StoreError> {
+        self.inner.swap_anchor_map(old, new)
     }
 }
 

@@ -85,16 +85,91 @@ fn compare_and_swap(s: &dyn AnchorStore) {
         })?;
         Ok(c)
     });
-    assert!(matches!(res, Err(StoreError::UpdateConflict)), "{res:?}");
+    assert!(matches!(res, Err(StoreError::Conflict)), "{res:?}");
     assert_eq!(
         s.anchor_map_ref().unwrap(),
         b,
         "the interloper's update stands"
     );
-    // A callback error aborts without change.
-    let res = s.update_anchor_map(&mut |_| Err(StoreError::Aborted));
-    assert!(matches!(res, Err(StoreError::Aborted)));
+    // A callback error is returned as is, without change.
+    let res = s.update_anchor_map(&mut |_| Err(StoreError::NotFound(c)));
+    assert!(
+        matches!(res, Err(StoreError::NotFound(r)) if r == c),
+        "{res:?}"
+    );
     assert_eq!(s.anchor_map_ref().unwrap(), b);
+    // Returning the ref it was given changes nothing.
+    assert_eq!(s.update_anchor_map(&mut |cur| Ok(cur)).unwrap(), b);
+    assert_eq!(s.anchor_map_ref().unwrap(), b);
+}
+
+/// The narrow compare-and-swap itself, which every backend implements.
+fn swap(s: &dyn AnchorStore) {
+    let a = Ref::of(b"a");
+    let b = Ref::of(b"b");
+    let c = Ref::of(b"c");
+    // A first map: `None` says there is none yet.
+    s.swap_anchor_map(None, a).unwrap();
+    assert_eq!(s.anchor_map_ref().unwrap(), a);
+    // `None` when a map exists is a conflict, and changes nothing.
+    let res = s.swap_anchor_map(None, b);
+    assert!(matches!(res, Err(StoreError::Conflict)), "{res:?}");
+    assert_eq!(s.anchor_map_ref().unwrap(), a);
+    // From the current ref: installed.
+    s.swap_anchor_map(Some(a), b).unwrap();
+    assert_eq!(s.anchor_map_ref().unwrap(), b);
+    // From a stale ref: a conflict, nothing changed.
+    let res = s.swap_anchor_map(Some(a), c);
+    assert!(matches!(res, Err(StoreError::Conflict)), "{res:?}");
+    assert!(
+        !res.unwrap_err().is_retryable(),
+        "a conflict asks for a recompute"
+    );
+    assert_eq!(s.anchor_map_ref().unwrap(), b);
+    // Blobs put before a swap are there after it.
+    let (r, _) = s.put(b"reached by the new map").unwrap();
+    s.swap_anchor_map(Some(b), r).unwrap();
+    assert_eq!(s.anchor_map_ref().unwrap(), r);
+    assert_eq!(s.get(&r).unwrap().as_ref(), b"reached by the new map");
+}
+
+/// Many threads swapping from what each last saw: every success is one step of a
+/// single chain, every failure a conflict.
+fn racing_swaps(s: Arc<dyn AnchorStore>) {
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut won = Vec::new();
+                for i in 0..25u8 {
+                    let old = match s.anchor_map_ref() {
+                        Ok(r) => Some(r),
+                        Err(StoreError::NoAnchorMap) => None,
+                        Err(e) => panic!("{e}"),
+                    };
+                    let new = Ref::of(&[t, i]);
+                    match s.swap_anchor_map(old, new) {
+                        Ok(()) => won.push((old, new)),
+                        Err(StoreError::Conflict) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: Vec<(Option<Ref>, Ref)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(!won.is_empty());
+    // Each installed ref was installed over a distinct predecessor: a chain.
+    let mut olds: Vec<Option<Ref>> = won.iter().map(|w| w.0).collect();
+    olds.sort();
+    olds.dedup();
+    assert_eq!(olds.len(), won.len(), "two swaps won from one ref");
+    let last = s.anchor_map_ref().unwrap();
+    assert!(won.iter().any(|w| w.1 == last));
 }
 
 fn concurrent_puts(s: Arc<dyn AnchorStore>) {
@@ -118,7 +193,27 @@ fn concurrent_puts(s: Arc<dyn AnchorStore>) {
 fn suite(make: &dyn Fn() -> Arc<dyn AnchorStore>) {
     blobs_and_listing(&*make());
     compare_and_swap(&*make());
+    swap(&*make());
+    racing_swaps(make());
     concurrent_puts(make());
+    described(&*make());
+}
+
+/// What a store says of itself agrees with what it holds.
+fn described(s: &dyn AnchorStore) {
+    let (r, _) = s.put(b"sized").unwrap();
+    assert_eq!(s.blob_size(&r).unwrap(), 5);
+    let missing = Ref::of(b"never stored");
+    assert!(matches!(s.blob_size(&missing), Err(StoreError::NotFound(m)) if m == missing));
+    // A store with a directory has an identity and a capacity; one in memory has none.
+    match s.local_dir() {
+        Some(dir) => {
+            assert!(dir.is_absolute());
+            assert!(s.identity().is_some());
+            assert!(s.capacity().is_some_and(|c| c.blocks > 0));
+        }
+        None => assert!(s.identity().is_none()),
+    }
 }
 
 #[test]
@@ -174,7 +269,41 @@ fn faulty_fails_on_demand() {
     s.fail_gets(false);
     s.fail_updates(true);
     assert!(s.update_anchor_map(&mut |_| Ok(Ref::of(b"x"))).is_err());
+    let e = s.swap_anchor_map(None, Ref::of(b"x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
     assert!(matches!(s.anchor_map_ref(), Err(StoreError::NoAnchorMap)));
+}
+
+#[test]
+fn backend_errors_say_whether_a_retry_helps() {
+    let lost = StoreError::backend(
+        "reading blob x",
+        true,
+        std::io::Error::from_raw_os_error(libc::ECONNRESET),
+    );
+    assert!(lost.is_retryable());
+    assert_eq!(lost.raw_os_error(), Some(libc::ECONNRESET));
+    assert!(
+        std::error::Error::source(&lost).is_some(),
+        "the source is kept"
+    );
+    let refused = StoreError::backend("opening", false, "no such table");
+    assert!(!refused.is_retryable());
+    assert_eq!(refused.raw_os_error(), None);
+    assert!(!refused.is_damage());
+    assert!(!StoreError::Conflict.is_retryable());
+}
+
+#[test]
+fn one_store_two_handles_one_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::create(dir.path().join("s")).unwrap();
+    let b = FileStore::open(dir.path().join("s/../s")).unwrap();
+    let other = FileStore::create(dir.path().join("t")).unwrap();
+    assert_eq!(a.identity(), b.identity());
+    assert_ne!(a.identity(), other.identity());
+    assert_eq!(a.local_dir(), b.local_dir());
+    assert_eq!(MemStore::new().identity(), None);
 }
 
 #[test]

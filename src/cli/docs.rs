@@ -292,8 +292,8 @@ pub fn anchorfs_1() -> String {
     page.sh("ENVIRONMENT")
         .tp(
             "ANCHORFS_STORE",
-            "The store when --store is not given: a directory, or mem: (an empty store \
-             in memory that lasts for one command).",
+            "The store when --store is not given: a directory (DIR or file:DIR), or \
+             mem: (an empty store in memory that lasts for one command).",
         )
         .tp(
             "RUST_LOG",
@@ -382,7 +382,7 @@ pub fn mount_anchorfs_8() -> String {
         );
     page.sh("SOURCES")
         .tp(
-            "a directory",
+            "DIR, file:DIR",
             "A file store. A missing or empty directory becomes a new store, and the \
              command says so on stderr (created a new store at PATH), so a mistyped \
              path is noticed. A directory holding other things, or a path that is not \
@@ -391,6 +391,13 @@ pub fn mount_anchorfs_8() -> String {
         .tp(
             "mem:",
             "An empty store in memory, gone when the mount ends (for trying things).",
+        )
+        .p(
+            "Text before the first colon that looks like a URI scheme (a letter, then \
+             letters, digits, +, - or .; no /) is a scheme, and one that is not listed \
+             here (s3://bucket, postgresql://host/db, a misspelt fiel:x) is refused, \
+             naming the known ones; nothing is created. A directory whose name has a \
+             colon is written ./a:b or file:a:b.",
         );
     page.splice(
         &mangen(

@@ -60,7 +60,7 @@ fn kind_and_size(opened: &Opened, r: &Ref) -> anyhow::Result<(Kind, u64)> {
     let kind = content::kind_of(s, r)?;
     let size = match kind {
         Kind::Split => SplitReader::new(s, *r)?.size(),
-        Kind::Raw => opened.blob_size(r)?,
+        Kind::Raw => opened.store().blob_size(r)?,
     };
     Ok((kind, size))
 }

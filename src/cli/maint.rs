@@ -152,7 +152,7 @@ pub(super) fn gc(spec: Option<&OsString>, a: GcArgs) -> anyhow::Result<()> {
             young += 1;
             continue;
         }
-        let size = match opened.blob_size(r) {
+        let size = match opened.store().blob_size(r) {
             Ok(n) => n,
             Err(StoreError::NotFound(_)) => continue,
             Err(e) => {
@@ -204,7 +204,9 @@ pub(super) fn fsck(spec: Option<&OsString>) -> anyhow::Result<()> {
                 known.sizes.insert(*r, n);
             }
             Err(StoreError::Damaged(_)) => {
-                known.sizes.insert(*r, opened.blob_size(r).unwrap_or(0));
+                known
+                    .sizes
+                    .insert(*r, opened.store().blob_size(r).unwrap_or(0));
                 known.damaged.insert(*r);
             }
             Err(e @ StoreError::Refused { .. }) => {

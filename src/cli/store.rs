@@ -1,55 +1,32 @@
-//! Opening the store a command names: a directory holding a file store, or `mem:`,
-//! an empty store in memory that lasts as long as the command (for tests).
+//! Opening the store a command names, with [`crate::store::open`]: a directory
+//! holding a file store (`DIR` or `file:DIR`), or `mem:`, an empty store in memory
+//! that lasts as long as the command (for tests).
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::blob::Ref;
-use crate::store::file::FileStore;
-use crate::store::mem::MemStore;
-use crate::store::{DeletingStore, Getter, Store, StoreError};
+use crate::store::{self as backends, DeletingStore, Store, StoreError};
 
-/// The spelling of the in-memory store.
-pub(crate) const MEM: &str = "mem:";
-
-enum Backend {
-    File(Arc<FileStore>),
-    Mem(Arc<MemStore>),
-}
+pub(crate) use crate::store::OpenMode as Mode;
 
 /// An open store and how to name it in messages.
 pub(crate) struct Opened {
     label: String,
-    backend: Backend,
-}
-
-/// Whether a command may create a missing store.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Only an existing store; anything else is refused.
-    Existing,
-    /// Create the store (and its directory) if it is missing.
-    Create,
+    store: Arc<dyn DeletingStore>,
 }
 
 impl Opened {
     /// The store.
     pub(crate) fn store(&self) -> &dyn DeletingStore {
-        match &self.backend {
-            Backend::File(s) => &**s,
-            Backend::Mem(s) => &**s,
-        }
+        &*self.store
     }
 
     /// The store, shared, for work that hands it to other threads.
     pub(crate) fn shared(&self) -> Arc<dyn Store> {
-        match &self.backend {
-            Backend::File(s) => s.clone(),
-            Backend::Mem(s) => s.clone(),
-        }
+        Arc::new(self.store.clone())
     }
 
     /// The store as named in messages: its path, or `mem:`.
@@ -57,20 +34,9 @@ impl Opened {
         &self.label
     }
 
-    /// The directory of a file store.
-    pub(crate) fn dir(&self) -> Option<PathBuf> {
-        match &self.backend {
-            Backend::File(s) => Some(s.root().to_path_buf()),
-            Backend::Mem(_) => None,
-        }
-    }
-
-    /// The size of blob `r` in bytes, without reading it where the backend allows.
-    pub(crate) fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::File(s) => s.blob_len(r),
-            Backend::Mem(s) => s.get(r).map(|b| b.len() as u64),
-        }
+    /// The store's directory on this host, if it has one.
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        self.store.local_dir()
     }
 }
 
@@ -84,34 +50,21 @@ pub(crate) fn open_given(spec: Option<&OsString>, mode: Mode) -> anyhow::Result<
 
 /// Opens the store `spec` names.
 pub(crate) fn open(spec: &OsStr, mode: Mode) -> anyhow::Result<Opened> {
-    if spec == MEM {
-        return Ok(Opened {
-            label: MEM.to_string(),
-            backend: Backend::Mem(Arc::new(MemStore::new())),
-        });
-    }
-    if spec.is_empty() {
-        bail!("the store path is empty");
-    }
-    let path = PathBuf::from(spec);
-    let label = path.display().to_string();
-    let opened = match mode {
-        Mode::Existing => FileStore::open(&path).map(|s| (s, false)),
-        Mode::Create => FileStore::open_or_create(&path),
-    };
-    let store = match opened {
-        Ok((s, created)) => {
-            if created {
-                // So that a mistyped path is noticed.
-                eprintln!("anchorfs: created a new store at {label}");
-            }
-            s
+    let opened = match backends::open(spec, mode) {
+        Ok(o) => o,
+        Err(e @ (StoreError::NotAStore { .. } | StoreError::BadSpec { .. })) => {
+            return Err(e.into())
         }
-        Err(e @ StoreError::NotAStore { .. }) => return Err(e.into()),
-        Err(e) => return Err(e).with_context(|| format!("opening store {label}")),
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening store {}", Path::new(spec).display()))
+        }
     };
+    if opened.created {
+        // So that a mistyped path is noticed.
+        eprintln!("anchorfs: created a new store at {}", opened.label);
+    }
     Ok(Opened {
-        label,
-        backend: Backend::File(Arc::new(store)),
+        label: opened.label,
+        store: opened.store,
     })
 }

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
@@ -88,17 +87,9 @@ fn copy_reachable(from: &Opened, to: &Opened, root: Ref) -> anyhow::Result<()> {
 
 /// Installs `target` as the anchor map of `o` if its map is still `seen`.
 fn fast_forward(o: &Opened, seen: Option<Ref>, target: Ref) -> anyhow::Result<bool> {
-    let base = seen.unwrap_or(Ref::ZERO);
-    let res = o.store().update_anchor_map(&mut |cur| {
-        if cur == base {
-            Ok(target)
-        } else {
-            Err(StoreError::UpdateConflict)
-        }
-    });
-    match res {
-        Ok(_) => Ok(true),
-        Err(StoreError::UpdateConflict) => Ok(false),
+    match o.store().swap_anchor_map(seen, target) {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
         Err(e) => Err(e).with_context(|| format!("updating the anchor map of store {}", o.label())),
     }
 }
@@ -154,15 +145,14 @@ fn copy_all(opened: &[Opened]) -> anyhow::Result<u64> {
 /// `sync STORE...` (with the `--store` store, if given).
 pub(super) fn sync(spec: Option<&OsString>, a: SyncArgs) -> anyhow::Result<()> {
     let mut opened: Vec<Opened> = Vec::new();
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for s in spec.into_iter().chain(a.stores.iter()) {
         let o = store::open(s, Mode::Create)?;
-        if let Some(dir) = o.dir() {
-            let dir = dir.canonicalize().unwrap_or(dir);
-            if dirs.contains(&dir) {
+        if let Some(id) = o.store().identity() {
+            if seen.contains(&id) {
                 continue; // the same store named twice
             }
-            dirs.push(dir);
+            seen.push(id);
         }
         opened.push(o);
     }

@@ -281,8 +281,6 @@ pub struct FsOptions {
     pub uid: u32,
     /// Group shown on every node.
     pub gid: u32,
-    /// Where the store lives (for `statfs`), if on disk.
-    pub store_path: Option<PathBuf>,
     /// Short cache lifetime for what changes (directories, `latest`).
     pub mutable_ttl: Duration,
     /// Refuse every write with EROFS.
@@ -333,7 +331,6 @@ impl Default for FsOptions {
             time_names: TimeNames::Rfc3339,
             uid: 0,
             gid: 0,
-            store_path: None,
             mutable_ttl: Duration::from_secs(1),
             read_only: false,
             size_log: None,
@@ -1505,7 +1502,8 @@ impl AnchorFs {
         })
     }
 
-    /// Filesystem figures: the backing filesystem's, for a store on disk.
+    /// Filesystem figures: the store's [`capacity`](crate::store::Getter::capacity)
+    /// (the backing filesystem's, for a store on disk).
     pub fn statfs(&self) -> StatFs {
         let mut s = StatFs {
             bsize: 4096,
@@ -1513,20 +1511,9 @@ impl AnchorFs {
             namelen: names::NAME_MAX as u32,
             ..StatFs::default()
         };
-        if let Some(path) = &self.opts.store_path {
-            if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-                let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
-                // SAFETY: `c` is a valid C string and `v` a properly sized out-parameter.
-                if unsafe { libc::statvfs(c.as_ptr(), &mut v) } == 0 {
-                    s.blocks = v.f_blocks;
-                    s.bfree = v.f_bfree;
-                    s.bavail = v.f_bavail;
-                    s.files = v.f_files;
-                    s.ffree = v.f_ffree;
-                    s.bsize = v.f_bsize as u32;
-                    s.frsize = v.f_frsize as u32;
-                }
-            }
+        if let Some(c) = self.store.capacity() {
+            (s.blocks, s.bfree, s.bavail) = (c.blocks, c.bfree, c.bavail);
+            (s.files, s.ffree, s.bsize, s.frsize) = (c.files, c.ffree, c.bsize, c.frsize);
         }
         s
     }

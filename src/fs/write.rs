@@ -525,10 +525,9 @@ fn split_err(e: crate::split::SplitError) -> FsError {
 impl AnchorFs {
     fn spool_file(&self) -> Result<File, FsError> {
         let dir = self
-            .opts
-            .store_path
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
+            .store
+            .local_dir()
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
         tempfile::tempfile_in(&dir)
             .or_else(|_| tempfile::tempfile())
             .map_err(|e| store_err(format!("creating a spool file: {e}"), Some(io_errno(&e))))

@@ -24,9 +24,10 @@ pub struct UsageError(pub String);
 /// `anchorfs mount` and `mount.anchorfs`: the store, the mount point, `-o`, `-f`, `-d`.
 #[derive(Args, Debug, Clone)]
 pub struct MountCommand {
-    /// The store: a directory holding a file store (a new store is made if the
-    /// directory is missing or empty), or `mem:` (an empty store in memory, gone at
-    /// unmount)
+    /// The store: a directory holding a file store, DIR or file:DIR (a new store is
+    /// made if the directory is missing or empty), or `mem:` (an empty store in
+    /// memory, gone at unmount); as --store takes it, so an unknown SCHEME: is an
+    /// error and a directory whose name has a colon is written ./NAME or file:NAME
     #[arg(value_name = "SOURCE", value_hint = ValueHint::DirPath)]
     pub source: OsString,
     /// The directory to mount on; it must exist and not be a mount point already
@@ -511,7 +512,7 @@ pub fn helper_command() -> Command {
 /// Everything the mount command line says, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountArgs {
-    /// The store: a directory, or `mem:`.
+    /// The store spec: a directory, `file:DIR`, or `mem:`.
     pub source: String,
     /// Where to mount.
     pub mountpoint: PathBuf,

@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,9 +18,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
 use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
-use crate::store::file::FileStore;
 use crate::store::lru::LruStore;
-use crate::store::mem::MemStore;
+use crate::store::OpenMode;
 
 use super::mountinfo::{is_mounted, raise_read_ahead};
 use super::MountArgs;
@@ -38,26 +37,18 @@ pub(super) enum Status {
     Failed(String),
 }
 
-/// Opens the store named by SOURCE, with the blob cache; says so when it made a new
-/// store.
-fn open_store(
-    source: &str,
-    cache: usize,
-    report: &mut dyn FnMut(Status),
-) -> Result<(SharedStore, Option<PathBuf>)> {
-    if source == "mem:" {
-        return Ok((Arc::new(LruStore::new(MemStore::new(), cache)), None));
+/// Opens the store named by SOURCE (any spec [`crate::store::open`] takes), with
+/// the blob cache; says so when it made a new store.
+fn open_store(source: &str, cache: usize, report: &mut dyn FnMut(Status)) -> Result<SharedStore> {
+    let opened = crate::store::open(source.as_ref(), OpenMode::Create)?;
+    if opened.created {
+        let at = opened
+            .store
+            .local_dir()
+            .map_or_else(|| opened.label.clone(), |d| d.display().to_string());
+        report(Status::Note(format!("created a new store at {at}")));
     }
-    let path = PathBuf::from(source);
-    let (store, created) = FileStore::open_or_create(&path)?;
-    let abs = std::fs::canonicalize(&path).unwrap_or(path);
-    if created {
-        report(Status::Note(format!(
-            "created a new store at {}",
-            abs.display()
-        )));
-    }
-    Ok((Arc::new(LruStore::new(store, cache)), Some(abs)))
+    Ok(Arc::new(LruStore::new(opened.store, cache)))
 }
 
 /// Checks what can be checked before mounting, for clear messages.
@@ -106,10 +97,11 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     if let Err(e) = preflight(args) {
         return Err(fail(ready, e));
     }
-    let (store, store_path) = match open_store(&args.source, args.opts.cache_bytes, ready) {
+    let store = match open_store(&args.source, args.opts.cache_bytes, ready) {
         Ok(s) => s,
         Err(e) => return Err(fail(ready, e)),
     };
+    let store_path = store.local_dir().map(Path::to_path_buf);
     let (uid, gid) = effective_ids();
     // Modes never show more than the store's own directory grants.
     let store_mode = store_path.as_ref().and_then(|p| {
@@ -128,7 +120,6 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
         size_log: store_path
             .as_ref()
             .map(|p| p.join(crate::fs::sizes::FILE_NAME)),
-        store_path: store_path.clone(),
         mutable_ttl: args.opts.poll,
         read_only: args.opts.read_only,
     };

@@ -1,9 +1,10 @@
 //! A store wrapper that fails on demand, so error paths are tested, not hoped for.
 
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
-use super::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use super::{AnchorGetter, AnchorStore, Capacity, Getter, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
 /// Wraps a store; each kind of call can be made to fail with a chosen errno.
@@ -129,6 +130,25 @@ impl<S: Getter> Getter for FaultyStore<S> {
         }
         self.inner.list_refs(after, f)
     }
+
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(self.fault(&format!("looking up blob {r}")));
+        }
+        self.inner.blob_size(r)
+    }
+
+    fn identity(&self) -> Option<String> {
+        self.inner.identity()
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        self.inner.local_dir()
+    }
+
+    fn capacity(&self) -> Option<Capacity> {
+        self.inner.capacity()
+    }
 }
 
 impl<S: Store> Store for FaultyStore<S> {
@@ -161,13 +181,10 @@ impl<S: AnchorGetter> AnchorGetter for FaultyStore<S> {
 }
 
 impl<S: AnchorStore> AnchorStore for FaultyStore<S> {
-    fn update_anchor_map(
-        &self,
-        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
-    ) -> Result<Ref, StoreError> {
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         if self.fail_updates.load(Ordering::SeqCst) {
             return Err(self.fault("updating the anchor map"));
         }
-        self.inner.update_anchor_map(f)
+        self.inner.swap_anchor_map(old, new)
     }
 }

@@ -29,6 +29,11 @@
 //!
 //! Files the store creates are `0600` and directories `0700`, or `0640` and `0750`
 //! when the store's root directory is group-readable, whatever the umask.
+//!
+//! Its spec for [`super::open`] is a directory, `DIR` or `file:DIR`.
+//!
+//! Locks: none in memory (counters are atomics); between writers, the lock file,
+//! taken only for the compare-and-swap of the map ref.
 
 use std::ffi::{CStr, CString};
 use std::fs::{self, File};
@@ -44,8 +49,8 @@ use sha2::{Digest, Sha256};
 
 use super::sys::{self, c_name, Kind};
 use super::{
-    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, Refusal, Store, StoreError,
-    MAX_BLOB_SIZE,
+    verified, AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, OpenMode, Opened,
+    Refusal, Store, StoreError, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -63,9 +68,32 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// How much a [`Getter::check`] of a blob file reads at a time.
 const CHECK_BLOCK: usize = 1 << 20;
 
+/// The opener of `DIR` and `file:DIR` for [`super::open`]: the store in `DIR`,
+/// created there with [`OpenMode::Create`] if there is none.
+pub(super) fn open_spec(dir: &std::ffi::OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
+    if dir.is_empty() {
+        return Err(StoreError::BadSpec {
+            spec: String::new(),
+            why: "the store path is empty".into(),
+        });
+    }
+    let (store, created) = match mode {
+        OpenMode::Existing => (FileStore::open(dir)?, false),
+        OpenMode::Create => FileStore::open_or_create(dir)?,
+    };
+    Ok(Opened {
+        label: Path::new(dir).display().to_string(),
+        store: std::sync::Arc::new(store),
+        created,
+    })
+}
+
 /// A store in a directory, in the Go file store's layout.
 pub struct FileStore {
     root: PathBuf,
+    /// `root` made absolute, links resolved, when it was opened: what
+    /// [`Getter::local_dir`] and [`Getter::identity`] give.
+    local: PathBuf,
     blobs: PathBuf,
     /// The root directory, held open: every store file is reached from here.
     root_fd: OwnedFd,
@@ -325,8 +353,10 @@ impl FileStore {
                 "opening",
             )
         })?;
+        let local = fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
         Ok(FileStore {
             root,
+            local,
             blobs,
             root_fd,
             blobs_fd,
@@ -796,6 +826,33 @@ impl Getter for FileStore {
         }
     }
 
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        self.blob_len(r)
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(format!("file:{}", self.local.display()))
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.local)
+    }
+
+    fn capacity(&self) -> Option<Capacity> {
+        let v = sys::fstatvfs(self.root_fd.as_fd())
+            .inspect_err(|e| log::debug!("statvfs of store {}: {e}", self.root.display()))
+            .ok()?;
+        Some(Capacity {
+            blocks: v.f_blocks,
+            bfree: v.f_bfree,
+            bavail: v.f_bavail,
+            files: v.f_files,
+            ffree: v.f_ffree,
+            bsize: u32::try_from(v.f_bsize).unwrap_or(u32::MAX),
+            frsize: u32::try_from(v.f_frsize).unwrap_or(u32::MAX),
+        })
+    }
+
     fn list_refs(
         &self,
         after: &Ref,
@@ -923,31 +980,23 @@ impl AnchorGetter for FileStore {
 }
 
 impl AnchorStore for FileStore {
-    fn update_anchor_map(
-        &self,
-        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
-    ) -> Result<Ref, StoreError> {
-        let old = self.read_map_ref()?;
-        let base = old.unwrap_or(Ref::ZERO);
-        let new = f(base)?;
-        if new == base {
-            return Ok(new);
-        }
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         // The new ref waits in a temp file; one flush makes it and the blobs it
-        // reaches durable before the rename installs it.
+        // reaches durable before the rename installs it. The flush is done before
+        // the lock is taken, so writers do not wait on each other's flushes.
         let staged = self.stage_map_ref(&new)?;
         if !self.flush_blobs()? {
             staged.file.sync_all().map_err(|e| self.map_ref_err(e))?;
         }
         let _lock = self.lock()?;
         if self.read_map_ref()? != old {
-            return Err(StoreError::UpdateConflict);
+            return Err(StoreError::Conflict);
         }
         staged
             .persist(&c_name(MAP_REF_FILE))
             .map_err(|e| self.map_ref_err(e))?;
         sys::fsync(self.root_fd.as_fd()).map_err(|e| self.map_ref_err(e))?;
-        Ok(new)
+        Ok(())
     }
 }
 

@@ -1,9 +1,14 @@
 //! An LRU cache over any store, bounded in bytes; anchor calls pass through.
+//!
+//! Locks: `cache`, held only to look up, insert or drop an entry, never while the
+//! store below is called.
+
+use std::path::Path;
 
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use super::{AnchorGetter, AnchorStore, Capacity, Getter, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
 /// Written blobs up to this size are cached on the way in.
@@ -109,6 +114,25 @@ impl<S: Getter> Getter for LruStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.list_refs(after, f)
     }
+
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        if let Some(b) = self.cache.lock().entries.peek(r) {
+            return Ok(b.len() as u64);
+        }
+        self.inner.blob_size(r)
+    }
+
+    fn identity(&self) -> Option<String> {
+        self.inner.identity()
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        self.inner.local_dir()
+    }
+
+    fn capacity(&self) -> Option<Capacity> {
+        self.inner.capacity()
+    }
 }
 
 impl<S: Store> Store for LruStore<S> {
@@ -144,10 +168,7 @@ impl<S: AnchorGetter> AnchorGetter for LruStore<S> {
 }
 
 impl<S: AnchorStore> AnchorStore for LruStore<S> {
-    fn update_anchor_map(
-        &self,
-        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
-    ) -> Result<Ref, StoreError> {
-        self.inner.update_anchor_map(f)
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+        self.inner.swap_anchor_map(old, new)
     }
 }

@@ -1,13 +1,39 @@
-//! An in-memory store, for tests and for `mem:` mounts.
+//! An in-memory store, for tests and for `mem:` mounts and commands: the spec
+//! `mem:` opens a new, empty one.
+//!
+//! Locks: `blobs` (a read-write lock over the blob map) and `map_ref` (the anchor
+//! map ref), each held only for the map operation itself, never together, and
+//! never while a caller's closure runs.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{AnchorGetter, AnchorStore, DeletingStore, Getter, Store, StoreError};
+use super::{
+    AnchorGetter, AnchorStore, DeletingStore, Getter, OpenMode, Opened, Store, StoreError,
+};
 use crate::blob::{Blob, Ref};
+
+/// The opener of `mem:` for [`super::open`]: a new empty store; nothing may
+/// follow the colon.
+pub(super) fn open_spec(rest: &OsStr, _mode: OpenMode) -> Result<Opened, StoreError> {
+    if !rest.is_empty() {
+        let spec = format!("mem:{}", rest.to_string_lossy());
+        return Err(StoreError::BadSpec {
+            why: format!("store {spec:?}: nothing may follow \"mem:\""),
+            spec,
+        });
+    }
+    Ok(Opened {
+        store: Arc::new(MemStore::new()),
+        created: false,
+        label: "mem:".into(),
+    })
+}
 
 /// A store that keeps everything in memory. Blobs sit in a hash map (puts and gets
 /// are the hot path); only `list_refs`, for gc and sync, sorts. Refs are SHA-256
@@ -46,6 +72,14 @@ impl Getter for MemStore {
 
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
         Ok(self.blobs.read().contains_key(r))
+    }
+
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        self.blobs
+            .read()
+            .get(r)
+            .map(|(b, _)| b.len() as u64)
+            .ok_or(StoreError::NotFound(*r))
     }
 
     fn list_refs(
@@ -112,22 +146,13 @@ impl AnchorGetter for MemStore {
 }
 
 impl AnchorStore for MemStore {
-    fn update_anchor_map(
-        &self,
-        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
-    ) -> Result<Ref, StoreError> {
-        let old = *self.map_ref.lock();
-        let base = old.unwrap_or(Ref::ZERO);
-        let new = f(base)?;
-        if new == base {
-            return Ok(new);
-        }
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         let mut cur = self.map_ref.lock();
         if *cur != old {
-            return Err(StoreError::UpdateConflict);
+            return Err(StoreError::Conflict);
         }
         *cur = Some(new);
-        Ok(new)
+        Ok(())
     }
 }
 

@@ -1,19 +1,61 @@
-//! Blob stores: the traits every backend implements, and the backends.
+//! Blob stores: the traits every backend implements, the backends, and the one
+//! opener that turns a store spec into a store.
 //!
 //! A [`Getter`] reads blobs by ref and lists refs in order; a [`Store`] also puts.
 //! [`AnchorGetter`] and [`AnchorStore`] add the one mutable cell of a store, the
-//! current anchor map ref, updated by compare-and-swap. Nothing here knows what an
-//! anchor is: that is the `anchor` module's business.
+//! current anchor map ref, changed only by compare-and-swap. Nothing here knows
+//! what an anchor is: that is the `anchor` module's business.
+//!
+//! # Adding a backend
+//!
+//! A backend is one file in this directory and one line in the table of
+//! [`open`] (`BACKENDS` in `open.rs`), which maps its scheme (`file`, `mem`, ...)
+//! to a function taking the rest of the spec and an [`OpenMode`]. The backend
+//! implements:
+//!
+//! - [`Getter`] requires `get` and `list_refs`. `get_at_most`, `check`,
+//!   `contains`, `get_many` and `blob_size` have defaults built on `get`; a
+//!   backend overrides them where it can do better (a size without the bytes, a
+//!   batched fetch). `identity`, `local_dir` and `capacity` describe the store to
+//!   the mount and the command line and default to "none".
+//! - [`Store`] requires `put`; `put_blob`, `put_many` and `sync` have defaults.
+//! - [`AnchorGetter`] requires `anchor_map_ref`.
+//! - [`AnchorStore`] requires `swap_anchor_map`, the compare-and-swap;
+//!   `update_anchor_map` is provided on top of it.
+//! - [`DeletingStore`] requires `delete` and `written_at`, for gc.
+//!
+//! Errors are [`StoreError`]s: [`StoreError::NotFound`] for an absent blob,
+//! [`StoreError::Damaged`] for bytes that do not hash to their ref (use
+//! [`verified`]), [`StoreError::Conflict`] for a lost swap, and for a failure of
+//! the backend itself (a lost connection, a timeout, a refused query)
+//! [`StoreError::Backend`], saying whether trying again may help.
+//!
+//! # What the swap guarantees
+//!
+//! `swap_anchor_map(old, new)` installs `new` as the anchor map ref only if the
+//! current one is `old` (`None`: there is no map yet), atomically with respect to
+//! every other writer of the store, in this process or any other, on this host or
+//! any other that shares the store. If the current ref is anything else it changes
+//! nothing and fails with [`StoreError::Conflict`], and only then: a failure that
+//! leaves the outcome unknown is another error. Before `new` becomes visible to
+//! any reader, every blob whose put returned before the call is durable, so a map
+//! never reaches a blob a crash can lose. Readers never wait for writers and see
+//! either the old ref or the new one. The retrying is not the backend's business:
+//! the one loop that retries a lost swap is `anchor::update`.
 
 pub mod faulty;
 pub mod file;
 pub mod lru;
 pub mod mem;
+mod open;
 mod sys;
 
+pub use open::{open, OpenMode, Opened};
+
+use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::blob::{Blob, Ref};
@@ -76,12 +118,10 @@ pub enum StoreError {
     /// The store has no anchor map yet.
     #[error("no anchor map")]
     NoAnchorMap,
-    /// The anchor map ref moved while an update was being computed.
+    /// A compare-and-swap of the anchor map ref lost: the current ref was not the
+    /// one the caller expected. Nothing was changed.
     #[error("update conflict")]
-    UpdateConflict,
-    /// The store cannot keep anchors.
-    #[error("not anchor store")]
-    NotAnchorStore,
+    Conflict,
     /// The anchor map ref file holds something other than 32 bytes.
     #[error("anchor map ref in {path} is damaged: {len} bytes, want 32")]
     BadAnchorMapRef {
@@ -125,9 +165,29 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
-    /// An update callback stopped on an error of its own (kept by the caller).
-    #[error("update aborted by its callback")]
-    Aborted,
+    /// A store spec that names no store: an unknown scheme, an empty path.
+    #[error("{why}")]
+    BadSpec {
+        /// The spec, or the part of it after the scheme that its backend was given.
+        spec: String,
+        /// What is wrong with it, naming the spec where it is not empty.
+        why: String,
+    },
+    /// The backend itself failed (a connection lost or refused, a timeout, a
+    /// query the server rejected), with whether the same call may succeed if
+    /// tried again.
+    #[error("{op}: {source}")]
+    Backend {
+        /// What failed, naming the blob or the object.
+        op: String,
+        /// Whether trying the call again may help (a lost connection, a timeout),
+        /// as opposed to a failure that will repeat (bad credentials, a missing
+        /// table).
+        retryable: bool,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
     /// An I/O error, with what was being done.
     #[error("{op}: {source}")]
     Io {
@@ -148,6 +208,30 @@ impl StoreError {
         }
     }
 
+    /// A failure of the backend itself, with whether a retry may help.
+    pub fn backend(
+        op: impl Into<String>,
+        retryable: bool,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Backend {
+            op: op.into(),
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the same call may succeed if tried again: a backend failure that
+    /// says so, or a writers' lock that stayed held. A [`StoreError::Conflict`] is
+    /// not: the caller must recompute from the new state, not repeat the call.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::LockTimeout { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether this is "not found".
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound(_))
@@ -159,10 +243,13 @@ impl StoreError {
         matches!(self, StoreError::Damaged(_) | StoreError::Refused { .. })
     }
 
-    /// The OS error number behind an I/O error, if any (ENOSPC, EIO, ...).
+    /// The OS error number behind an I/O error, if any (ENOSPC, EIO, ...), also
+    /// when a backend's error is an I/O error.
     pub fn raw_os_error(&self) -> Option<i32> {
-        let StoreError::Io { source, .. } = self else {
-            return None;
+        let source = match self {
+            StoreError::Io { source, .. } => source,
+            StoreError::Backend { source, .. } => source.downcast_ref::<io::Error>()?,
+            _ => return None,
         };
         source.raw_os_error().or(match source.kind() {
             io::ErrorKind::StorageFull => Some(libc::ENOSPC),
@@ -218,6 +305,54 @@ pub trait Getter: Send + Sync {
     fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
         refs.iter().map(|r| self.get(r)).collect()
     }
+
+    /// The size of blob `r` as stored, without reading it where the backend can
+    /// (the file store looks at its file); errors as [`get`](Getter::get). The
+    /// default reads the blob.
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        self.get(r).map(|b| b.len() as u64)
+    }
+
+    /// A name that every handle on this store gives and no handle on another
+    /// store does (the file store's canonical directory, a server and database),
+    /// so that `sync` does not take one store for two. `None` (the default): no
+    /// other handle reaches this store (one in memory).
+    fn identity(&self) -> Option<String> {
+        None
+    }
+
+    /// A directory on this host that belongs to the store, where the mount keeps
+    /// its logs of sizes and modes and its spool files, and whose permission bits
+    /// bound the modes it shows. `None` (the default): the store has none, and
+    /// those go to temporary files or nowhere.
+    fn local_dir(&self) -> Option<&Path> {
+        None
+    }
+
+    /// How much room the store has, for `statfs`. `None` (the default): not
+    /// known, and `statfs` reports zeros.
+    fn capacity(&self) -> Option<Capacity> {
+        None
+    }
+}
+
+/// The room a store has, in the terms of `statvfs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Total blocks, of `frsize` bytes.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Free blocks an unprivileged writer may use.
+    pub bavail: u64,
+    /// Total file slots (inodes).
+    pub files: u64,
+    /// Free file slots.
+    pub ffree: u64,
+    /// The preferred block size.
+    pub bsize: u32,
+    /// The fragment size, the unit of the block counts.
+    pub frsize: u32,
 }
 
 /// Reads and writes blobs.
@@ -248,16 +383,36 @@ pub trait AnchorGetter: Getter {
     fn anchor_map_ref(&self) -> Result<Ref, StoreError>;
 }
 
-/// A store whose anchor map ref can be updated by compare-and-swap.
+/// A store whose anchor map ref can be changed, by compare-and-swap only.
 pub trait AnchorStore: Store + AnchorGetter {
-    /// Calls `f` with the current anchor map ref (zero if none) and installs the ref
-    /// it returns, only if the current ref is still the one handed to `f`; otherwise
-    /// fails with [`StoreError::UpdateConflict`]. Every blob put before the new ref
-    /// is installed is made durable first. Returns the installed ref.
+    /// Installs `new` as the anchor map ref if the current one is `old` (`None`:
+    /// the store has no map yet); otherwise changes nothing and fails with
+    /// [`StoreError::Conflict`]. Every blob put before the call is durable before
+    /// `new` is visible (see the module docs for the whole contract).
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError>;
+
+    /// Go's `UpdateAnchorMap`: calls `f` with the current anchor map ref (zero if
+    /// none) and installs the ref it returns by
+    /// [`swap_anchor_map`](AnchorStore::swap_anchor_map), so it fails with [`StoreError::Conflict`] if
+    /// another writer moved the ref meanwhile; an error of `f` is returned as is,
+    /// with nothing changed. Returns the ref now installed. One attempt: callers
+    /// that retry use `anchor::update`.
     fn update_anchor_map(
         &self,
         f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
-    ) -> Result<Ref, StoreError>;
+    ) -> Result<Ref, StoreError> {
+        let old = match self.anchor_map_ref() {
+            Ok(r) => Some(r),
+            Err(StoreError::NoAnchorMap) => None,
+            Err(e) => return Err(e),
+        };
+        let base = old.unwrap_or(Ref::ZERO);
+        let new = f(base)?;
+        if new != base {
+            self.swap_anchor_map(old, new)?;
+        }
+        Ok(new)
+    }
 }
 
 /// A store that can delete blobs (for garbage collection).
@@ -303,6 +458,18 @@ impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
         (**self).get_many(refs)
     }
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        (**self).blob_size(r)
+    }
+    fn identity(&self) -> Option<String> {
+        (**self).identity()
+    }
+    fn local_dir(&self) -> Option<&Path> {
+        (**self).local_dir()
+    }
+    fn capacity(&self) -> Option<Capacity> {
+        (**self).capacity()
+    }
 }
 
 impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
@@ -327,10 +494,22 @@ impl<T: AnchorGetter + ?Sized> AnchorGetter for std::sync::Arc<T> {
 }
 
 impl<T: AnchorStore + ?Sized> AnchorStore for std::sync::Arc<T> {
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+        (**self).swap_anchor_map(old, new)
+    }
     fn update_anchor_map(
         &self,
         f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
     ) -> Result<Ref, StoreError> {
         (**self).update_anchor_map(f)
+    }
+}
+
+impl<T: DeletingStore + ?Sized> DeletingStore for std::sync::Arc<T> {
+    fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
+        (**self).delete(r)
+    }
+    fn written_at(&self, r: &Ref) -> Result<SystemTime, StoreError> {
+        (**self).written_at(r)
     }
 }

@@ -235,6 +235,15 @@ pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
 }
 
+/// The figures of the filesystem `fd` is on.
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers).
+    let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a properly sized out-parameter.
+    retry(|| unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut v) })?;
+    Ok(v)
+}
+
 /// Turns `O_DIRECT` on or off for the open file `f`.
 pub(crate) fn set_direct(f: &File, on: bool) -> io::Result<()> {
     let fd = f.as_raw_fd();
