@@ -107,18 +107,12 @@ fn thread_group(tid: u32) -> Option<u32> {
 }
 
 fn errno(op: &str, e: &FsError) -> Errno {
-    let n = e.errno();
-    match e {
-        FsError::NotFound
-        | FsError::NoAttr
-        | FsError::NotLink
-        | FsError::NotSupported
-        | FsError::LookUpAgain => {
-            log::debug!("{op}: {e}")
-        }
-        _ => log::warn!("{op}: {e}"),
+    if e.is_routine() {
+        log::debug!("{op}: {e}")
+    } else {
+        log::warn!("{op}: {e}")
     }
-    Errno::from_i32(n)
+    Errno::from_i32(e.errno())
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -392,11 +386,13 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if !self.xattrs {
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
         match self.core.getxattr(ino.0, &name.to_string_lossy()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) if v.len() > size as usize => {
+                reply.error(Errno::from_i32(FsError::TooLarge.errno()))
+            }
             Ok(v) => reply.data(&v),
             Err(e) => reply.error(errno("getxattr", &e)),
         }
@@ -404,11 +400,13 @@ impl Filesystem for FuseAdapter {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         if !self.xattrs {
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
         match self.core.listxattr(ino.0) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) if v.len() > size as usize => {
+                reply.error(Errno::from_i32(FsError::TooLarge.errno()))
+            }
             Ok(v) => reply.data(&v),
             Err(e) => reply.error(errno("listxattr", &e)),
         }
@@ -434,7 +432,7 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        reply.error(Errno::from_i32(FsError::NoIoctl.errno()));
     }
 
     fn setxattr(

@@ -9,6 +9,7 @@
 //! /.anchorfs/refs/HEX        any blob or split tree by its ref
 //! ```
 
+pub mod errors;
 pub mod fuse;
 pub mod inode;
 pub mod modes;
@@ -17,6 +18,7 @@ pub mod overlay;
 pub mod sizes;
 pub mod view;
 mod write;
+pub use errors::{Cause, FsError};
 pub use write::{SetAttr, SMALL_MAX};
 
 use std::collections::HashMap;
@@ -28,12 +30,11 @@ use std::time::{Duration, SystemTime};
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
-use crate::anchor::{self, AnchorError};
+use crate::anchor;
 use crate::blob::{Blob, Ref};
 use crate::content::{self, ContentError, Kind};
-use crate::schema::SchemaError;
-use crate::split::{SplitError, SplitReader};
-use crate::store::{AnchorStore, StoreError};
+use crate::split::SplitReader;
+use crate::store::AnchorStore;
 use crate::timestamp::Timestamp;
 use inode::{InodeTable, NodeKey, ROOT_INO};
 use names::TimeNames;
@@ -59,141 +60,6 @@ pub const XATTR_REF: &str = "user.anchorfs.ref";
 pub const XATTR_AT: &str = "user.anchorfs.at";
 /// The only namespace of extended attributes the mount has.
 const XATTR_USER_PREFIX: &str = "user.";
-
-/// Errors of filesystem operations, each with one errno (see [`FsError::errno`]).
-#[derive(Debug, thiserror::Error)]
-pub enum FsError {
-    /// No such entry (or a time before an anchor's first version).
-    #[error("no such file or directory")]
-    NotFound,
-    /// A directory was expected.
-    #[error("not a directory")]
-    NotDir,
-    /// A file was expected.
-    #[error("is a directory")]
-    IsDir,
-    /// Not a symbolic link.
-    #[error("not a symbolic link")]
-    NotLink,
-    /// History is immutable: versions cannot be removed or renamed.
-    #[error("history is immutable")]
-    Immutable,
-    /// This part of the mount cannot be written.
-    #[error("read-only")]
-    ReadOnly,
-    /// A malformed time or ref under `.anchorfs/`.
-    #[error("malformed name {0:?}")]
-    BadName(String),
-    /// A blob is damaged or missing, or a tree is inconsistent.
-    #[error("content of {r} cannot be read: {why}")]
-    Damaged {
-        /// The ref being read.
-        r: Ref,
-        /// What went wrong.
-        why: String,
-    },
-    /// The store failed (I/O), with its errno where known.
-    #[error("store failed: {why}")]
-    Store {
-        /// The OS error number, if the failure had one (ENOSPC, EIO, ...).
-        errno: Option<i32>,
-        /// What failed.
-        why: String,
-    },
-    /// No such open file handle.
-    #[error("bad file handle")]
-    BadHandle,
-    /// No such extended attribute.
-    #[error("no such attribute")]
-    NoAttr,
-    /// The name exists already.
-    #[error("file exists")]
-    Exists,
-    /// The operation is not supported (setting extended attributes).
-    #[error("operation not supported")]
-    NotSupported,
-    /// The directory still holds files being written.
-    #[error("directory not empty")]
-    NotEmpty,
-    /// A name longer than a directory entry may be.
-    #[error("file name too long")]
-    NameTooLong,
-    /// The caller lacks the permission the operation needs.
-    #[error("permission denied")]
-    PermissionDenied,
-    /// The open of a version for writing moved to a new file of its own: the caller
-    /// looks the name up again and opens what it finds (the kernel does this by
-    /// itself on `ESTALE`; see `AnchorFs::open_as`).
-    #[error("opened elsewhere: look the name up again")]
-    LookUpAgain,
-}
-
-impl FsError {
-    /// The errno this error is reported with. One exhaustive mapping.
-    pub fn errno(&self) -> i32 {
-        match self {
-            FsError::NotFound => libc::ENOENT,
-            FsError::NotDir => libc::ENOTDIR,
-            FsError::IsDir => libc::EISDIR,
-            FsError::NotLink => libc::EINVAL,
-            FsError::Immutable => libc::EPERM,
-            FsError::ReadOnly => libc::EROFS,
-            FsError::BadName(_) => libc::EINVAL,
-            FsError::Damaged { .. } => libc::EIO,
-            FsError::Store { errno, .. } => errno.unwrap_or(libc::EIO),
-            FsError::BadHandle => libc::EBADF,
-            FsError::NoAttr => libc::ENODATA,
-            FsError::Exists => libc::EEXIST,
-            FsError::NotSupported => libc::EOPNOTSUPP,
-            FsError::NotEmpty => libc::ENOTEMPTY,
-            FsError::NameTooLong => libc::ENAMETOOLONG,
-            FsError::LookUpAgain => libc::ESTALE,
-            FsError::PermissionDenied => libc::EACCES,
-        }
-    }
-
-    fn from_store(e: StoreError) -> FsError {
-        match e {
-            StoreError::Damaged(r) | StoreError::NotFound(r) => FsError::Damaged {
-                r,
-                why: e.to_string(),
-            },
-            e => FsError::Store {
-                errno: e.raw_os_error(),
-                why: e.to_string(),
-            },
-        }
-    }
-
-    fn from_content(r: Ref, e: ContentError) -> FsError {
-        match e {
-            ContentError::Store(s) | ContentError::Split(SplitError::Store(s)) => match s {
-                StoreError::Io { .. } => FsError::from_store(s),
-                other => FsError::Damaged {
-                    r,
-                    why: other.to_string(),
-                },
-            },
-            ContentError::Anchor(AnchorError::Store(s)) => FsError::from_store(s),
-            other => FsError::Damaged {
-                r,
-                why: other.to_string(),
-            },
-        }
-    }
-
-    fn from_anchor(e: AnchorError) -> FsError {
-        match e {
-            AnchorError::Store(s) | AnchorError::Schema(SchemaError::Store(s)) => {
-                FsError::from_store(s)
-            }
-            other => FsError::Store {
-                errno: Some(other.raw_os_error().unwrap_or(libc::EIO)),
-                why: other.to_string(),
-            },
-        }
-    }
-}
 
 /// File types the mount shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -788,7 +654,7 @@ impl AnchorFs {
                 log::error!("anchor {}: {why}", names::escape(name).escape_ascii());
                 Err(FsError::Damaged {
                     r: v.history_ref,
-                    why: why.clone(),
+                    source: Arc::new(Cause::History(why.clone())),
                 })
             }
             None => Ok(v),

@@ -22,9 +22,9 @@ use parking_lot::{Condvar, Mutex};
 
 use super::inode::NodeKey;
 use super::names;
-use super::overlay::{Overlay, OverlayError};
-use super::{AnchorFs, Entry, FsError, Handle, Opened, SharedStore};
-use crate::anchor::{self, AnchorError};
+use super::overlay::Overlay;
+use super::{AnchorFs, Cause, Entry, FsError, Handle, Opened, SharedStore};
+use crate::anchor;
 use crate::blob::Ref;
 use crate::content::{self, Kind};
 use crate::split::{SplitOptions, SplitWriter};
@@ -87,7 +87,7 @@ impl Data {
 }
 
 /// The commit state of a staged file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum CommitState {
     /// Being written; not yet a version.
     Staging,
@@ -95,8 +95,8 @@ pub enum CommitState {
     Committing,
     /// The version exists.
     Committed(Ref),
-    /// The last commit failed with this errno; nothing became visible.
-    Failed(i32),
+    /// The last commit failed with this error; nothing became visible.
+    Failed(FsError),
 }
 
 /// A file being written in an anchor directory.
@@ -132,9 +132,9 @@ pub(crate) struct StagedFile {
     /// The inode of the version this file was opened over (copy-on-write): the
     /// kernel's cached pages and size of that inode are dropped at the last close.
     over_version: Option<u64>,
-    /// A write or truncate failed with this errno: part of the content is lost, so
+    /// A write or truncate failed with this error: part of the content is lost, so
     /// the file never becomes a version; every later call reports the error.
-    broken: Option<i32>,
+    broken: Option<FsError>,
     /// The time of the version its last commit made.
     committed_at: Option<Timestamp>,
     /// Open handles closed by a process (flushed) while nothing was written: when
@@ -158,23 +158,21 @@ impl StagedFile {
 
     /// Committed and unchanged since: the name names the version it became.
     fn settled(&self) -> Option<Ref> {
-        match self.state {
-            CommitState::Committed(r) if !self.dirty && self.broken.is_none() => Some(r),
+        match &self.state {
+            CommitState::Committed(r) if !self.dirty && self.broken.is_none() => Some(*r),
             _ => None,
         }
     }
 
-    fn break_with(&mut self, errno: i32) {
-        self.broken = Some(errno);
-        self.state = CommitState::Failed(errno);
+    fn break_with(&mut self, e: &FsError) {
+        self.broken = Some(e.clone());
+        self.state = CommitState::Failed(e.clone());
         self.dirty = false;
     }
-}
 
-fn broken_err(errno: i32) -> FsError {
-    FsError::Store {
-        errno: Some(errno),
-        why: "an earlier write to this file failed; it will not become a version".into(),
+    /// The error every call reports once a write or truncate failed.
+    fn broken_err(&self) -> Option<FsError> {
+        self.broken.clone().map(|e| FsError::Broken(Box::new(e)))
     }
 }
 
@@ -391,7 +389,7 @@ struct Pending {
     root: Ref,
     kind: Kind,
     at: Timestamp,
-    result: Option<Result<(), i32>>,
+    result: Option<Result<(), Arc<Cause>>>,
 }
 
 /// Groups concurrent commits into one anchor map update: the first committer to
@@ -409,15 +407,15 @@ struct CommitQueue {
 }
 
 impl Committer {
-    /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably; returns the
-    /// errno on failure. A split root gets its type record in the same update.
+    /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably; returns what
+    /// failed. A split root gets its type record in the same update.
     fn commit(
         &self,
         store: &SharedStore,
         anchor: &[u8],
         (root, kind): (Ref, Kind),
         at: Timestamp,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Arc<Cause>> {
         let me = Arc::new(Mutex::new(Pending {
             anchor: anchor.to_vec(),
             root,
@@ -428,7 +426,7 @@ impl Committer {
         let mut q = self.queue.lock();
         q.waiting.push(me.clone());
         loop {
-            if let Some(r) = me.lock().result {
+            if let Some(r) = me.lock().result.clone() {
                 return r;
             }
             if !q.leading {
@@ -457,22 +455,22 @@ impl Committer {
             Ok(())
         });
         let outcome = res.map_err(|e| {
-            let errno = anchor_errno(&e);
             log::error!("committing {} version(s): {e}", items.len());
-            errno
+            Arc::new(Cause::Anchor(e))
         });
         if outcome.is_ok() {
             log::debug!("committed {} version(s) in one update", items.len());
         }
         for p in &batch {
-            p.lock().result = Some(outcome);
+            p.lock().result = Some(outcome.clone());
         }
         let mut q = self.queue.lock();
         q.leading = false;
         self.done.notify_all();
         drop(q);
-        let r = me.lock().result;
-        r.unwrap_or(Err(libc::EIO))
+        // The leader's own commit is in the batch it took (a commit taken by another
+        // leader has its result before that leader lets go).
+        outcome
     }
 }
 
@@ -481,45 +479,6 @@ fn name_time(name: &[u8]) -> Option<Timestamp> {
     std::str::from_utf8(name)
         .ok()
         .and_then(|t| Timestamp::parse(t).ok())
-}
-
-fn anchor_errno(e: &AnchorError) -> i32 {
-    match e {
-        AnchorError::RetriesExhausted(_) => libc::EAGAIN,
-        e => e.raw_os_error().unwrap_or(libc::EIO),
-    }
-}
-
-fn io_errno(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn io_err(e: std::io::Error) -> FsError {
-    store_err(&e, Some(io_errno(&e)))
-}
-
-fn store_err(e: impl std::fmt::Display, errno: Option<i32>) -> FsError {
-    FsError::Store {
-        errno: Some(errno.unwrap_or(libc::EIO)),
-        why: e.to_string(),
-    }
-}
-
-fn overlay_err(e: OverlayError) -> FsError {
-    match e {
-        OverlayError::Base(s) => split_err(s),
-        OverlayError::Spool(io) => io_err(io),
-    }
-}
-
-fn split_err(e: crate::split::SplitError) -> FsError {
-    use crate::split::SplitError;
-    let errno = match &e {
-        SplitError::Store(s) => s.raw_os_error(),
-        SplitError::Io(io) => io.raw_os_error(),
-        _ => None,
-    };
-    store_err(e, errno)
 }
 
 impl AnchorFs {
@@ -531,7 +490,7 @@ impl AnchorFs {
             .unwrap_or_else(std::env::temp_dir);
         tempfile::tempfile_in(&dir)
             .or_else(|_| tempfile::tempfile())
-            .map_err(|e| store_err(format!("creating a spool file: {e}"), Some(io_errno(&e))))
+            .map_err(|e| FsError::store("creating a spool file", e))
     }
 
     /// Moves a staged file's bytes into a spool file (for random access).
@@ -540,17 +499,17 @@ impl AnchorFs {
             Data::Spool { file, len } => (file, len),
             Data::Small(buf) => {
                 let mut file = self.spool_file()?;
-                file.write_all(&buf).map_err(io_err)?;
+                file.write_all(&buf).map_err(FsError::from_io)?;
                 (file, buf.len() as u64)
             }
             Data::Stream { writer, len } => {
-                let root = writer.finish().map_err(split_err)?;
+                let root = writer.finish().map_err(FsError::from_split)?;
                 (self.copy_to_spool(root, Kind::Split, len)?, len)
             }
             Data::Stored { root, kind, len } => (self.copy_to_spool(root, kind, len)?, len),
             Data::Overlay(o) => {
                 let mut file = self.spool_file()?;
-                std::io::copy(&mut o.cursor(), &mut file).map_err(io_err)?;
+                std::io::copy(&mut o.cursor(), &mut file).map_err(FsError::from_io)?;
                 (file, o.len())
             }
         };
@@ -564,7 +523,7 @@ impl AnchorFs {
         if len > 0 {
             let mut reader = content::open(self.store.clone(), root, kind)
                 .map_err(|e| FsError::from_content(root, e))?;
-            std::io::copy(&mut reader, &mut file).map_err(io_err)?;
+            std::io::copy(&mut reader, &mut file).map_err(FsError::from_io)?;
         }
         Ok(file)
     }
@@ -578,16 +537,20 @@ impl AnchorFs {
                 let (root, kind) = self.store_small(&buf)?;
                 (root, kind, buf.len() as u64)
             }
-            Data::Stream { writer, len } => (writer.finish().map_err(split_err)?, Kind::Split, len),
+            Data::Stream { writer, len } => (
+                writer.finish().map_err(FsError::from_split)?,
+                Kind::Split,
+                len,
+            ),
             Data::Spool { file, len } if len as usize <= SMALL_MAX => {
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, 0).map_err(io_err)?;
+                file.read_exact_at(&mut buf, 0).map_err(FsError::from_io)?;
                 let (root, kind) = self.store_small(&buf)?;
                 (root, kind, len)
             }
             Data::Overlay(o) if o.len() as usize <= SMALL_MAX => {
                 let mut buf = vec![0u8; o.len() as usize];
-                o.read_at(0, &mut buf).map_err(overlay_err)?;
+                o.read_at(0, &mut buf).map_err(FsError::from_overlay)?;
                 let (root, kind) = self.store_small(&buf)?;
                 (root, kind, o.len())
             }
@@ -599,18 +562,18 @@ impl AnchorFs {
                     SplitOptions::default(),
                     &self.storers,
                 )
-                .map_err(split_err)?;
+                .map_err(FsError::from_split)?;
                 (root, Kind::Split, len)
             }
             Data::Spool { mut file, len } => {
-                file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                file.seek(SeekFrom::Start(0)).map_err(FsError::from_io)?;
                 let root = crate::split::store_from_with(
                     self.store.clone(),
                     (&mut file).take(len),
                     SplitOptions::default(),
                     &self.storers,
                 )
-                .map_err(split_err)?;
+                .map_err(FsError::from_split)?;
                 (root, Kind::Split, len)
             }
         };
@@ -991,12 +954,12 @@ impl AnchorFs {
         } else {
             offset
         };
-        if let Some(errno) = g.broken {
-            return Err(broken_err(errno));
+        if let Some(e) = g.broken_err() {
+            return Err(e);
         }
         if let Err(e) = self.write_data(&mut g, offset, data) {
             // Part of the content is lost: this file can never become a version.
-            g.break_with(e.errno());
+            g.break_with(&e);
             return Err(e);
         }
         g.dirty = true;
@@ -1010,7 +973,7 @@ impl AnchorFs {
     /// threads of their own, so a write returns while earlier chunks are stored.
     fn stream_writer(&self) -> Result<SplitWriter<SharedStore>, FsError> {
         SplitWriter::with_storers(self.store.clone(), SplitOptions::default(), &self.storers)
-            .map_err(split_err)
+            .map_err(FsError::from_split)
     }
 
     fn write_data(&self, g: &mut StagedFile, offset: u64, data: &[u8]) -> Result<(), FsError> {
@@ -1025,8 +988,8 @@ impl AnchorFs {
                 } else {
                     // Grown past small: from here on it streams into a split tree.
                     let mut writer = self.stream_writer()?;
-                    writer.write_bytes(buf).map_err(split_err)?;
-                    writer.write_bytes(data).map_err(split_err)?;
+                    writer.write_bytes(buf).map_err(FsError::from_split)?;
+                    writer.write_bytes(data).map_err(FsError::from_split)?;
                     let len = (buf.len() + data.len()) as u64;
                     g.data = Data::Stream {
                         writer: Box::new(writer),
@@ -1035,7 +998,7 @@ impl AnchorFs {
                 }
             }
             Data::Stream { writer, len: l } if offset == *l => {
-                writer.write_bytes(data).map_err(split_err)?;
+                writer.write_bytes(data).map_err(FsError::from_split)?;
                 *l += data.len() as u64;
             }
             Data::Stored { root, kind, len: l } if offset == *l => {
@@ -1047,24 +1010,24 @@ impl AnchorFs {
                 let new_len = len + data.len() as u64;
                 if new_len as usize <= SMALL_MAX {
                     let mut buf = Vec::with_capacity(new_len as usize);
-                    old.read_to_end(&mut buf).map_err(io_err)?;
+                    old.read_to_end(&mut buf).map_err(FsError::from_io)?;
                     buf.extend_from_slice(data);
                     g.data = Data::Small(buf);
                 } else {
                     let mut writer = self.stream_writer()?;
-                    std::io::copy(&mut old, &mut writer).map_err(io_err)?;
-                    writer.write_bytes(data).map_err(split_err)?;
+                    std::io::copy(&mut old, &mut writer).map_err(FsError::from_io)?;
+                    writer.write_bytes(data).map_err(FsError::from_split)?;
                     g.data = Data::Stream {
                         writer: Box::new(writer),
                         len: new_len,
                     };
                 }
             }
-            Data::Overlay(o) => o.write_at(offset, data).map_err(overlay_err)?,
+            Data::Overlay(o) => o.write_at(offset, data).map_err(FsError::from_overlay)?,
             _ => {
                 self.to_spool(g)?;
                 if let Data::Spool { file, len: l } = &mut g.data {
-                    file.write_all_at(data, offset).map_err(io_err)?;
+                    file.write_all_at(data, offset).map_err(FsError::from_io)?;
                     *l = (*l).max(offset + data.len() as u64);
                 }
             }
@@ -1104,7 +1067,9 @@ impl AnchorFs {
                     .map_err(|e| FsError::from_content(*root, e))?;
                 let n = len.saturating_sub(offset).min(size as u64) as usize;
                 let mut buf = vec![0u8; n];
-                reader.read_exact_at(offset, &mut buf).map_err(split_err)?;
+                reader
+                    .read_exact_at(offset, &mut buf)
+                    .map_err(FsError::from_split)?;
                 return Ok(buf);
             }
             Data::Small(b) => {
@@ -1115,7 +1080,7 @@ impl AnchorFs {
             Data::Overlay(o) => {
                 let n = o.len().saturating_sub(offset).min(size as u64) as usize;
                 let mut buf = vec![0u8; n];
-                let got = o.read_at(offset, &mut buf).map_err(overlay_err)?;
+                let got = o.read_at(offset, &mut buf).map_err(FsError::from_overlay)?;
                 buf.truncate(got);
                 return Ok(buf);
             }
@@ -1128,7 +1093,7 @@ impl AnchorFs {
         let n = len.saturating_sub(offset).min(size as u64) as usize;
         let mut buf = vec![0u8; n];
         file.read_exact_at(&mut buf, offset)
-            .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+            .map_err(FsError::from_io)?;
         Ok(buf)
     }
 
@@ -1151,15 +1116,12 @@ impl AnchorFs {
         let gate = f.lock().gate.clone();
         let _gate = gate.lock();
         let mut g = f.lock();
-        if let Some(errno) = g.broken {
-            return Err(broken_err(errno));
+        if let Some(e) = g.broken_err() {
+            return Err(e);
         }
         if !g.dirty || g.scratch() || g.unlinked || (!g.written && !last_close) {
-            return match g.state {
-                CommitState::Failed(errno) => Err(FsError::Store {
-                    errno: Some(errno),
-                    why: "an earlier commit of this file failed".into(),
-                }),
+            return match &g.state {
+                CommitState::Failed(e) => Err(FsError::EarlierCommit(Box::new(e.clone()))),
                 _ => Ok(()),
             };
         }
@@ -1188,7 +1150,7 @@ impl AnchorFs {
             Err(e) => {
                 // The content could not be stored (and is gone): nothing becomes a
                 // version, not even at the last close; the error stays on the file.
-                g.state = CommitState::Failed(e.errno());
+                g.state = CommitState::Failed(e.clone());
                 g.dirty = false;
                 log::error!(
                     "storing {}/{}: {e}",
@@ -1204,7 +1166,7 @@ impl AnchorFs {
             // The store keeps one entry for equal neighbours, the earlier: anchoring
             // this content before the next version, which has it too, would move that
             // version. History does not change; the content is there already.
-            g.state = CommitState::Failed(libc::EEXIST);
+            g.state = CommitState::Failed(FsError::Exists);
             log::warn!(
                 "{}/{}: a back-dated version with the content of the version after it \
                  would replace that version; not committed",
@@ -1222,7 +1184,7 @@ impl AnchorFs {
         let mut g = f.lock();
         match res {
             Ok(()) => {
-                if g.state == CommitState::Committing {
+                if matches!(g.state, CommitState::Committing) {
                     g.state = CommitState::Committed(root.0);
                 }
                 g.committed_at = Some(at);
@@ -1239,15 +1201,16 @@ impl AnchorFs {
                 self.after_commit();
                 Ok(())
             }
-            Err(errno) => {
-                g.state = CommitState::Failed(errno);
-                Err(FsError::Store {
-                    errno: Some(errno),
-                    why: format!(
+            Err(cause) => {
+                let e = FsError::from_update(
+                    format!(
                         "committing a version of {}",
                         names::escape(&anchor_name).escape_ascii()
                     ),
-                })
+                    cause,
+                );
+                g.state = CommitState::Failed(e.clone());
+                Err(e)
             }
         }
     }
@@ -1432,7 +1395,7 @@ impl AnchorFs {
                 if let Some(size) = size {
                     if size != g.len() {
                         if let Err(e) = self.truncate_data(&mut g, size) {
-                            g.break_with(e.errno());
+                            g.break_with(&e);
                             return Err(e);
                         }
                         g.dirty = true;
@@ -1474,12 +1437,11 @@ impl AnchorFs {
     fn truncate_data(&self, g: &mut StagedFile, size: u64) -> Result<(), FsError> {
         self.overlay_over(g)?;
         if let Data::Overlay(o) = &mut g.data {
-            return o.set_len(size).map_err(overlay_err);
+            return o.set_len(size).map_err(FsError::from_overlay);
         }
         self.to_spool(g)?;
         if let Data::Spool { file, len } = &mut g.data {
-            file.set_len(size)
-                .map_err(|e| store_err(e.to_string(), Some(io_errno(&e))))?;
+            file.set_len(size).map_err(FsError::from_io)?;
             *len = size;
         }
         Ok(())
@@ -1658,10 +1620,7 @@ impl AnchorFs {
             .writes
             .committer
             .commit(&self.store, &anchor, (r, kind), at);
-        res.map_err(|errno| FsError::Store {
-            errno: Some(errno),
-            why: "anchoring a ref".into(),
-        })?;
+        res.map_err(|cause| FsError::from_update("anchoring a ref", cause))?;
         self.writes.pending_dirs.lock().remove(&anchor);
         self.after_commit();
         // The kernel wants a symlink back: the anchor's `latest`, which now points at
