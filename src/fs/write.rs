@@ -10,7 +10,7 @@
 //! optimistic-lock loop. Scratch names (editors' and rsync's temp files) are staged
 //! like any file but become a version only when renamed onto a normal name.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -23,7 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use super::inode::NodeKey;
 use super::names;
 use super::overlay::Overlay;
-use super::{AnchorFs, Cause, Entry, FsError, Handle, Opened, SharedStore};
+use super::{AnchorFs, Cause, Entry, FsError, Opened, SharedStore};
 use crate::anchor;
 use crate::blob::Ref;
 use crate::content::{self, Kind};
@@ -193,14 +193,10 @@ type StagedName = (Vec<u8>, Vec<u8>);
 /// The write-side state of a mount.
 #[derive(Default)]
 pub(crate) struct Writes {
-    /// Anchor directories made by `mkdir` that have no version yet.
-    pub pending_dirs: Mutex<BTreeSet<Vec<u8>>>,
     files: Mutex<HashMap<u64, Arc<Mutex<StagedFile>>>>,
     by_name: Mutex<HashMap<StagedName, u64>>,
     next_id: std::sync::atomic::AtomicU64,
     pub committer: Committer,
-    /// Handles opened with `O_APPEND`: each write lands at the file's end.
-    appending: Mutex<std::collections::HashSet<u64>>,
     /// Version inodes this mount has opened for writing through (copy-on-write in
     /// place): their kernel pages may hold a writer's bytes.
     written_over: Mutex<std::collections::HashSet<u64>>,
@@ -209,8 +205,6 @@ pub(crate) struct Writes {
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     moved: Mutex<Vec<MovedWrite>>,
-    /// The process that opened each write handle, where known.
-    openers: Mutex<HashMap<u64, u64>>,
     /// Files flushed before any write whose last close may still be on its way,
     /// by anchor (see `AnchorFs::settle_unwritten`).
     flushed_unwritten: Mutex<HashMap<Vec<u8>, Vec<u64>>>,
@@ -270,29 +264,6 @@ impl Writes {
         if g.open == 0 {
             drop(g);
             self.remove(id);
-        }
-    }
-
-    /// Records (or, with `None`, forgets) the process that opened handle `fh`.
-    pub fn set_opener(&self, fh: u64, process: Option<u64>) {
-        let mut o = self.openers.lock();
-        match process {
-            Some(p) => {
-                o.insert(fh, p);
-            }
-            None => {
-                o.remove(&fh);
-            }
-        }
-    }
-
-    /// Whether handle `fh` appends.
-    pub fn set_appending(&self, fh: u64, on: bool) {
-        let mut a = self.appending.lock();
-        if on {
-            a.insert(fh);
-        } else {
-            a.remove(&fh);
         }
     }
 
@@ -644,9 +615,7 @@ impl AnchorFs {
     }
 
     fn write_handle(&self, id: u64) -> Result<u64, FsError> {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().insert(fh, Arc::new(Handle::Write(id)));
-        Ok(fh)
+        Ok(self.handles.open_write(id))
     }
 
     /// The staged file `name` of `anchor`, if any. A closed file that keeps naming
@@ -687,10 +656,7 @@ impl AnchorFs {
         };
         let reader = content::open(self.store.clone(), root, kind)
             .map_err(|e| FsError::from_content(root, e))?;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .lock()
-            .insert(fh, Arc::new(super::ReadHandle::handle(reader, None)));
+        let fh = self.handles.open_read(reader, None, None);
         Ok(Some(Opened {
             fh,
             keep_cache: false,
@@ -734,7 +700,7 @@ impl AnchorFs {
             return Err(FsError::Exists);
         }
         if self.snapshot().by_name(&anchor).is_some()
-            || !self.writes.pending_dirs.lock().insert(anchor.clone())
+            || !self.ns.pending_dirs.lock().insert(anchor.clone())
         {
             return Err(FsError::Exists);
         }
@@ -821,7 +787,7 @@ impl AnchorFs {
             for id in waiting {
                 self.writes.remove(id);
             }
-            let ino = self.inodes.lock().ino_of(version);
+            let ino = self.ns.ino_of(version);
             return self.open_for_write(version, ino, truncate);
         }
         let NodeKey::Version(anchor, at) = version else {
@@ -949,7 +915,7 @@ impl AnchorFs {
         }
         // The kernel places an append at the end it last heard of, which for a file
         // opened over a version is the version's size after any stat of it.
-        let offset = if self.writes.appending.lock().contains(&fh) {
+        let offset = if self.handles.is_appending(fh) {
             g.len()
         } else {
             offset
@@ -1098,11 +1064,7 @@ impl AnchorFs {
     }
 
     fn write_id(&self, fh: u64) -> Result<u64, FsError> {
-        match self.handles.lock().get(&fh).map(|h| &**h) {
-            Some(Handle::Write(id)) => Ok(*id),
-            Some(Handle::Read(_)) => Err(FsError::BadHandle),
-            None => Err(FsError::BadHandle),
-        }
+        self.handles.write_id(fh)
     }
 
     /// Commits the staged file `id` if it has changes and a normal name: stores the
@@ -1197,7 +1159,7 @@ impl AnchorFs {
                 {
                     self.record_mode(&anchor_name, at, mode);
                 }
-                self.writes.pending_dirs.lock().remove(&anchor_name);
+                self.ns.pending_dirs.lock().remove(&anchor_name);
                 self.after_commit();
                 Ok(())
             }
@@ -1227,10 +1189,8 @@ impl AnchorFs {
     /// file: commits it (see `CommitState`). A close from another process's
     /// descriptor table than the writer's does not commit.
     pub fn flush(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
-        let id = match self.handles.lock().get(&fh).map(|h| &**h) {
-            Some(Handle::Write(id)) => *id,
-            Some(Handle::Read(_)) => return Ok(()),
-            None => return Err(FsError::BadHandle),
+        let Some(id) = self.handles.staged_of(fh)? else {
+            return Ok(());
         };
         if let (Some(o), Some(f)) = (owner, self.writes.get(id)) {
             if f.lock().writer_owner.is_some_and(|w| w != o) {
@@ -1240,7 +1200,7 @@ impl AnchorFs {
         }
         // A close (not an fsync) of a file not written yet, by the process that
         // opened it (not a forked child's exec closing what it inherited).
-        let opener = self.writes.openers.lock().get(&fh).copied();
+        let opener = self.handles.opener_of(fh);
         if owner.is_some() && (opener.is_none() || opener == owner) {
             self.note_unwritten_flush(id, fh);
         }
@@ -1483,7 +1443,7 @@ impl AnchorFs {
                 if !self.writes.in_anchor(&anchor).is_empty() {
                     return Err(FsError::NotEmpty);
                 }
-                self.writes.pending_dirs.lock().remove(&anchor);
+                self.ns.pending_dirs.lock().remove(&anchor);
                 Ok(())
             }
             _ => Err(FsError::Immutable),
@@ -1621,12 +1581,12 @@ impl AnchorFs {
             .committer
             .commit(&self.store, &anchor, (r, kind), at);
         res.map_err(|cause| FsError::from_update("anchoring a ref", cause))?;
-        self.writes.pending_dirs.lock().remove(&anchor);
+        self.ns.pending_dirs.lock().remove(&anchor);
         self.after_commit();
         // The kernel wants a symlink back: the anchor's `latest`, which now points at
         // the new version (or a newer one).
         let dir = self.lookup_key(super::inode::ROOT_INO, &names::escape(&anchor))?;
-        let dir_ino = self.inodes.lock().ino_of(&dir);
+        let dir_ino = self.ns.ino_of(&dir);
         let mut e = self.lookup(dir_ino, super::LATEST)?;
         e.ttl = std::time::Duration::ZERO;
         Ok(e)
