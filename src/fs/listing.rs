@@ -85,10 +85,10 @@ impl AnchorFs {
                 // once, as history; names that closed files keep for the version they
                 // became answer lookups but are not listed.
                 let staged: Vec<_> = self
-                    .writes
+                    .staging
                     .in_anchor(name)
                     .into_iter()
-                    .filter(|(id, _)| !self.writes.is_settled(*id))
+                    .filter(|(id, _)| !self.staging.is_settled(*id))
                     .filter(|(_, n)| {
                         let shown_as_latest = n == LATEST && has_latest == 1;
                         let shown_as_version =

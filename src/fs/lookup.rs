@@ -93,9 +93,9 @@ impl AnchorFs {
                 // Written over in place: the inode is the writer's file until its
                 // last close (see `open_as`).
                 if let Some(f) = self
-                    .writes
+                    .staging
                     .in_place_writer(ino)
-                    .and_then(|id| self.writes.get(id))
+                    .and_then(|id| self.staging.get(id))
                 {
                     let g = f.lock();
                     let mut attr = self.file_attr(ino, g.len(), g.mtime);
@@ -137,7 +137,7 @@ impl AnchorFs {
                 Ok((self.file_attr(ino, size, self.mounted_at), IMMUTABLE_TTL))
             }
             NodeKey::Staged(id) => {
-                let f = self.writes.get(*id).ok_or(FsError::NotFound)?;
+                let f = self.staging.get(*id).ok_or(FsError::NotFound)?;
                 let g = f.lock();
                 let mut attr = self.file_attr(ino, g.len(), g.mtime);
                 attr.perm = self.opts.modes.file(Some(g.mode));

@@ -60,19 +60,24 @@ pub mod overlay;
 pub mod sizes;
 pub mod view;
 
+mod closing;
+mod committer;
+mod dirops;
 mod handles;
 mod listing;
 mod lookup;
 mod namespace;
 mod open;
+mod staging;
 mod types;
-mod write;
+mod writing;
 
 pub use errors::{Cause, FsError};
+pub use staging::data::SMALL_MAX;
 pub use types::{
     Attr, Caller, DirEntry, Entry, FileKind, FsOptions, Invalidations, Opened, StatFs,
 };
-pub use write::{SetAttr, SMALL_MAX};
+pub use writing::SetAttr;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -114,9 +119,8 @@ pub struct AnchorFs {
     handles: Handles,
     mode_log: Option<modes::ModeLog>,
     mounted_at: SystemTime,
-    writes: write::Writes,
-    /// Store the chunks of files written in order, for every writer.
-    storers: Arc<crate::split::ChunkStorers>,
+    staging: staging::Staging,
+    committer: committer::Committer,
     read_only: bool,
     invalidator: std::sync::OnceLock<Invalidator>,
     page_filler: std::sync::OnceLock<PageFiller>,
@@ -149,16 +153,20 @@ impl AnchorFs {
             .map(|p| modes::ModeLog::open(p, !opts.read_only));
         let fs = AnchorFs {
             ns: Namespace::new(store.clone(), size_log),
-            store,
-            opts,
             handles: Handles::default(),
             mode_log,
             mounted_at: SystemTime::now(),
-            writes: write::Writes::default(),
-            storers: crate::split::ChunkStorers::new(crate::split::STORING_THREADS),
+            staging: staging::Staging::new(
+                store.clone(),
+                crate::split::ChunkStorers::new(crate::split::STORING_THREADS),
+                opts.store_path.clone(),
+            ),
+            committer: committer::Committer::new(store.clone()),
             read_only: opts_read_only,
             invalidator: std::sync::OnceLock::new(),
             page_filler: std::sync::OnceLock::new(),
+            store,
+            opts,
         };
         fs.refresh()?;
         if let Some(log) = fs.ns.size_log() {

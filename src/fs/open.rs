@@ -27,7 +27,7 @@ impl AnchorFs {
         if let (true, true, Some(caller)) = (self.opts.check_access, write, caller) {
             let anchor = match self.key_of(ino)? {
                 NodeKey::Version(anchor, _) => Some(anchor),
-                NodeKey::Staged(id) => self.writes.get(id).map(|f| f.lock().anchor.clone()),
+                NodeKey::Staged(id) => self.staging.get(id).map(|f| f.lock().anchor.clone()),
                 _ => None,
             };
             if let Some(anchor) = anchor {
@@ -76,7 +76,7 @@ impl AnchorFs {
                 let move_off = truncate
                     || append
                     || self.handles.has_cached_readers(ino)
-                    || self.writes.in_place_writer(ino).is_some();
+                    || self.staging.in_place_writer(ino).is_some();
                 if write && move_off && !self.read_only {
                     return self.move_write(opener, &key, truncate);
                 }
@@ -128,7 +128,7 @@ impl AnchorFs {
         // page cache, it gets exactly the content.
         let direct_io = misreported
             || match &key {
-                NodeKey::Version(..) => self.writes.was_written_over(ino),
+                NodeKey::Version(..) => self.staging.was_written_over(ino),
                 _ => false,
             };
         // Versions and refs never change: let the page cache outlive the open.
