@@ -130,7 +130,8 @@ impl AnchorFs {
     /// Close of a descriptor (`owner`: the closing process) or fsync (`None`) of an open
     /// file: commits it (see `CommitState`). A close from another process's
     /// descriptor table than the writer's does not commit.
-    pub fn flush(&self, fh: u64, owner: Option<u64>) -> Result<(), FsError> {
+    pub fn flush(&self, fh: u64, owner: Option<u32>) -> Result<(), FsError> {
+        let owner = owner.map(|thread| self.processes.process_of(thread));
         let Some(id) = self.handles.staged_of(fh)? else {
             return Ok(());
         };

@@ -1,14 +1,11 @@
 //! The `fuser` adapter: each callback makes one call into [`AnchorFs`] and replies,
 //! or replies with the error's errno. Nothing else of `fuser` appears outside this file.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-use parking_lot::Mutex;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -23,17 +20,12 @@ use super::{AnchorFs, Attr, Caller, Entry, FileKind, FsError, Invalidations, Set
 pub struct FuseAdapter {
     core: Arc<AnchorFs>,
     xattrs: bool,
-    processes: Processes,
 }
 
 impl FuseAdapter {
     /// Serves `core`.
     pub fn new(core: Arc<AnchorFs>) -> FuseAdapter {
-        FuseAdapter {
-            core,
-            xattrs: true,
-            processes: Processes::default(),
-        }
+        FuseAdapter { core, xattrs: true }
     }
 
     /// Whether to serve extended attributes. Without, every xattr request answers
@@ -41,39 +33,6 @@ impl FuseAdapter {
     /// per file fewer).
     pub fn with_xattrs(self, xattrs: bool) -> FuseAdapter {
         FuseAdapter { xattrs, ..self }
-    }
-}
-
-/// Which process sent a request. The kernel names the calling *thread*; a program
-/// may write on one thread and close on another, and both are the same writer, while
-/// a forked child closing an inherited descriptor is not. So requests are told apart
-/// by thread group, read from `/proc` once per thread and remembered briefly (a
-/// thread id is reused only after the kernel has gone through every other one).
-#[derive(Default)]
-struct Processes {
-    recent: Mutex<HashMap<u32, (u32, Instant)>>,
-}
-
-/// How long a thread's process is remembered.
-const PROCESS_MEMORY: Duration = Duration::from_secs(1);
-
-impl Processes {
-    /// The thread group of the thread that sent `req` (the thread id itself if
-    /// `/proc` does not say: a thread of another pid namespace, or gone).
-    fn of(&self, req: &Request) -> u64 {
-        let tid = req.pid();
-        if let Some(&(tgid, at)) = self.recent.lock().get(&tid) {
-            if at.elapsed() < PROCESS_MEMORY {
-                return u64::from(tgid);
-            }
-        }
-        let tgid = thread_group(tid).unwrap_or(tid);
-        let mut recent = self.recent.lock();
-        if recent.len() >= 256 {
-            recent.retain(|_, (_, at)| at.elapsed() < PROCESS_MEMORY);
-        }
-        recent.insert(tid, (tgid, Instant::now()));
-        u64::from(tgid)
     }
 }
 
@@ -95,15 +54,6 @@ fn caller_of(req: &Request) -> Caller {
         gid: req.gid(),
         groups,
     }
-}
-
-/// The `Tgid` line of `/proc/TID/status`.
-fn thread_group(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 fn errno(op: &str, e: &FsError) -> Errno {
@@ -235,7 +185,7 @@ impl Filesystem for FuseAdapter {
             reply,
             "lookup",
             self.core
-                .lookup_as(parent.0, name.as_bytes(), Some(u64::from(req.pid()))),
+                .lookup_as(parent.0, name.as_bytes(), Some(req.pid())),
         )
     }
 
@@ -262,14 +212,14 @@ impl Filesystem for FuseAdapter {
         match self.core.open_checked(
             ino.0,
             (write, truncate, append),
-            Some(u64::from(req.pid())),
+            Some(req.pid()),
             caller.as_ref(),
         ) {
             Ok(o) => {
                 if write && append {
                     self.core.set_append(o.fh);
                 }
-                self.core.set_opener(o.fh, self.processes.of(req));
+                self.core.set_opener(o.fh, req.pid());
                 let mut f = FopenFlags::empty();
                 if o.keep_cache {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -480,7 +430,7 @@ impl Filesystem for FuseAdapter {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
                 }
-                self.core.set_opener(fh, self.processes.of(req));
+                self.core.set_opener(fh, req.pid());
                 // Written around the page cache: a new file's bytes go to the daemon
                 // from the writer's own pages in requests of up to `max_write`,
                 // without first being copied into cache pages nobody reads.
@@ -511,10 +461,7 @@ impl Filesystem for FuseAdapter {
         // The writing process: a close by another (an inherited descriptor) is
         // not this writer's commit point.
         let _ = lock_owner;
-        match self
-            .core
-            .write(fh.0, offset, data, Some(self.processes.of(req)))
-        {
+        match self.core.write(fh.0, offset, data, Some(req.pid())) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -530,11 +477,7 @@ impl Filesystem for FuseAdapter {
     ) {
         log::debug!("flush fh {}", fh.0);
         let _ = lock_owner;
-        reply_empty(
-            reply,
-            "flush",
-            self.core.flush(fh.0, Some(self.processes.of(req))),
-        )
+        reply_empty(reply, "flush", self.core.flush(fh.0, Some(req.pid())))
     }
 
     fn fsync(
@@ -582,7 +525,7 @@ impl Filesystem for FuseAdapter {
                     mtime,
                     mode: mode.map(|m| (m & 0o7777) as u16),
                 },
-                size.map(|_| self.processes.of(req)),
+                size.map(|_| req.pid()),
             ),
         )
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::ids::ProcessId;
 use super::{FsError, SharedStore};
 use crate::split::SplitReader;
 
@@ -43,7 +44,7 @@ pub(crate) struct Handles {
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
     appending: Mutex<HashSet<u64>>,
     /// The process that opened each write handle, where known.
-    openers: Mutex<HashMap<u64, u64>>,
+    openers: Mutex<HashMap<u64, ProcessId>>,
 }
 
 impl Default for Handles {
@@ -137,14 +138,14 @@ impl Handles {
     }
 
     /// Records the process that opened handle `fh` (if it writes).
-    pub fn set_opener(&self, fh: u64, process: u64) {
+    pub fn set_opener(&self, fh: u64, process: ProcessId) {
         if let Ok(Some(_)) = self.staged_of(fh) {
             self.openers.lock().insert(fh, process);
         }
     }
 
     /// The process that opened handle `fh`, if known.
-    pub fn opener_of(&self, fh: u64) -> Option<u64> {
+    pub fn opener_of(&self, fh: u64) -> Option<ProcessId> {
         self.openers.lock().get(&fh).copied()
     }
 }

@@ -265,7 +265,7 @@ impl AnchorFs {
         &self,
         parent: u64,
         name: &[u8],
-        caller: Option<u64>,
+        caller: Option<u32>,
     ) -> Result<Entry, FsError> {
         let pkey = self.key_of(parent)?;
         let mut key = self.child_key(&pkey, name)?;

@@ -22,6 +22,7 @@
 //!   [`anchor::update`](crate::anchor::update), and back-dating.
 //! - [`process`]: which process a thread belongs to, which decides which closes
 //!   commit.
+//! - [`ids`]: the numbers of the API (inodes, handles, processes, staged files).
 //! - [`errors`]: [`FsError`] and its one errno map.
 //!
 //! The facade's operations are spread by concern: `lookup` (names, attributes,
@@ -53,10 +54,12 @@
 
 pub mod errors;
 pub mod fuse;
+pub mod ids;
 pub mod inode;
 pub mod modes;
 pub mod names;
 pub mod overlay;
+pub mod process;
 pub mod sizes;
 pub mod view;
 
@@ -73,6 +76,8 @@ mod types;
 mod writing;
 
 pub use errors::{Cause, FsError};
+pub use ids::{Fh, Ino, ProcessId, StagedId};
+pub use process::{FakeProcesses, ProcStatus, ProcessLookup, ThreadIsProcess};
 pub use staging::data::SMALL_MAX;
 pub use types::{
     Attr, Caller, DirEntry, Entry, FileKind, FsOptions, Invalidations, Opened, StatFs,
@@ -124,6 +129,8 @@ pub struct AnchorFs {
     read_only: bool,
     invalidator: std::sync::OnceLock<Invalidator>,
     page_filler: std::sync::OnceLock<PageFiller>,
+    /// Which process each calling thread belongs to (commit policy).
+    processes: Arc<dyn ProcessLookup>,
 }
 
 /// Reads up to this size fill the kernel's cache with the rest of the chunks they
@@ -140,8 +147,19 @@ pub type PageFiller = Box<dyn Fn(u64, u64, Blob) + Send + Sync>;
 pub type Invalidator = Box<dyn Fn(Invalidations) + Send + Sync>;
 
 impl AnchorFs {
-    /// A filesystem over `store`, loading the current anchors.
+    /// A filesystem over `store`, loading the current anchors; threads' processes
+    /// are read from the system ([`ProcStatus`]).
     pub fn new(store: SharedStore, opts: FsOptions) -> Result<AnchorFs, FsError> {
+        AnchorFs::with_processes(store, opts, Arc::new(ProcStatus::default()))
+    }
+
+    /// [`new`](Self::new) with `processes` telling which process a calling thread
+    /// belongs to (only the writer's own closes commit a file).
+    pub fn with_processes(
+        store: SharedStore,
+        opts: FsOptions,
+        processes: Arc<dyn ProcessLookup>,
+    ) -> Result<AnchorFs, FsError> {
         let opts_read_only = opts.read_only;
         let size_log = opts
             .size_log
@@ -165,6 +183,7 @@ impl AnchorFs {
             read_only: opts_read_only,
             invalidator: std::sync::OnceLock::new(),
             page_filler: std::sync::OnceLock::new(),
+            processes,
             store,
             opts,
         };

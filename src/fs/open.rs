@@ -21,7 +21,7 @@ impl AnchorFs {
         &self,
         ino: u64,
         (write, truncate, append): (bool, bool, bool),
-        opener: Option<u64>,
+        opener: Option<u32>,
         caller: Option<&Caller>,
     ) -> Result<Opened, FsError> {
         if let (true, true, Some(caller)) = (self.opts.check_access, write, caller) {
@@ -68,7 +68,7 @@ impl AnchorFs {
         write: bool,
         truncate: bool,
         append: bool,
-        opener: Option<u64>,
+        opener: Option<u32>,
     ) -> Result<Opened, FsError> {
         let key = self.key_of(ino)?;
         if write || matches!(key, NodeKey::Staged(_)) {
@@ -152,8 +152,9 @@ impl AnchorFs {
     /// Records the process that opened write handle `fh`: only its own closes of
     /// that handle count as the writer closing it (a forked child's exec closes
     /// inherited descriptors too).
-    pub fn set_opener(&self, fh: u64, process: u64) {
-        self.handles.set_opener(fh, process);
+    pub fn set_opener(&self, fh: u64, thread: u32) {
+        self.handles
+            .set_opener(fh, self.processes.process_of(thread));
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.

@@ -135,7 +135,7 @@ impl AnchorFs {
     }
 
     /// The staged file a write-open of `version` by `caller` moved to, if any.
-    pub(crate) fn moved_write(&self, caller: u64, version: &NodeKey) -> Option<u64> {
+    pub(crate) fn moved_write(&self, caller: u32, version: &NodeKey) -> Option<u64> {
         self.forget_stale_moves();
         self.staging
             .moved
@@ -165,7 +165,7 @@ impl AnchorFs {
     /// version in place.
     pub(crate) fn move_write(
         &self,
-        opener: u64,
+        opener: u32,
         version: &NodeKey,
         truncate: bool,
     ) -> Result<Opened, FsError> {
@@ -303,8 +303,9 @@ impl AnchorFs {
         fh: u64,
         offset: u64,
         data: &[u8],
-        owner: Option<u64>,
+        owner: Option<u32>,
     ) -> Result<usize, FsError> {
+        let owner = owner.map(|thread| self.processes.process_of(thread));
         let id = self.write_id(fh)?;
         let f = self.staging.get(id).ok_or(FsError::BadHandle)?;
         let mut g = f.lock();
@@ -349,8 +350,9 @@ impl AnchorFs {
         ino: u64,
         fh: Option<u64>,
         change: &SetAttr,
-        owner: Option<u64>,
+        owner: Option<u32>,
     ) -> Result<Entry, FsError> {
+        let owner = owner.map(|thread| self.processes.process_of(thread));
         let SetAttr { size, mtime, mode } = *change;
         let key = self.key_of(ino)?;
         let id = match (&key, fh.map(|fh| self.write_id(fh))) {

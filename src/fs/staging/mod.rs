@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+use super::ids::ProcessId;
 use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
@@ -93,7 +94,7 @@ pub(crate) struct StagedFile {
     /// The process that writes: a flush from any other process (a descriptor
     /// inherited by a forked child and closed at its exec) is not this writer's
     /// close, so it does not commit; the last close still does.
-    pub(crate) writer_owner: Option<u64>,
+    pub(crate) writer_owner: Option<ProcessId>,
     /// The inode of the version this file was opened over (copy-on-write): the
     /// kernel's cached pages and size of that inode are dropped at the last close.
     pub(crate) over_version: Option<u64>,
@@ -177,7 +178,7 @@ pub const SETTLED_MAX: usize = 4096;
 
 /// A version opened for writing by `opener`, whose open moved to staged file `id`.
 pub(crate) struct MovedWrite {
-    pub(crate) opener: u64,
+    pub(crate) opener: u32,
     pub(crate) version: NodeKey,
     pub(crate) id: u64,
     pub(crate) since: Instant,
