@@ -7,7 +7,7 @@ use std::time::Duration;
 use anchorfs::anchor;
 use anchorfs::content;
 use anchorfs::fs::inode::ROOT_INO;
-use anchorfs::fs::{AnchorFs, FakeProcesses, FsError, FsOptions, ProcessId, SetAttr, LATEST};
+use anchorfs::fs::{AnchorFs, FakeProcesses, FsError, FsOptions, Ino, ProcessId, SetAttr, LATEST};
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::mem::MemStore;
 use anchorfs::Timestamp;
@@ -39,7 +39,7 @@ fn contents(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
 
 /// Creates `name` in anchor directory `dir`, writes `data`, closes; returns the
 /// result of the close.
-fn write_file(fs: &AnchorFs, dir: u64, name: &[u8], data: &[u8]) -> Result<(), FsError> {
+fn write_file(fs: &AnchorFs, dir: Ino, name: &[u8], data: &[u8]) -> Result<(), FsError> {
     let (_, fh) = fs.create(dir, name)?;
     fs.write(fh, 0, data, None)?;
     let r = fs.flush(fh, None);
@@ -449,7 +449,7 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
 }
 
 /// The names of anchor directory `dir`'s listing, without `.` and `..`.
-fn listing(fs: &AnchorFs, dir: u64) -> Vec<Vec<u8>> {
+fn listing(fs: &AnchorFs, dir: Ino) -> Vec<Vec<u8>> {
     fs.readdir(dir, 2, 1000)
         .unwrap()
         .into_iter()

@@ -11,7 +11,7 @@
 
 use super::committer::version_time;
 use super::staging::CommitState;
-use super::{names, AnchorFs, FsError};
+use super::{names, AnchorFs, Fh, FsError};
 use crate::anchor;
 
 impl AnchorFs {
@@ -130,7 +130,7 @@ impl AnchorFs {
     /// Close of a descriptor (`owner`: the closing process) or fsync (`None`) of an open
     /// file: commits it (see `CommitState`). A close from another process's
     /// descriptor table than the writer's does not commit.
-    pub fn flush(&self, fh: u64, owner: Option<u32>) -> Result<(), FsError> {
+    pub fn flush(&self, fh: Fh, owner: Option<u32>) -> Result<(), FsError> {
         let owner = owner.map(|thread| self.processes.process_of(thread));
         let Some(id) = self.handles.staged_of(fh)? else {
             return Ok(());
@@ -156,7 +156,7 @@ impl AnchorFs {
     /// its last close has not arrived when the anchor is looked at next (the kernel
     /// sends it after close(2) returns), that look commits it first: `: > f` then
     /// `wc -c f`, or a truncating open closed and opened again, sees the empty file.
-    pub(super) fn note_unwritten_flush(&self, id: u64, fh: u64) {
+    pub(super) fn note_unwritten_flush(&self, id: u64, fh: Fh) {
         let Some(f) = self.staging.get(id) else {
             return;
         };
@@ -217,7 +217,7 @@ impl AnchorFs {
 
     /// The last close of a handle: commits what no flush committed (an untouched new
     /// file becomes an empty version here).
-    pub(crate) fn release_write(&self, id: u64, fh: u64) {
+    pub(crate) fn release_write(&self, id: u64, fh: Fh) {
         let Some(f) = self.staging.get(id) else {
             return;
         };

@@ -7,7 +7,7 @@
 
 use super::committer::name_time;
 use super::inode::NodeKey;
-use super::{names, AnchorFs, Entry, FsError};
+use super::{names, AnchorFs, Entry, FsError, Ino};
 use crate::anchor;
 use crate::blob::Ref;
 use crate::timestamp::Timestamp;
@@ -15,7 +15,7 @@ use crate::timestamp::Timestamp;
 impl AnchorFs {
     /// `mkdir NAME` at the root: an anchor directory that exists until its first
     /// version.
-    pub fn mkdir(&self, parent: u64, name: &[u8]) -> Result<Entry, FsError> {
+    pub fn mkdir(&self, parent: Ino, name: &[u8]) -> Result<Entry, FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -39,7 +39,7 @@ impl AnchorFs {
     }
 
     /// Removes a staged (scratch or uncommitted) file; versions cannot be removed.
-    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<(), FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -62,7 +62,7 @@ impl AnchorFs {
     }
 
     /// Removes an anchor directory made by `mkdir` that has no version yet.
-    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<(), FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -86,9 +86,9 @@ impl AnchorFs {
     /// themselves cannot be renamed.
     pub fn rename(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &[u8],
-        newparent: u64,
+        newparent: Ino,
         newname: &[u8],
     ) -> Result<(), FsError> {
         if self.read_only {
@@ -184,7 +184,7 @@ impl AnchorFs {
     }
 
     /// `ln -s HEX NAME/anything`: anchors NAME to an existing ref without copying.
-    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8]) -> Result<Entry, FsError> {
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8]) -> Result<Entry, FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }

@@ -14,7 +14,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::{AnchorFs, Attr, Caller, Entry, FileKind, FsError, Invalidations, SetAttr};
+use super::{AnchorFs, Attr, Caller, Entry, Fh, FileKind, FsError, Ino, Invalidations, SetAttr};
 
 /// The adapter the session runs.
 pub struct FuseAdapter {
@@ -81,7 +81,7 @@ pub const IO_BLOCK: u32 = 1 << 20;
 
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
-        ino: INodeNo(a.ino),
+        ino: INodeNo(a.ino.0),
         size: a.size,
         blocks: a.blocks,
         atime: a.mtime,
@@ -108,7 +108,7 @@ fn reply_empty(reply: ReplyEmpty, op: &str, res: Result<(), FsError>) {
 
 /// Attributes for `.` and `..` in a listing with attributes: the kernel uses only
 /// their name, number and type.
-fn dot_attr(ino: u64, kind: FileKind) -> FileAttr {
+fn dot_attr(ino: Ino, kind: FileKind) -> FileAttr {
     file_attr(&Attr {
         ino,
         size: 0,
@@ -142,7 +142,7 @@ fn reply_attr(reply: ReplyAttr, op: &str, res: Result<Entry, FsError>) {
 /// would never be answered and would keep the connection from being aborted).
 pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
     for ino in &inv.inodes {
-        if let Err(e) = notifier.inval_inode(INodeNo(*ino), -1, 0) {
+        if let Err(e) = notifier.inval_inode(INodeNo(ino.0), -1, 0) {
             log::debug!("invalidating inode {ino}: {e}");
         }
     }
@@ -185,20 +185,20 @@ impl Filesystem for FuseAdapter {
             reply,
             "lookup",
             self.core
-                .lookup_as(parent.0, name.as_bytes(), Some(req.pid())),
+                .lookup_as(Ino(parent.0), name.as_bytes(), Some(req.pid())),
         )
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.core.forget(ino.0, nlookup);
+        self.core.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply_attr(reply, "getattr", self.core.getattr(ino.0))
+        reply_attr(reply, "getattr", self.core.getattr(Ino(ino.0)))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.core.readlink(ino.0) {
+        match self.core.readlink(Ino(ino.0)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno("readlink", &e)),
         }
@@ -210,7 +210,7 @@ impl Filesystem for FuseAdapter {
         let append = flags.0 & libc::O_APPEND != 0;
         let caller = write.then(|| caller_of(req));
         match self.core.open_checked(
-            ino.0,
+            Ino(ino.0),
             (write, truncate, append),
             Some(req.pid()),
             caller.as_ref(),
@@ -227,7 +227,7 @@ impl Filesystem for FuseAdapter {
                 if o.direct_io {
                     f |= FopenFlags::FOPEN_DIRECT_IO;
                 }
-                reply.opened(FileHandle(o.fh), f)
+                reply.opened(FileHandle(o.fh.0), f)
             }
             Err(e) => reply.error(errno("open", &e)),
         }
@@ -244,7 +244,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(fh.0, offset, size as usize) {
+        match self.core.read(Fh(fh.0), offset, size as usize) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno("read", &e)),
         }
@@ -260,7 +260,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "release", self.core.release(fh.0))
+        reply_empty(reply, "release", self.core.release(Fh(fh.0)))
     }
 
     fn readdirplus(
@@ -273,28 +273,30 @@ impl Filesystem for FuseAdapter {
     ) {
         // The kernel's buffer takes 20 to 180 entries; what does not fit is cached
         // for the next call.
-        let res = self.core.readdir_plus(ino.0, offset, 256, &mut |d, e| {
-            let name = OsStr::from_bytes(&d.name);
-            match e {
-                Some(e) => reply.add(
-                    INodeNo(d.ino),
-                    d.next,
-                    name,
-                    &e.ttl,
-                    &file_attr(&e.attr),
-                    Generation(0),
-                ),
-                // `.` and `..`: the kernel takes only the name and type.
-                None => reply.add(
-                    INodeNo(d.ino),
-                    d.next,
-                    name,
-                    &Duration::ZERO,
-                    &dot_attr(d.ino, d.kind),
-                    Generation(0),
-                ),
-            }
-        });
+        let res = self
+            .core
+            .readdir_plus(Ino(ino.0), offset, 256, &mut |d, e| {
+                let name = OsStr::from_bytes(&d.name);
+                match e {
+                    Some(e) => reply.add(
+                        INodeNo(d.ino.0),
+                        d.next,
+                        name,
+                        &e.ttl,
+                        &file_attr(&e.attr),
+                        Generation(0),
+                    ),
+                    // `.` and `..`: the kernel takes only the name and type.
+                    None => reply.add(
+                        INodeNo(d.ino.0),
+                        d.next,
+                        name,
+                        &Duration::ZERO,
+                        &dot_attr(d.ino, d.kind),
+                        Generation(0),
+                    ),
+                }
+            });
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdirplus", &e)),
@@ -309,11 +311,11 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.core.readdir(ino.0, offset, 256) {
+        match self.core.readdir(Ino(ino.0), offset, 256) {
             Ok(entries) => {
                 for d in entries {
                     if reply.add(
-                        INodeNo(d.ino),
+                        INodeNo(d.ino.0),
                         d.next,
                         file_type(d.kind),
                         OsStr::from_bytes(&d.name),
@@ -338,7 +340,7 @@ impl Filesystem for FuseAdapter {
         if !self.xattrs {
             return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
-        match self.core.getxattr(ino.0, &name.to_string_lossy()) {
+        match self.core.getxattr(Ino(ino.0), &name.to_string_lossy()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => {
                 reply.error(Errno::from_i32(FsError::TooLarge.errno()))
@@ -352,7 +354,7 @@ impl Filesystem for FuseAdapter {
         if !self.xattrs {
             return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
-        match self.core.listxattr(ino.0) {
+        match self.core.listxattr(Ino(ino.0)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => {
                 reply.error(Errno::from_i32(FsError::TooLarge.errno()))
@@ -363,7 +365,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        match self.core.getattr(ino.0) {
+        match self.core.getattr(Ino(ino.0)) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(errno("access", &e)),
         }
@@ -395,11 +397,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "setxattr", self.core.setxattr(ino.0))
+        reply_empty(reply, "setxattr", self.core.setxattr(Ino(ino.0)))
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "removexattr", self.core.setxattr(ino.0))
+        reply_empty(reply, "removexattr", self.core.setxattr(Ino(ino.0)))
     }
 
     fn mkdir(
@@ -411,7 +413,11 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry(reply, "mkdir", self.core.mkdir(parent.0, name.as_bytes()))
+        reply_entry(
+            reply,
+            "mkdir",
+            self.core.mkdir(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn create(
@@ -425,7 +431,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let mode = (mode & !umask & 0o777) as u16;
-        match self.core.create_with_mode(parent.0, name.as_bytes(), mode) {
+        match self
+            .core
+            .create_with_mode(Ino(parent.0), name.as_bytes(), mode)
+        {
             Ok((e, fh)) => {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
@@ -438,7 +447,7 @@ impl Filesystem for FuseAdapter {
                     &e.ttl,
                     &file_attr(&e.attr),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(fh.0),
                     FopenFlags::FOPEN_DIRECT_IO,
                 )
             }
@@ -461,7 +470,7 @@ impl Filesystem for FuseAdapter {
         // The writing process: a close by another (an inherited descriptor) is
         // not this writer's commit point.
         let _ = lock_owner;
-        match self.core.write(fh.0, offset, data, Some(req.pid())) {
+        match self.core.write(Fh(fh.0), offset, data, Some(req.pid())) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -477,7 +486,7 @@ impl Filesystem for FuseAdapter {
     ) {
         log::debug!("flush fh {}", fh.0);
         let _ = lock_owner;
-        reply_empty(reply, "flush", self.core.flush(fh.0, Some(req.pid())))
+        reply_empty(reply, "flush", self.core.flush(Fh(fh.0), Some(req.pid())))
     }
 
     fn fsync(
@@ -489,7 +498,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         log::debug!("fsync fh {}", fh.0);
-        reply_empty(reply, "fsync", self.core.flush(fh.0, None))
+        reply_empty(reply, "fsync", self.core.flush(Fh(fh.0), None))
     }
 
     fn setattr(
@@ -518,8 +527,8 @@ impl Filesystem for FuseAdapter {
             reply,
             "setattr",
             self.core.setattr(
-                ino.0,
-                fh.map(|f| f.0),
+                Ino(ino.0),
+                fh.map(|f| Fh(f.0)),
                 &SetAttr {
                     size,
                     mtime,
@@ -531,11 +540,19 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "unlink", self.core.unlink(parent.0, name.as_bytes()))
+        reply_empty(
+            reply,
+            "unlink",
+            self.core.unlink(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "rmdir", self.core.rmdir(parent.0, name.as_bytes()))
+        reply_empty(
+            reply,
+            "rmdir",
+            self.core.rmdir(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn rename(
@@ -548,10 +565,12 @@ impl Filesystem for FuseAdapter {
         _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .core
-            .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes())
-        {
+        match self.core.rename(
+            Ino(parent.0),
+            name.as_bytes(),
+            Ino(newparent.0),
+            newname.as_bytes(),
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("rename", &e)),
         }
@@ -569,7 +588,7 @@ impl Filesystem for FuseAdapter {
             reply,
             "symlink",
             self.core.symlink(
-                parent.0,
+                Ino(parent.0),
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
             ),

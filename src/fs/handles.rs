@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::ids::ProcessId;
+use super::ids::{Fh, Ino, ProcessId};
 use super::{FsError, SharedStore};
 use crate::split::SplitReader;
 
@@ -31,20 +31,20 @@ pub(crate) struct ReadHandle {
     pub reader: Box<SplitReader<SharedStore>>,
     /// The inode read, if its pages may be filled ahead of reads (content that
     /// never changes, read through the page cache).
-    pub fill_pages_of: Option<u64>,
+    pub fill_pages_of: Option<Ino>,
 }
 
 /// The open files of a mount.
 pub(crate) struct Handles {
-    table: Mutex<HashMap<u64, Arc<Handle>>>,
+    table: Mutex<HashMap<Fh, Arc<Handle>>>,
     /// Open read handles of versions that read through the page cache: handle to
     /// the version's inode.
-    cached_reads: Mutex<HashMap<u64, u64>>,
+    cached_reads: Mutex<HashMap<Fh, Ino>>,
     next_fh: AtomicU64,
     /// Handles opened with `O_APPEND`: each write lands at the file's end.
-    appending: Mutex<HashSet<u64>>,
+    appending: Mutex<HashSet<Fh>>,
     /// The process that opened each write handle, where known.
-    openers: Mutex<HashMap<u64, ProcessId>>,
+    openers: Mutex<HashMap<Fh, ProcessId>>,
 }
 
 impl Default for Handles {
@@ -65,10 +65,10 @@ impl Handles {
     pub fn open_read(
         &self,
         reader: SplitReader<SharedStore>,
-        fill_pages_of: Option<u64>,
-        cached_version: Option<u64>,
-    ) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        fill_pages_of: Option<Ino>,
+        cached_version: Option<Ino>,
+    ) -> Fh {
+        let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
         if let Some(ino) = cached_version {
             self.cached_reads.lock().insert(fh, ino);
         }
@@ -81,14 +81,14 @@ impl Handles {
     }
 
     /// A new handle writing staged file `id`.
-    pub fn open_write(&self, id: u64) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+    pub fn open_write(&self, id: u64) -> Fh {
+        let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
         self.table.lock().insert(fh, Arc::new(Handle::Write(id)));
         fh
     }
 
     /// Open handle `fh`.
-    pub fn get(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
+    pub fn get(&self, fh: Fh) -> Result<Arc<Handle>, FsError> {
         self.table
             .lock()
             .get(&fh)
@@ -98,7 +98,7 @@ impl Handles {
 
     /// The staged file written through handle `fh`: `Ok(None)` for a reading
     /// handle.
-    pub fn staged_of(&self, fh: u64) -> Result<Option<u64>, FsError> {
+    pub fn staged_of(&self, fh: Fh) -> Result<Option<u64>, FsError> {
         match self.table.lock().get(&fh).map(|h| &**h) {
             Some(Handle::Write(id)) => Ok(Some(*id)),
             Some(Handle::Read(_)) => Ok(None),
@@ -107,12 +107,12 @@ impl Handles {
     }
 
     /// The staged file written through handle `fh`; a reading handle is a bad one.
-    pub fn write_id(&self, fh: u64) -> Result<u64, FsError> {
+    pub fn write_id(&self, fh: Fh) -> Result<u64, FsError> {
         self.staged_of(fh)?.ok_or(FsError::BadHandle)
     }
 
     /// Closes handle `fh`, forgetting all that was remembered of it.
-    pub fn remove(&self, fh: u64) -> Result<Arc<Handle>, FsError> {
+    pub fn remove(&self, fh: Fh) -> Result<Arc<Handle>, FsError> {
         let h = self.table.lock().remove(&fh).ok_or(FsError::BadHandle)?;
         self.cached_reads.lock().remove(&fh);
         self.appending.lock().remove(&fh);
@@ -121,31 +121,31 @@ impl Handles {
     }
 
     /// Whether version inode `ino` has readers open through the page cache.
-    pub fn has_cached_readers(&self, ino: u64) -> bool {
+    pub fn has_cached_readers(&self, ino: Ino) -> bool {
         self.cached_reads.lock().values().any(|&i| i == ino)
     }
 
     /// Marks handle `fh` as appending (if it writes).
-    pub fn set_append(&self, fh: u64) {
+    pub fn set_append(&self, fh: Fh) {
         if let Ok(Some(_)) = self.staged_of(fh) {
             self.appending.lock().insert(fh);
         }
     }
 
     /// Whether handle `fh` appends.
-    pub fn is_appending(&self, fh: u64) -> bool {
+    pub fn is_appending(&self, fh: Fh) -> bool {
         self.appending.lock().contains(&fh)
     }
 
     /// Records the process that opened handle `fh` (if it writes).
-    pub fn set_opener(&self, fh: u64, process: ProcessId) {
+    pub fn set_opener(&self, fh: Fh, process: ProcessId) {
         if let Ok(Some(_)) = self.staged_of(fh) {
             self.openers.lock().insert(fh, process);
         }
     }
 
     /// The process that opened handle `fh`, if known.
-    pub fn opener_of(&self, fh: u64) -> Option<ProcessId> {
+    pub fn opener_of(&self, fh: Fh) -> Option<ProcessId> {
         self.openers.lock().get(&fh).copied()
     }
 }

@@ -12,18 +12,18 @@ use std::time::{Duration, SystemTime};
 use super::inode::{NodeKey, ROOT_INO};
 use super::view::AnchorView;
 use super::{
-    names, AnchorFs, Attr, DirEntry, Entry, FileKind, FsError, LATEST, META_DIR, META_FETCHES,
+    names, AnchorFs, Attr, DirEntry, Entry, FileKind, FsError, Ino, LATEST, META_DIR, META_FETCHES,
 };
 use crate::blob::Ref;
 
 /// The `i`th own entry of a directory listing: inode, type, name.
-type ListingEntry<'a> = dyn Fn(usize) -> (u64, FileKind, Vec<u8>) + 'a;
+type ListingEntry<'a> = dyn Fn(usize) -> (Ino, FileKind, Vec<u8>) + 'a;
 
 impl AnchorFs {
     /// Up to `max` entries of directory `ino`, starting after offset `offset`
     /// (0: from the start). Offsets are positions in the listing, so a listing is
     /// produced once, in linear time, however many pages it takes.
-    pub fn readdir(&self, ino: u64, offset: u64, max: usize) -> Result<Vec<DirEntry>, FsError> {
+    pub fn readdir(&self, ino: Ino, offset: u64, max: usize) -> Result<Vec<DirEntry>, FsError> {
         let key = self.key_of(ino)?;
         if let (NodeKey::AnchorDir(anchor), 0) = (&key, offset) {
             self.settle_unwritten(anchor);
@@ -135,7 +135,9 @@ impl AnchorFs {
                     ),
                 }),
             ),
-            NodeKey::AtDir | NodeKey::RefsDir => (0, Box::new(|_| (0, FileKind::Dir, Vec::new()))),
+            NodeKey::AtDir | NodeKey::RefsDir => {
+                (0, Box::new(|_| (Ino(0), FileKind::Dir, Vec::new())))
+            }
             NodeKey::AtTime(t) => {
                 let t = *t;
                 let present: Vec<&Arc<AnchorView>> = snap
@@ -189,7 +191,7 @@ impl AnchorFs {
     /// threads at once.
     pub fn readdir_plus(
         &self,
-        ino: u64,
+        ino: Ino,
         offset: u64,
         max: usize,
         add: &mut dyn FnMut(&DirEntry, Option<&Entry>) -> bool,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::inode::NodeKey;
 use super::{
-    names, AnchorFs, Attr, Entry, FileKind, FsError, StatFs, IMMUTABLE_TTL, LATEST, META_DIR,
+    names, AnchorFs, Attr, Entry, FileKind, FsError, Ino, StatFs, IMMUTABLE_TTL, LATEST, META_DIR,
     XATTR_AT, XATTR_REF, XATTR_USER_PREFIX,
 };
 use crate::blob::Ref;
@@ -20,7 +20,7 @@ fn blocks(size: u64) -> u64 {
 }
 
 impl AnchorFs {
-    pub(super) fn dir_attr(&self, ino: u64, mtime: SystemTime, nlink: u32) -> Attr {
+    pub(super) fn dir_attr(&self, ino: Ino, mtime: SystemTime, nlink: u32) -> Attr {
         Attr {
             ino,
             size: 0,
@@ -38,7 +38,7 @@ impl AnchorFs {
         }
     }
 
-    pub(super) fn file_attr(&self, ino: u64, size: u64, mtime: SystemTime) -> Attr {
+    pub(super) fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
         Attr {
             ino,
             size,
@@ -53,7 +53,7 @@ impl AnchorFs {
     }
 
     /// The attributes of the node `key` (numbered `ino`).
-    pub(super) fn attr_of(&self, key: &NodeKey, ino: u64) -> Result<(Attr, Duration), FsError> {
+    pub(super) fn attr_of(&self, key: &NodeKey, ino: Ino) -> Result<(Attr, Duration), FsError> {
         let snap = self.snapshot();
         let short = self.opts.mutable_ttl;
         match key {
@@ -162,7 +162,7 @@ impl AnchorFs {
     }
 
     /// The node `name` in directory `parent` (no lookup counted).
-    pub(crate) fn lookup_key(&self, parent: u64, name: &[u8]) -> Result<NodeKey, FsError> {
+    pub(crate) fn lookup_key(&self, parent: Ino, name: &[u8]) -> Result<NodeKey, FsError> {
         let pkey = self.key_of(parent)?;
         self.child_key(&pkey, name)
     }
@@ -254,7 +254,7 @@ impl AnchorFs {
     }
 
     /// Looks up `name` in directory `parent` and counts one kernel reference.
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry, FsError> {
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Entry, FsError> {
         self.lookup_as(parent, name, None)
     }
 
@@ -263,7 +263,7 @@ impl AnchorFs {
     /// open moved to (see [`open_as`](Self::open_as)).
     pub fn lookup_as(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &[u8],
         caller: Option<u32>,
     ) -> Result<Entry, FsError> {
@@ -282,19 +282,19 @@ impl AnchorFs {
     }
 
     /// The kernel drops `n` references to `ino`.
-    pub fn forget(&self, ino: u64, n: u64) {
+    pub fn forget(&self, ino: Ino, n: u64) {
         self.ns.inodes.lock().forget(ino, n);
     }
 
     /// The attributes of `ino`.
-    pub fn getattr(&self, ino: u64) -> Result<Entry, FsError> {
+    pub fn getattr(&self, ino: Ino) -> Result<Entry, FsError> {
         let key = self.key_of(ino)?;
         let (attr, ttl) = self.attr_of(&key, ino)?;
         Ok(Entry { attr, ttl })
     }
 
     /// The target of the symlink `ino`.
-    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
         match self.key_of(ino)? {
             NodeKey::Latest(name) => {
                 self.settle_unwritten(&name);
@@ -311,7 +311,7 @@ impl AnchorFs {
     /// exists here: a name in any other (`security.selinux`, the POSIX ACLs of
     /// `system.`) is not supported (EOPNOTSUPP), which tells `ls -l` after the first
     /// file of a listing to stop asking, instead of two round trips per entry.
-    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+    pub fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, FsError> {
         let version = self.version_of(ino)?;
         if !name.starts_with(XATTR_USER_PREFIX) {
             return Err(FsError::NotSupported);
@@ -326,13 +326,13 @@ impl AnchorFs {
 
     /// Setting or removing extended attributes is not supported: the two shown are
     /// derived from the version.
-    pub fn setxattr(&self, ino: u64) -> Result<(), FsError> {
+    pub fn setxattr(&self, ino: Ino) -> Result<(), FsError> {
         self.key_of(ino).map(|_| ())?;
         Err(FsError::NotSupported)
     }
 
     /// The names of `ino`'s extended attributes, each NUL-terminated.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
         Ok(match self.version_of(ino)? {
             Some(_) => format!("{XATTR_REF}\0{XATTR_AT}\0").into_bytes(),
             None => Vec::new(),
@@ -340,7 +340,7 @@ impl AnchorFs {
     }
 
     /// The ref and time behind a file, if it is a version (or time travel to one).
-    pub(super) fn version_of(&self, ino: u64) -> Result<Option<(Ref, Timestamp)>, FsError> {
+    pub(super) fn version_of(&self, ino: Ino) -> Result<Option<(Ref, Timestamp)>, FsError> {
         let snap = self.snapshot();
         Ok(match self.key_of(ino)? {
             NodeKey::Version(name, at) => snap

@@ -255,7 +255,7 @@ impl AnchorFs {
         self.ns.refresh()
     }
 
-    fn key_of(&self, ino: u64) -> Result<NodeKey, FsError> {
+    fn key_of(&self, ino: Ino) -> Result<NodeKey, FsError> {
         self.ns.key_of(ino)
     }
 

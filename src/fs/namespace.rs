@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::inode::{InodeTable, NodeKey, ROOT_INO};
 use super::view::{AnchorView, Snapshot};
-use super::{names, sizes, Cause, FsError, Invalidations, SharedStore};
+use super::{names, sizes, Cause, FsError, Ino, Invalidations, SharedStore};
 use crate::anchor;
 use crate::blob::Ref;
 use crate::content::{self, ContentError, Kind};
@@ -73,7 +73,7 @@ impl Namespace {
     }
 
     /// The inode number of `key` (no lookup counted).
-    pub fn ino_of(&self, key: &NodeKey) -> u64 {
+    pub fn ino_of(&self, key: &NodeKey) -> Ino {
         self.inodes.lock().ino_of(key)
     }
 
@@ -130,7 +130,7 @@ impl Namespace {
     }
 
     /// The node numbered `ino`, if the kernel may know it.
-    pub fn key_of(&self, ino: u64) -> Result<NodeKey, FsError> {
+    pub fn key_of(&self, ino: Ino) -> Result<NodeKey, FsError> {
         self.inodes
             .lock()
             .get(ino)

@@ -7,7 +7,7 @@
 
 use super::inode::NodeKey;
 use super::{
-    content, AnchorFs, Caller, ContentError, FsError, Handle, Invalidations, Opened,
+    content, AnchorFs, Caller, ContentError, Fh, FsError, Handle, Ino, Invalidations, Opened,
     FILL_READS_UP_TO,
 };
 
@@ -19,7 +19,7 @@ impl AnchorFs {
     /// file's own mode). `caller` is `None` when nobody is to be checked.
     pub fn open_checked(
         &self,
-        ino: u64,
+        ino: Ino,
         (write, truncate, append): (bool, bool, bool),
         opener: Option<u32>,
         caller: Option<&Caller>,
@@ -43,7 +43,7 @@ impl AnchorFs {
 
     /// Opens `ino`; `write` asks for writing (a new version, seeded with the old
     /// content unless `truncate`).
-    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<Opened, FsError> {
+    pub fn open(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened, FsError> {
         self.open_as(ino, write, truncate, false, None)
     }
 
@@ -64,7 +64,7 @@ impl AnchorFs {
     /// Should the retry open the version again, it is written over in place.
     pub fn open_as(
         &self,
-        ino: u64,
+        ino: Ino,
         write: bool,
         truncate: bool,
         append: bool,
@@ -145,20 +145,20 @@ impl AnchorFs {
 
     /// Marks write handle `fh` as opened with `O_APPEND`: its writes go to the end of
     /// the file, whatever offset the kernel gives.
-    pub fn set_append(&self, fh: u64) {
+    pub fn set_append(&self, fh: Fh) {
         self.handles.set_append(fh);
     }
 
     /// Records the process that opened write handle `fh`: only its own closes of
     /// that handle count as the writer closing it (a forked child's exec closes
     /// inherited descriptors too).
-    pub fn set_opener(&self, fh: u64, thread: u32) {
+    pub fn set_opener(&self, fh: Fh, thread: u32) {
         self.handles
             .set_opener(fh, self.processes.process_of(thread));
     }
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
-    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+    pub fn read(&self, fh: Fh, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
         let h = self.handles.get(fh)?;
         let (reader, fill) = match &*h {
             Handle::Read(r) => (&r.reader, r.fill_pages_of),
@@ -179,7 +179,7 @@ impl AnchorFs {
                     out.extend_from_slice(&chunk[from as usize..to as usize]);
                 }
                 for (start, chunk) in chunks {
-                    filler(ino, start, chunk);
+                    filler(ino.0, start, chunk);
                 }
                 return Ok(out);
             }
@@ -201,7 +201,7 @@ impl AnchorFs {
     }
 
     /// Closes open file `fh` (after its last flush).
-    pub fn release(&self, fh: u64) -> Result<(), FsError> {
+    pub fn release(&self, fh: Fh) -> Result<(), FsError> {
         let h = self.handles.remove(fh)?;
         if let Handle::Write(id) = &*h {
             self.release_write(*id, fh);

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::ids::{Fh, Ino};
 use super::modes;
 use super::names::TimeNames;
 
@@ -24,7 +25,7 @@ pub enum FileKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attr {
     /// Inode number.
-    pub ino: u64,
+    pub ino: Ino,
     /// Size in bytes.
     pub size: u64,
     /// Size in 512-byte blocks, rounded up.
@@ -56,7 +57,7 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
     /// Inode number.
-    pub ino: u64,
+    pub ino: Ino,
     /// The offset to resume after this entry.
     pub next: u64,
     /// File type.
@@ -166,14 +167,14 @@ impl Default for FsOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Invalidations {
     /// Inodes whose attributes to forget.
-    pub inodes: Vec<u64>,
+    pub inodes: Vec<Ino>,
 }
 
 /// An opened file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opened {
     /// The handle for later calls.
-    pub fh: u64,
+    pub fh: Fh,
     /// Whether the kernel may keep cached pages across opens (immutable content).
     pub keep_cache: bool,
     /// Whether reads and writes must bypass the kernel's page cache: a write opened

@@ -11,7 +11,7 @@ use super::committer::name_time;
 use super::inode::NodeKey;
 use super::staging::data::Data;
 use super::staging::{same_anchor, CommitState, MovedWrite, MOVED_WRITE_LIFE};
-use super::{content, names, AnchorFs, Entry, FsError, Opened};
+use super::{content, names, AnchorFs, Entry, Fh, FsError, Ino, Opened};
 use crate::timestamp::Timestamp;
 
 /// The attributes a `setattr` changes; `None` leaves one as it is.
@@ -26,7 +26,7 @@ pub struct SetAttr {
 }
 
 impl AnchorFs {
-    pub(super) fn write_handle(&self, id: u64) -> Result<u64, FsError> {
+    pub(super) fn write_handle(&self, id: u64) -> Result<Fh, FsError> {
         Ok(self.handles.open_write(id))
     }
 
@@ -76,7 +76,7 @@ impl AnchorFs {
         }))
     }
 
-    pub(super) fn anchor_dir_of(&self, parent: u64) -> Result<Vec<u8>, FsError> {
+    pub(super) fn anchor_dir_of(&self, parent: Ino) -> Result<Vec<u8>, FsError> {
         match self.key_of(parent)? {
             NodeKey::AnchorDir(a) => Ok(a),
             NodeKey::Root => Err(FsError::Immutable),
@@ -96,7 +96,7 @@ impl AnchorFs {
 
     /// Creates a new file in an anchor directory with the default mode; returns its
     /// entry and handle.
-    pub fn create(&self, parent: u64, name: &[u8]) -> Result<(Entry, u64), FsError> {
+    pub fn create(&self, parent: Ino, name: &[u8]) -> Result<(Entry, Fh), FsError> {
         self.create_with_mode(parent, name, super::modes::DEFAULT_FILE_MODE)
     }
 
@@ -104,10 +104,10 @@ impl AnchorFs {
     /// with the versions it becomes); returns its entry and handle.
     pub fn create_with_mode(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &[u8],
         mode: u16,
-    ) -> Result<(Entry, u64), FsError> {
+    ) -> Result<(Entry, Fh), FsError> {
         if self.read_only {
             return Err(FsError::ReadOnly);
         }
@@ -237,7 +237,7 @@ impl AnchorFs {
     pub(crate) fn open_for_write(
         &self,
         key: &NodeKey,
-        ino: u64,
+        ino: Ino,
         truncate: bool,
     ) -> Result<Opened, FsError> {
         if self.read_only {
@@ -300,7 +300,7 @@ impl AnchorFs {
     /// [`flush`](Self::flush)).
     pub fn write(
         &self,
-        fh: u64,
+        fh: Fh,
         offset: u64,
         data: &[u8],
         owner: Option<u32>,
@@ -334,7 +334,7 @@ impl AnchorFs {
         Ok(data.len())
     }
 
-    pub(super) fn write_id(&self, fh: u64) -> Result<u64, FsError> {
+    pub(super) fn write_id(&self, fh: Fh) -> Result<u64, FsError> {
         self.handles.write_id(fh)
     }
 
@@ -347,8 +347,8 @@ impl AnchorFs {
     /// [`write`](Self::write).
     pub fn setattr(
         &self,
-        ino: u64,
-        fh: Option<u64>,
+        ino: Ino,
+        fh: Option<Fh>,
         change: &SetAttr,
         owner: Option<u32>,
     ) -> Result<Entry, FsError> {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::ids::ProcessId;
+use super::ids::{Fh, Ino, ProcessId};
 use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
@@ -97,7 +97,7 @@ pub(crate) struct StagedFile {
     pub(crate) writer_owner: Option<ProcessId>,
     /// The inode of the version this file was opened over (copy-on-write): the
     /// kernel's cached pages and size of that inode are dropped at the last close.
-    pub(crate) over_version: Option<u64>,
+    pub(crate) over_version: Option<Ino>,
     /// A write or truncate failed with this error: part of the content is lost, so
     /// the file never becomes a version; every later call reports the error.
     pub(crate) broken: Option<FsError>,
@@ -105,7 +105,7 @@ pub(crate) struct StagedFile {
     pub(crate) committed_at: Option<Timestamp>,
     /// Open handles closed by a process (flushed) while nothing was written: when
     /// every open handle is here, only their releases are still to come.
-    pub(crate) flushed: Vec<u64>,
+    pub(crate) flushed: Vec<Fh>,
 }
 
 impl StagedFile {
@@ -158,9 +158,9 @@ pub(crate) struct Staging {
     spool_dir: Option<PathBuf>,
     /// Version inodes this mount has opened for writing through (copy-on-write in
     /// place): their kernel pages may hold a writer's bytes.
-    pub(crate) written_over: Mutex<HashSet<u64>>,
+    pub(crate) written_over: Mutex<HashSet<Ino>>,
     /// Version inodes written over in place now: inode to the writer's staged file.
-    pub(crate) in_place: Mutex<HashMap<u64, u64>>,
+    pub(crate) in_place: Mutex<HashMap<Ino, u64>>,
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     pub(crate) moved: Mutex<Vec<MovedWrite>>,
@@ -249,12 +249,12 @@ impl Staging {
     }
 
     /// Whether this mount has written over version inode `ino` in place.
-    pub fn was_written_over(&self, ino: u64) -> bool {
+    pub fn was_written_over(&self, ino: Ino) -> bool {
         self.written_over.lock().contains(&ino)
     }
 
     /// The staged file writing over version inode `ino` in place now, if any.
-    pub fn in_place_writer(&self, ino: u64) -> Option<u64> {
+    pub fn in_place_writer(&self, ino: Ino) -> Option<u64> {
         self.in_place.lock().get(&ino).copied()
     }
 
