@@ -11,13 +11,13 @@
 
 use super::committer::version_time;
 use super::staging::CommitState;
-use super::{names, AnchorFs, Fh, FsError};
+use super::{names, AnchorFs, Fh, FsError, StagedId};
 use crate::anchor;
 
 impl AnchorFs {
     /// Commits the staged file `id` if it has changes and a normal name: stores the
     /// content and anchors it. Returns the errno of a failed commit.
-    pub(super) fn commit(&self, id: u64, last_close: bool) -> Result<(), FsError> {
+    pub(super) fn commit(&self, id: StagedId, last_close: bool) -> Result<(), FsError> {
         let Some(f) = self.staging.get(id) else {
             return Ok(());
         };
@@ -156,7 +156,7 @@ impl AnchorFs {
     /// its last close has not arrived when the anchor is looked at next (the kernel
     /// sends it after close(2) returns), that look commits it first: `: > f` then
     /// `wc -c f`, or a truncating open closed and opened again, sees the empty file.
-    pub(super) fn note_unwritten_flush(&self, id: u64, fh: Fh) {
+    pub(super) fn note_unwritten_flush(&self, id: StagedId, fh: Fh) {
         let Some(f) = self.staging.get(id) else {
             return;
         };
@@ -217,7 +217,7 @@ impl AnchorFs {
 
     /// The last close of a handle: commits what no flush committed (an untouched new
     /// file becomes an empty version here).
-    pub(crate) fn release_write(&self, id: u64, fh: Fh) {
+    pub(crate) fn release_write(&self, id: StagedId, fh: Fh) {
         let Some(f) = self.staging.get(id) else {
             return;
         };

@@ -7,7 +7,7 @@
 
 use super::committer::name_time;
 use super::inode::NodeKey;
-use super::{names, AnchorFs, Entry, FsError, Ino};
+use super::{names, AnchorFs, Entry, FsError, Ino, StagedId};
 use crate::anchor;
 use crate::blob::Ref;
 use crate::timestamp::Timestamp;
@@ -168,7 +168,7 @@ impl AnchorFs {
 
     /// After a rename committed a closed file: it keeps its name if that is one
     /// of its own, else it is done.
-    pub(super) fn release_write_if_closed(&self, id: u64) {
+    pub(super) fn release_write_if_closed(&self, id: StagedId) {
         if let Some(f) = self.staging.get(id) {
             let g = f.lock();
             let done = g.open == 0 && !g.dirty;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::ids::{Fh, Ino, ProcessId};
+use super::ids::{Fh, Ino, ProcessId, StagedId};
 use super::{FsError, SharedStore};
 use crate::split::SplitReader;
 
@@ -22,7 +22,7 @@ pub(crate) enum Handle {
     /// Reading a version, a time-travel file or a ref.
     Read(ReadHandle),
     /// Writing the staged file with this id.
-    Write(u64),
+    Write(StagedId),
 }
 
 /// A reader of immutable content.
@@ -81,7 +81,7 @@ impl Handles {
     }
 
     /// A new handle writing staged file `id`.
-    pub fn open_write(&self, id: u64) -> Fh {
+    pub fn open_write(&self, id: StagedId) -> Fh {
         let fh = Fh(self.next_fh.fetch_add(1, Ordering::Relaxed));
         self.table.lock().insert(fh, Arc::new(Handle::Write(id)));
         fh
@@ -98,7 +98,7 @@ impl Handles {
 
     /// The staged file written through handle `fh`: `Ok(None)` for a reading
     /// handle.
-    pub fn staged_of(&self, fh: Fh) -> Result<Option<u64>, FsError> {
+    pub fn staged_of(&self, fh: Fh) -> Result<Option<StagedId>, FsError> {
         match self.table.lock().get(&fh).map(|h| &**h) {
             Some(Handle::Write(id)) => Ok(Some(*id)),
             Some(Handle::Read(_)) => Ok(None),
@@ -107,7 +107,7 @@ impl Handles {
     }
 
     /// The staged file written through handle `fh`; a reading handle is a bad one.
-    pub fn write_id(&self, fh: Fh) -> Result<u64, FsError> {
+    pub fn write_id(&self, fh: Fh) -> Result<StagedId, FsError> {
         self.staged_of(fh)?.ok_or(FsError::BadHandle)
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::ids::Ino;
+use super::ids::{Ino, StagedId};
 use crate::blob::Ref;
 use crate::timestamp::Timestamp;
 
@@ -45,7 +45,7 @@ pub enum NodeKey {
     /// `.anchorfs/refs/HEX`.
     RefFile(Ref),
     /// A file being written, not yet a version: its handle's serial number.
-    Staged(u64),
+    Staged(StagedId),
 }
 
 impl NodeKey {
@@ -95,7 +95,7 @@ impl NodeKey {
             }
             NodeKey::Staged(serial) => {
                 h.update(b"s");
-                h.update(serial.to_le_bytes());
+                h.update(serial.0.to_le_bytes());
             }
             NodeKey::Root | NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => {}
         }

@@ -11,7 +11,7 @@ use super::committer::name_time;
 use super::inode::NodeKey;
 use super::staging::data::Data;
 use super::staging::{same_anchor, CommitState, MovedWrite, MOVED_WRITE_LIFE};
-use super::{content, names, AnchorFs, Entry, Fh, FsError, Ino, Opened};
+use super::{content, names, AnchorFs, Entry, Fh, FsError, Ino, Opened, StagedId};
 use crate::timestamp::Timestamp;
 
 /// The attributes a `setattr` changes; `None` leaves one as it is.
@@ -26,14 +26,14 @@ pub struct SetAttr {
 }
 
 impl AnchorFs {
-    pub(super) fn write_handle(&self, id: u64) -> Result<Fh, FsError> {
+    pub(super) fn write_handle(&self, id: StagedId) -> Result<Fh, FsError> {
         Ok(self.handles.open_write(id))
     }
 
     /// The staged file `name` of `anchor`, if any. A closed file that keeps naming
     /// the version it became is forgotten once no version of the anchor has its
     /// content any more (expired).
-    pub(crate) fn staged_by_name(&self, anchor: &[u8], name: &[u8]) -> Option<u64> {
+    pub(crate) fn staged_by_name(&self, anchor: &[u8], name: &[u8]) -> Option<StagedId> {
         let id = self.staging.find(anchor, name)?;
         let f = self.staging.get(id)?;
         let g = f.lock();
@@ -55,7 +55,7 @@ impl AnchorFs {
     /// Opens a closed, committed file for reading only: a reader of the version it
     /// became (its own handle, through the page cache for this open), or `None`
     /// if it has changed since its commit.
-    pub(crate) fn open_settled(&self, id: u64) -> Result<Option<Opened>, FsError> {
+    pub(crate) fn open_settled(&self, id: StagedId) -> Result<Option<Opened>, FsError> {
         let Some(f) = self.staging.get(id) else {
             return Err(FsError::NotFound);
         };
@@ -135,7 +135,7 @@ impl AnchorFs {
     }
 
     /// The staged file a write-open of `version` by `caller` moved to, if any.
-    pub(crate) fn moved_write(&self, caller: u32, version: &NodeKey) -> Option<u64> {
+    pub(crate) fn moved_write(&self, caller: u32, version: &NodeKey) -> Option<StagedId> {
         self.forget_stale_moves();
         self.staging
             .moved
@@ -334,7 +334,7 @@ impl AnchorFs {
         Ok(data.len())
     }
 
-    pub(super) fn write_id(&self, fh: Fh) -> Result<u64, FsError> {
+    pub(super) fn write_id(&self, fh: Fh) -> Result<StagedId, FsError> {
         self.handles.write_id(fh)
     }
 
@@ -409,7 +409,7 @@ impl AnchorFs {
     /// Reads from a file open for writing (its own bytes so far).
     pub(crate) fn read_staged(
         &self,
-        id: u64,
+        id: StagedId,
         offset: u64,
         size: usize,
     ) -> Result<Vec<u8>, FsError> {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::ids::{Fh, Ino, ProcessId};
+use super::ids::{Fh, Ino, ProcessId, StagedId};
 use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
@@ -147,8 +147,8 @@ type StagedName = (Vec<u8>, Vec<u8>);
 
 /// The files being written in a mount, and where their bytes go.
 pub(crate) struct Staging {
-    files: Mutex<HashMap<u64, Arc<Mutex<StagedFile>>>>,
-    pub(crate) by_name: Mutex<HashMap<StagedName, u64>>,
+    files: Mutex<HashMap<StagedId, Arc<Mutex<StagedFile>>>>,
+    pub(crate) by_name: Mutex<HashMap<StagedName, StagedId>>,
     next_id: AtomicU64,
     /// The store the bytes go to.
     store: SharedStore,
@@ -160,16 +160,16 @@ pub(crate) struct Staging {
     /// place): their kernel pages may hold a writer's bytes.
     pub(crate) written_over: Mutex<HashSet<Ino>>,
     /// Version inodes written over in place now: inode to the writer's staged file.
-    pub(crate) in_place: Mutex<HashMap<Ino, u64>>,
+    pub(crate) in_place: Mutex<HashMap<Ino, StagedId>>,
     /// Opens of versions for writing that moved to a new file, until the opener
     /// opens it (see `AnchorFs::open_as`).
     pub(crate) moved: Mutex<Vec<MovedWrite>>,
     /// Files flushed before any write whose last close may still be on its way,
     /// by anchor (see `AnchorFs::settle_unwritten`).
-    pub(crate) flushed_unwritten: Mutex<HashMap<Vec<u8>, Vec<u64>>>,
+    pub(crate) flushed_unwritten: Mutex<HashMap<Vec<u8>, Vec<StagedId>>>,
     /// Files closed after their commit that keep their name (oldest first), so a
     /// name written reads back; at most [`SETTLED_MAX`].
-    pub(crate) settled: Mutex<VecDeque<u64>>,
+    pub(crate) settled: Mutex<VecDeque<StagedId>>,
 }
 
 /// How many closed, committed files keep their names in a mount; the oldest is
@@ -180,7 +180,7 @@ pub const SETTLED_MAX: usize = 4096;
 pub(crate) struct MovedWrite {
     pub(crate) opener: u32,
     pub(crate) version: NodeKey,
-    pub(crate) id: u64,
+    pub(crate) id: StagedId,
     pub(crate) since: Instant,
 }
 
@@ -221,7 +221,7 @@ impl Staging {
     }
 
     /// The staged file `name` in anchor `anchor`.
-    pub fn find(&self, anchor: &[u8], name: &[u8]) -> Option<u64> {
+    pub fn find(&self, anchor: &[u8], name: &[u8]) -> Option<StagedId> {
         self.by_name
             .lock()
             .get(&(anchor.to_vec(), name.to_vec()))
@@ -229,14 +229,14 @@ impl Staging {
     }
 
     /// The staged file with id `id`.
-    pub fn get(&self, id: u64) -> Option<Arc<Mutex<StagedFile>>> {
+    pub fn get(&self, id: StagedId) -> Option<Arc<Mutex<StagedFile>>> {
         self.files.lock().get(&id).cloned()
     }
 
     /// The staged file `id` lost its name to another (a create or rename over it):
     /// like an unlinked file, it is never committed, and it is dropped at its last
     /// close; descriptors open on it keep working until then.
-    pub(crate) fn displace(&self, id: u64) {
+    pub(crate) fn displace(&self, id: StagedId) {
         let Some(f) = self.get(id) else {
             return;
         };
@@ -254,13 +254,13 @@ impl Staging {
     }
 
     /// The staged file writing over version inode `ino` in place now, if any.
-    pub fn in_place_writer(&self, ino: Ino) -> Option<u64> {
+    pub fn in_place_writer(&self, ino: Ino) -> Option<StagedId> {
         self.in_place.lock().get(&ino).copied()
     }
 
     /// The staged files of `anchor`: (id, name), by name.
-    pub fn in_anchor(&self, anchor: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        let mut v: Vec<(u64, Vec<u8>)> = self
+    pub fn in_anchor(&self, anchor: &[u8]) -> Vec<(StagedId, Vec<u8>)> {
+        let mut v: Vec<(StagedId, Vec<u8>)> = self
             .by_name
             .lock()
             .iter()
@@ -273,7 +273,7 @@ impl Staging {
 
     /// Takes the moved opens that `which` picks out of the waiting list; returns
     /// their files' ids.
-    pub(crate) fn take_moves(&self, which: impl Fn(&MovedWrite) -> bool) -> Vec<u64> {
+    pub(crate) fn take_moves(&self, which: impl Fn(&MovedWrite) -> bool) -> Vec<StagedId> {
         let mut taken = Vec::new();
         self.moved.lock().retain(|m| {
             let take = which(m);
@@ -287,7 +287,7 @@ impl Staging {
 
     /// Keeps the closed, committed file `id` under its name; forgets the oldest such
     /// name past [`SETTLED_MAX`].
-    pub(crate) fn settle(&self, id: u64) {
+    pub(crate) fn settle(&self, id: StagedId) {
         let evicted = {
             let mut q = self.settled.lock();
             q.retain(|&i| i != id);
@@ -311,16 +311,16 @@ impl Staging {
 
     /// Whether staged file `id` is committed and unchanged since: its name only
     /// names the version it became.
-    pub fn is_settled(&self, id: u64) -> bool {
+    pub fn is_settled(&self, id: StagedId) -> bool {
         self.get(id).is_some_and(|f| f.lock().settled().is_some())
     }
 
     /// Whether staged file `id` is the one its name finds.
-    pub(crate) fn is_named(&self, id: u64, anchor: &[u8], name: &[u8]) -> bool {
+    pub(crate) fn is_named(&self, id: StagedId, anchor: &[u8], name: &[u8]) -> bool {
         self.by_name.lock().get(&(anchor.to_vec(), name.to_vec())) == Some(&id)
     }
 
-    pub(crate) fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: StagedId) {
         self.settled.lock().retain(|&i| i != id);
         if let Some(f) = self.files.lock().remove(&id) {
             let f = f.lock();
@@ -342,8 +342,8 @@ impl Staging {
         name: &[u8],
         data: Data,
         listed: bool,
-    ) -> Result<(u64, Arc<Mutex<StagedFile>>), FsError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<(StagedId, Arc<Mutex<StagedFile>>), FsError> {
+        let id = StagedId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let f = Arc::new(Mutex::new(StagedFile {
             anchor: anchor.to_vec(),
             name: name.to_vec(),
