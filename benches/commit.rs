@@ -71,7 +71,7 @@ fn median(budget: Duration, mut f: impl FnMut(usize) -> Duration) -> Duration {
 }
 
 /// One commit of a new 1 KiB file into the target anchor: create, write, release.
-fn commit_once(fs: &AnchorFs, dir: u64, i: usize) -> Duration {
+fn commit_once(fs: &AnchorFs, dir: anchorfs::fs::Ino, i: usize) -> Duration {
     let mut data = vec![0x61u8; 1024];
     data[..8].copy_from_slice(&(i as u64).to_le_bytes());
     let name = format!("file-{i}");

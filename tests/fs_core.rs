@@ -7,7 +7,7 @@ use std::time::UNIX_EPOCH;
 use anchorfs::anchor::{self, Anchor};
 use anchorfs::fs::inode::ROOT_INO;
 use anchorfs::fs::names::TimeNames;
-use anchorfs::fs::{AnchorFs, FileKind, FsError, FsOptions, LATEST};
+use anchorfs::fs::{AnchorFs, FileKind, FsError, FsOptions, Ino, LATEST};
 use anchorfs::store::mem::MemStore;
 use anchorfs::store::Store;
 use anchorfs::{content, Ref, Timestamp};
@@ -98,7 +98,7 @@ fn lookups_attributes_and_links() {
         }
     }
     assert!(matches!(
-        fs.getxattr(9_999_999, "security.selinux"),
+        fs.getxattr(Ino(9_999_999), "security.selinux"),
         Err(FsError::NotFound)
     ));
 

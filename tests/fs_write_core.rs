@@ -7,7 +7,7 @@ use std::time::Duration;
 use anchorfs::anchor;
 use anchorfs::content;
 use anchorfs::fs::inode::ROOT_INO;
-use anchorfs::fs::{AnchorFs, FsError, FsOptions, SetAttr, LATEST};
+use anchorfs::fs::{AnchorFs, FakeProcesses, FsError, FsOptions, Ino, ProcessId, SetAttr, LATEST};
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::mem::MemStore;
 use anchorfs::Timestamp;
@@ -15,9 +15,18 @@ use anchorfs::Timestamp;
 type Store = Arc<FaultyStore<MemStore>>;
 
 fn setup() -> (Store, AnchorFs) {
-    let store = Arc::new(FaultyStore::new(MemStore::new()));
-    let fs = AnchorFs::new(store.clone(), FsOptions::default()).unwrap();
+    let (store, fs, _) = setup_with_processes();
     (store, fs)
+}
+
+/// A core whose threads' processes the test assigns (any other thread is its own
+/// process).
+fn setup_with_processes() -> (Store, AnchorFs, Arc<FakeProcesses>) {
+    let store = Arc::new(FaultyStore::new(MemStore::new()));
+    let processes = Arc::new(FakeProcesses::new());
+    let fs =
+        AnchorFs::with_processes(store.clone(), FsOptions::default(), processes.clone()).unwrap();
+    (store, fs, processes)
 }
 
 fn contents(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
@@ -30,7 +39,7 @@ fn contents(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
 
 /// Creates `name` in anchor directory `dir`, writes `data`, closes; returns the
 /// result of the close.
-fn write_file(fs: &AnchorFs, dir: u64, name: &[u8], data: &[u8]) -> Result<(), FsError> {
+fn write_file(fs: &AnchorFs, dir: Ino, name: &[u8], data: &[u8]) -> Result<(), FsError> {
     let (_, fh) = fs.create(dir, name)?;
     fs.write(fh, 0, data, None)?;
     let r = fs.flush(fh, None);
@@ -440,7 +449,7 @@ fn a_truncating_open_of_a_version_moves_to_a_new_file_for_its_thread() {
 }
 
 /// The names of anchor directory `dir`'s listing, without `.` and `..`.
-fn listing(fs: &AnchorFs, dir: u64) -> Vec<Vec<u8>> {
+fn listing(fs: &AnchorFs, dir: Ino) -> Vec<Vec<u8>> {
     fs.readdir(dir, 2, 1000)
         .unwrap()
         .into_iter()
@@ -561,4 +570,49 @@ fn a_back_dated_link_that_would_move_a_version_is_refused() {
     )
     .unwrap();
     assert_eq!(anchor::history(&*store, b"l").unwrap(), before);
+}
+
+#[test]
+fn an_inherited_descriptors_close_commits_nothing_the_openers_does() {
+    // A file created and closed before any write (`: > f`), whose descriptor a
+    // forked child inherited: the child's close (at its exec) is not the writer's,
+    // so a look at the anchor commits nothing; the opener's own close, from another
+    // thread of the opening process, makes the next look commit the empty file.
+    let (store, fs, processes) = setup_with_processes();
+    let (opener, opener_other_thread, child) = (100, 101, 200);
+    processes.assign(opener, ProcessId(100));
+    processes.assign(opener_other_thread, ProcessId(100));
+    processes.assign(child, ProcessId(200));
+    let dir = fs.mkdir(ROOT_INO, b"inherit").unwrap().attr.ino;
+    let (_, fh) = fs.create(dir, b"f").unwrap();
+    fs.set_opener(fh, opener);
+
+    // A listing of the anchor is a look at it.
+    let listed = |fs: &AnchorFs| -> Vec<Vec<u8>> {
+        let entries = fs.readdir(dir, 0, 100).unwrap();
+        entries.into_iter().skip(2).map(|e| e.name).collect()
+    };
+    fs.flush(fh, Some(child)).unwrap();
+    assert_eq!(listed(&fs), vec![b"f".to_vec()]);
+    assert!(contents_or_none(&store, b"inherit").is_empty());
+
+    fs.flush(fh, Some(opener_other_thread)).unwrap();
+    assert_eq!(listed(&fs).len(), 2, "a version and latest");
+    assert!(fs.lookup(dir, LATEST).is_ok());
+    assert_eq!(contents(&store, b"inherit"), vec![Vec::<u8>::new()]);
+
+    // The release commits nothing more.
+    fs.release(fh).unwrap();
+    assert_eq!(contents(&store, b"inherit"), vec![Vec::<u8>::new()]);
+}
+
+/// The contents of `name`'s versions, none if it has no history.
+fn contents_or_none(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
+    match anchor::history(&**store, name) {
+        Ok(h) => h
+            .iter()
+            .map(|a| content::read_all(&**store, &a.r).unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }

@@ -703,7 +703,10 @@ fn a_rename_racing_the_release_of_its_file_always_commits() {
     let (mut rounds, mut lost) = (0, 0);
     for _batch in 0..60 {
         let store = Arc::new(anchorfs::store::mem::MemStore::new());
-        let fs = Arc::new(AnchorFs::new(store.clone(), FsOptions::default()).unwrap());
+        let processes = Arc::new(anchorfs::fs::FakeProcesses::new());
+        let fs = Arc::new(
+            AnchorFs::with_processes(store.clone(), FsOptions::default(), processes).unwrap(),
+        );
         let dir = fs.mkdir(ROOT_INO, b"doc").unwrap().attr.ino;
         let mut made = 0;
         for i in 0..200 {

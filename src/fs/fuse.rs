@@ -1,14 +1,11 @@
 //! The `fuser` adapter: each callback makes one call into [`AnchorFs`] and replies,
 //! or replies with the error's errno. Nothing else of `fuser` appears outside this file.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-use parking_lot::Mutex;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -17,23 +14,18 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::{AnchorFs, Attr, Caller, Entry, FileKind, FsError, Invalidations, SetAttr};
+use super::{AnchorFs, Attr, Caller, Entry, Fh, FileKind, FsError, Ino, Invalidations, SetAttr};
 
 /// The adapter the session runs.
 pub struct FuseAdapter {
     core: Arc<AnchorFs>,
     xattrs: bool,
-    processes: Processes,
 }
 
 impl FuseAdapter {
     /// Serves `core`.
     pub fn new(core: Arc<AnchorFs>) -> FuseAdapter {
-        FuseAdapter {
-            core,
-            xattrs: true,
-            processes: Processes::default(),
-        }
+        FuseAdapter { core, xattrs: true }
     }
 
     /// Whether to serve extended attributes. Without, every xattr request answers
@@ -41,39 +33,6 @@ impl FuseAdapter {
     /// per file fewer).
     pub fn with_xattrs(self, xattrs: bool) -> FuseAdapter {
         FuseAdapter { xattrs, ..self }
-    }
-}
-
-/// Which process sent a request. The kernel names the calling *thread*; a program
-/// may write on one thread and close on another, and both are the same writer, while
-/// a forked child closing an inherited descriptor is not. So requests are told apart
-/// by thread group, read from `/proc` once per thread and remembered briefly (a
-/// thread id is reused only after the kernel has gone through every other one).
-#[derive(Default)]
-struct Processes {
-    recent: Mutex<HashMap<u32, (u32, Instant)>>,
-}
-
-/// How long a thread's process is remembered.
-const PROCESS_MEMORY: Duration = Duration::from_secs(1);
-
-impl Processes {
-    /// The thread group of the thread that sent `req` (the thread id itself if
-    /// `/proc` does not say: a thread of another pid namespace, or gone).
-    fn of(&self, req: &Request) -> u64 {
-        let tid = req.pid();
-        if let Some(&(tgid, at)) = self.recent.lock().get(&tid) {
-            if at.elapsed() < PROCESS_MEMORY {
-                return u64::from(tgid);
-            }
-        }
-        let tgid = thread_group(tid).unwrap_or(tid);
-        let mut recent = self.recent.lock();
-        if recent.len() >= 256 {
-            recent.retain(|_, (_, at)| at.elapsed() < PROCESS_MEMORY);
-        }
-        recent.insert(tid, (tgid, Instant::now()));
-        u64::from(tgid)
     }
 }
 
@@ -97,28 +56,13 @@ fn caller_of(req: &Request) -> Caller {
     }
 }
 
-/// The `Tgid` line of `/proc/TID/status`.
-fn thread_group(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn errno(op: &str, e: &FsError) -> Errno {
-    let n = e.errno();
-    match e {
-        FsError::NotFound
-        | FsError::NoAttr
-        | FsError::NotLink
-        | FsError::NotSupported
-        | FsError::LookUpAgain => {
-            log::debug!("{op}: {e}")
-        }
-        _ => log::warn!("{op}: {e}"),
+    if e.is_routine() {
+        log::debug!("{op}: {e}")
+    } else {
+        log::warn!("{op}: {e}")
     }
-    Errno::from_i32(n)
+    Errno::from_i32(e.errno())
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -137,7 +81,7 @@ pub const IO_BLOCK: u32 = 1 << 20;
 
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
-        ino: INodeNo(a.ino),
+        ino: INodeNo(a.ino.0),
         size: a.size,
         blocks: a.blocks,
         atime: a.mtime,
@@ -164,7 +108,7 @@ fn reply_empty(reply: ReplyEmpty, op: &str, res: Result<(), FsError>) {
 
 /// Attributes for `.` and `..` in a listing with attributes: the kernel uses only
 /// their name, number and type.
-fn dot_attr(ino: u64, kind: FileKind) -> FileAttr {
+fn dot_attr(ino: Ino, kind: FileKind) -> FileAttr {
     file_attr(&Attr {
         ino,
         size: 0,
@@ -198,7 +142,7 @@ fn reply_attr(reply: ReplyAttr, op: &str, res: Result<Entry, FsError>) {
 /// would never be answered and would keep the connection from being aborted).
 pub fn invalidate(notifier: &fuser::Notifier, inv: &Invalidations) {
     for ino in &inv.inodes {
-        if let Err(e) = notifier.inval_inode(INodeNo(*ino), -1, 0) {
+        if let Err(e) = notifier.inval_inode(INodeNo(ino.0), -1, 0) {
             log::debug!("invalidating inode {ino}: {e}");
         }
     }
@@ -241,20 +185,20 @@ impl Filesystem for FuseAdapter {
             reply,
             "lookup",
             self.core
-                .lookup_as(parent.0, name.as_bytes(), Some(u64::from(req.pid()))),
+                .lookup_as(Ino(parent.0), name.as_bytes(), Some(req.pid())),
         )
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.core.forget(ino.0, nlookup);
+        self.core.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply_attr(reply, "getattr", self.core.getattr(ino.0))
+        reply_attr(reply, "getattr", self.core.getattr(Ino(ino.0)))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.core.readlink(ino.0) {
+        match self.core.readlink(Ino(ino.0)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno("readlink", &e)),
         }
@@ -266,16 +210,16 @@ impl Filesystem for FuseAdapter {
         let append = flags.0 & libc::O_APPEND != 0;
         let caller = write.then(|| caller_of(req));
         match self.core.open_checked(
-            ino.0,
+            Ino(ino.0),
             (write, truncate, append),
-            Some(u64::from(req.pid())),
+            Some(req.pid()),
             caller.as_ref(),
         ) {
             Ok(o) => {
                 if write && append {
                     self.core.set_append(o.fh);
                 }
-                self.core.set_opener(o.fh, self.processes.of(req));
+                self.core.set_opener(o.fh, req.pid());
                 let mut f = FopenFlags::empty();
                 if o.keep_cache {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -283,7 +227,7 @@ impl Filesystem for FuseAdapter {
                 if o.direct_io {
                     f |= FopenFlags::FOPEN_DIRECT_IO;
                 }
-                reply.opened(FileHandle(o.fh), f)
+                reply.opened(FileHandle(o.fh.0), f)
             }
             Err(e) => reply.error(errno("open", &e)),
         }
@@ -300,7 +244,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(fh.0, offset, size as usize) {
+        match self.core.read(Fh(fh.0), offset, size as usize) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno("read", &e)),
         }
@@ -316,7 +260,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "release", self.core.release(fh.0))
+        reply_empty(reply, "release", self.core.release(Fh(fh.0)))
     }
 
     fn readdirplus(
@@ -329,28 +273,30 @@ impl Filesystem for FuseAdapter {
     ) {
         // The kernel's buffer takes 20 to 180 entries; what does not fit is cached
         // for the next call.
-        let res = self.core.readdir_plus(ino.0, offset, 256, &mut |d, e| {
-            let name = OsStr::from_bytes(&d.name);
-            match e {
-                Some(e) => reply.add(
-                    INodeNo(d.ino),
-                    d.next,
-                    name,
-                    &e.ttl,
-                    &file_attr(&e.attr),
-                    Generation(0),
-                ),
-                // `.` and `..`: the kernel takes only the name and type.
-                None => reply.add(
-                    INodeNo(d.ino),
-                    d.next,
-                    name,
-                    &Duration::ZERO,
-                    &dot_attr(d.ino, d.kind),
-                    Generation(0),
-                ),
-            }
-        });
+        let res = self
+            .core
+            .readdir_plus(Ino(ino.0), offset, 256, &mut |d, e| {
+                let name = OsStr::from_bytes(&d.name);
+                match e {
+                    Some(e) => reply.add(
+                        INodeNo(d.ino.0),
+                        d.next,
+                        name,
+                        &e.ttl,
+                        &file_attr(&e.attr),
+                        Generation(0),
+                    ),
+                    // `.` and `..`: the kernel takes only the name and type.
+                    None => reply.add(
+                        INodeNo(d.ino.0),
+                        d.next,
+                        name,
+                        &Duration::ZERO,
+                        &dot_attr(d.ino, d.kind),
+                        Generation(0),
+                    ),
+                }
+            });
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdirplus", &e)),
@@ -365,11 +311,11 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.core.readdir(ino.0, offset, 256) {
+        match self.core.readdir(Ino(ino.0), offset, 256) {
             Ok(entries) => {
                 for d in entries {
                     if reply.add(
-                        INodeNo(d.ino),
+                        INodeNo(d.ino.0),
                         d.next,
                         file_type(d.kind),
                         OsStr::from_bytes(&d.name),
@@ -392,11 +338,13 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if !self.xattrs {
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
-        match self.core.getxattr(ino.0, &name.to_string_lossy()) {
+        match self.core.getxattr(Ino(ino.0), &name.to_string_lossy()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) if v.len() > size as usize => {
+                reply.error(Errno::from_i32(FsError::TooLarge.errno()))
+            }
             Ok(v) => reply.data(&v),
             Err(e) => reply.error(errno("getxattr", &e)),
         }
@@ -404,18 +352,20 @@ impl Filesystem for FuseAdapter {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         if !self.xattrs {
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(Errno::from_i32(FsError::NotImplemented.errno()));
         }
-        match self.core.listxattr(ino.0) {
+        match self.core.listxattr(Ino(ino.0)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) if v.len() > size as usize => {
+                reply.error(Errno::from_i32(FsError::TooLarge.errno()))
+            }
             Ok(v) => reply.data(&v),
             Err(e) => reply.error(errno("listxattr", &e)),
         }
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        match self.core.getattr(ino.0) {
+        match self.core.getattr(Ino(ino.0)) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(errno("access", &e)),
         }
@@ -434,7 +384,7 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        reply.error(Errno::from_i32(FsError::NoIoctl.errno()));
     }
 
     fn setxattr(
@@ -447,11 +397,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "setxattr", self.core.setxattr(ino.0))
+        reply_empty(reply, "setxattr", self.core.setxattr(Ino(ino.0)))
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "removexattr", self.core.setxattr(ino.0))
+        reply_empty(reply, "removexattr", self.core.setxattr(Ino(ino.0)))
     }
 
     fn mkdir(
@@ -463,7 +413,11 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry(reply, "mkdir", self.core.mkdir(parent.0, name.as_bytes()))
+        reply_entry(
+            reply,
+            "mkdir",
+            self.core.mkdir(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn create(
@@ -477,12 +431,15 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let mode = (mode & !umask & 0o777) as u16;
-        match self.core.create_with_mode(parent.0, name.as_bytes(), mode) {
+        match self
+            .core
+            .create_with_mode(Ino(parent.0), name.as_bytes(), mode)
+        {
             Ok((e, fh)) => {
                 if flags & libc::O_APPEND != 0 {
                     self.core.set_append(fh);
                 }
-                self.core.set_opener(fh, self.processes.of(req));
+                self.core.set_opener(fh, req.pid());
                 // Written around the page cache: a new file's bytes go to the daemon
                 // from the writer's own pages in requests of up to `max_write`,
                 // without first being copied into cache pages nobody reads.
@@ -490,7 +447,7 @@ impl Filesystem for FuseAdapter {
                     &e.ttl,
                     &file_attr(&e.attr),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(fh.0),
                     FopenFlags::FOPEN_DIRECT_IO,
                 )
             }
@@ -513,10 +470,7 @@ impl Filesystem for FuseAdapter {
         // The writing process: a close by another (an inherited descriptor) is
         // not this writer's commit point.
         let _ = lock_owner;
-        match self
-            .core
-            .write(fh.0, offset, data, Some(self.processes.of(req)))
-        {
+        match self.core.write(Fh(fh.0), offset, data, Some(req.pid())) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -532,11 +486,7 @@ impl Filesystem for FuseAdapter {
     ) {
         log::debug!("flush fh {}", fh.0);
         let _ = lock_owner;
-        reply_empty(
-            reply,
-            "flush",
-            self.core.flush(fh.0, Some(self.processes.of(req))),
-        )
+        reply_empty(reply, "flush", self.core.flush(Fh(fh.0), Some(req.pid())))
     }
 
     fn fsync(
@@ -548,7 +498,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         log::debug!("fsync fh {}", fh.0);
-        reply_empty(reply, "fsync", self.core.flush(fh.0, None))
+        reply_empty(reply, "fsync", self.core.flush(Fh(fh.0), None))
     }
 
     fn setattr(
@@ -577,24 +527,32 @@ impl Filesystem for FuseAdapter {
             reply,
             "setattr",
             self.core.setattr(
-                ino.0,
-                fh.map(|f| f.0),
+                Ino(ino.0),
+                fh.map(|f| Fh(f.0)),
                 &SetAttr {
                     size,
                     mtime,
                     mode: mode.map(|m| (m & 0o7777) as u16),
                 },
-                size.map(|_| self.processes.of(req)),
+                size.map(|_| req.pid()),
             ),
         )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "unlink", self.core.unlink(parent.0, name.as_bytes()))
+        reply_empty(
+            reply,
+            "unlink",
+            self.core.unlink(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, "rmdir", self.core.rmdir(parent.0, name.as_bytes()))
+        reply_empty(
+            reply,
+            "rmdir",
+            self.core.rmdir(Ino(parent.0), name.as_bytes()),
+        )
     }
 
     fn rename(
@@ -607,10 +565,12 @@ impl Filesystem for FuseAdapter {
         _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .core
-            .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes())
-        {
+        match self.core.rename(
+            Ino(parent.0),
+            name.as_bytes(),
+            Ino(newparent.0),
+            newname.as_bytes(),
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("rename", &e)),
         }
@@ -628,7 +588,7 @@ impl Filesystem for FuseAdapter {
             reply,
             "symlink",
             self.core.symlink(
-                parent.0,
+                Ino(parent.0),
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
             ),

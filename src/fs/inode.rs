@@ -11,11 +11,15 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use super::ids::{Ino, StagedId};
 use crate::blob::Ref;
 use crate::timestamp::Timestamp;
 
 /// The root directory's inode number (FUSE's fixed root).
-pub const ROOT_INO: u64 = 1;
+pub const ROOT_INO: Ino = Ino(1);
+
+/// [`ROOT_INO`] as the table numbers it.
+const ROOT: u64 = ROOT_INO.0;
 
 /// What a node of the mount is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,7 +45,7 @@ pub enum NodeKey {
     /// `.anchorfs/refs/HEX`.
     RefFile(Ref),
     /// A file being written, not yet a version: its handle's serial number.
-    Staged(u64),
+    Staged(StagedId),
 }
 
 impl NodeKey {
@@ -49,7 +53,7 @@ impl NodeKey {
     /// get small numbers; every other number has its top bit set.
     fn preferred(&self) -> u64 {
         let fixed = match self {
-            NodeKey::Root => Some(ROOT_INO),
+            NodeKey::Root => Some(ROOT),
             NodeKey::Meta => Some(2),
             NodeKey::AtDir => Some(3),
             NodeKey::RefsDir => Some(4),
@@ -91,7 +95,7 @@ impl NodeKey {
             }
             NodeKey::Staged(serial) => {
                 h.update(b"s");
-                h.update(serial.to_le_bytes());
+                h.update(serial.0.to_le_bytes());
             }
             NodeKey::Root | NodeKey::Meta | NodeKey::AtDir | NodeKey::RefsDir => {}
         }
@@ -121,7 +125,11 @@ impl InodeTable {
     }
 
     /// The number of `key`, held or not (what `readdir` reports).
-    pub fn ino_of(&self, key: &NodeKey) -> u64 {
+    pub fn ino_of(&self, key: &NodeKey) -> Ino {
+        Ino(self.number_of(key))
+    }
+
+    fn number_of(&self, key: &NodeKey) -> u64 {
         if let Some(&ino) = self.by_key.get(key) {
             return ino;
         }
@@ -134,27 +142,28 @@ impl InodeTable {
     }
 
     /// Records one more kernel lookup of `key`; returns its number.
-    pub fn lookup(&mut self, key: &NodeKey) -> u64 {
-        let ino = self.ino_of(key);
+    pub fn lookup(&mut self, key: &NodeKey) -> Ino {
+        let ino = self.number_of(key);
         let held = self.by_ino.entry(ino).or_insert_with(|| Held {
             key: key.clone(),
             lookups: 0,
         });
         held.lookups += 1;
         self.by_key.insert(key.clone(), ino);
-        ino
+        Ino(ino)
     }
 
     /// The node with number `ino`, if the kernel holds it (the root always).
-    pub fn get(&self, ino: u64) -> Option<&NodeKey> {
+    pub fn get(&self, ino: Ino) -> Option<&NodeKey> {
         if ino == ROOT_INO {
             return Some(&NodeKey::Root);
         }
-        self.by_ino.get(&ino).map(|h| &h.key)
+        self.by_ino.get(&ino.0).map(|h| &h.key)
     }
 
     /// The kernel forgets `n` lookups of `ino`; at zero the entry is freed.
-    pub fn forget(&mut self, ino: u64, n: u64) {
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        let Ino(ino) = ino;
         let Some(held) = self.by_ino.get_mut(&ino) else {
             return;
         };
@@ -223,9 +232,9 @@ mod tests {
     #[test]
     fn fixed_numbers() {
         let tab = InodeTable::new();
-        assert_eq!(tab.ino_of(&NodeKey::Root), 1);
-        assert_eq!(tab.ino_of(&NodeKey::Meta), 2);
-        assert!(tab.ino_of(&NodeKey::AnchorDir(Vec::new())) >= 1 << 63);
+        assert_eq!(tab.ino_of(&NodeKey::Root).0, 1);
+        assert_eq!(tab.ino_of(&NodeKey::Meta).0, 2);
+        assert!(tab.ino_of(&NodeKey::AnchorDir(Vec::new())).0 >= 1 << 63);
     }
 
     #[test]
@@ -248,9 +257,9 @@ mod tests {
             },
         );
         let ia = tab.lookup(&a);
-        assert_ne!(ia, pref);
+        assert_ne!(ia.0, pref);
         assert_eq!(tab.get(ia), Some(&a));
-        assert_eq!(tab.get(pref), Some(&other));
+        assert_eq!(tab.get(Ino(pref)), Some(&other));
         assert_eq!(tab.lookup(&a), ia, "and stays put");
     }
 }

@@ -28,12 +28,15 @@
 use std::sync::Arc;
 
 use anchorfs::fs::inode::ROOT_INO;
-use anchorfs::fs::{AnchorFs, Caller, FileKind, FsError, FsOptions, SetAttr, SharedStore};
+use anchorfs::fs::{
+    AnchorFs, Caller, FakeProcesses, Fh, FileKind, FsError, FsOptions, Ino, ProcessId, SetAttr,
+    SharedStore,
+};
 
 /// The thread every request comes from (the kernel names the calling thread).
-pub const THREAD: u64 = 4242;
+pub const THREAD: u32 = 4242;
 /// The process that thread belongs to (its thread group).
-pub const PROCESS: u64 = 4240;
+pub const PROCESS: ProcessId = ProcessId(4240);
 /// The permission bits a program's `open(O_CREAT)` asks for under umask 022.
 pub const CREATE_MODE: u16 = 0o644;
 /// The longest name a directory entry may have.
@@ -57,9 +60,9 @@ pub struct OpenHow {
 /// An open descriptor.
 #[derive(Clone, Copy, Debug)]
 struct OpenFile {
-    fh: u64,
+    fh: Fh,
     /// The inode the descriptor was opened on (what `fstat` and `ftruncate` name).
-    ino: u64,
+    ino: Ino,
     /// The file position.
     pos: u64,
     append: bool,
@@ -84,7 +87,11 @@ fn components(rel: &str) -> Vec<&str> {
 impl CoreDriver {
     /// The core over `store` with the options a default mount has.
     pub fn new(store: SharedStore) -> CoreDriver {
-        let fs = AnchorFs::new(store, FsOptions::default()).expect("the core starts");
+        // Every request's thread belongs to one process: the program's.
+        let processes = Arc::new(FakeProcesses::new());
+        processes.assign(THREAD, PROCESS);
+        let fs = AnchorFs::with_processes(store, FsOptions::default(), processes)
+            .expect("the core starts");
         CoreDriver {
             fs: Arc::new(fs),
             files: Vec::new(),
@@ -100,7 +107,7 @@ impl CoreDriver {
     // The path walk
 
     /// Looks `name` up in directory `dir`: (inode, kind).
-    fn lookup(&self, dir: u64, name: &str) -> Result<(u64, FileKind), i32> {
+    fn lookup(&self, dir: Ino, name: &str) -> Result<(Ino, FileKind), i32> {
         // kernel: a component longer than a name may be never reaches the filesystem.
         if name.len() > NAME_MAX {
             return Err(libc::ENAMETOOLONG);
@@ -113,7 +120,7 @@ impl CoreDriver {
     }
 
     /// Walks to the parent of `rel`'s last component: (parent inode, last name).
-    fn walk_parent<'a>(&self, rel: &'a str) -> Result<(u64, &'a str), i32> {
+    fn walk_parent<'a>(&self, rel: &'a str) -> Result<(Ino, &'a str), i32> {
         let parts = components(rel);
         let (last, dirs) = parts.split_last().ok_or(libc::EINVAL)?;
         let mut dir = ROOT_INO;
@@ -129,7 +136,7 @@ impl CoreDriver {
 
     /// Walks `rel`: (parent inode, inode, kind); a link at the end is followed if
     /// `follow` (kernel: its target is a name in the same directory here).
-    fn walk(&self, rel: &str, follow: bool) -> Result<(u64, u64, FileKind), i32> {
+    fn walk(&self, rel: &str, follow: bool) -> Result<(Ino, Ino, FileKind), i32> {
         let (dir, last) = self.walk_parent(rel)?;
         let (mut ino, mut kind) = self.lookup(dir, last)?;
         let mut hops = 0;
@@ -190,7 +197,7 @@ impl CoreDriver {
                 if how.append {
                     self.fs.set_append(fh);
                 }
-                self.fs.set_opener(fh, PROCESS);
+                self.fs.set_opener(fh, THREAD);
                 return Ok(self.hold(fh, e.attr.ino, how.append));
             }
             r => r?,
@@ -213,11 +220,11 @@ impl CoreDriver {
         if how.write && how.append {
             self.fs.set_append(o.fh);
         }
-        self.fs.set_opener(o.fh, PROCESS);
+        self.fs.set_opener(o.fh, THREAD);
         Ok(self.hold(o.fh, ino, how.append))
     }
 
-    fn hold(&mut self, fh: u64, ino: u64, append: bool) -> usize {
+    fn hold(&mut self, fh: Fh, ino: Ino, append: bool) -> usize {
         self.files.push(OpenFile {
             fh,
             ino,
@@ -254,11 +261,11 @@ impl CoreDriver {
         self.write_all(f.fh, offset, data)
     }
 
-    fn write_all(&self, fh: u64, mut offset: u64, mut data: &[u8]) -> Result<(), i32> {
+    fn write_all(&self, fh: Fh, mut offset: u64, mut data: &[u8]) -> Result<(), i32> {
         while !data.is_empty() {
             let n = self
                 .fs
-                .write(fh, offset, data, Some(PROCESS))
+                .write(fh, offset, data, Some(THREAD))
                 .map_err(errno)?;
             if n == 0 {
                 return Err(libc::EIO);
@@ -277,7 +284,7 @@ impl CoreDriver {
             ..SetAttr::default()
         };
         self.fs
-            .setattr(f.ino, Some(f.fh), &change, Some(PROCESS))
+            .setattr(f.ino, Some(f.fh), &change, Some(THREAD))
             .map_err(errno)?;
         Ok(())
     }
@@ -294,7 +301,7 @@ impl CoreDriver {
         self.read_all(self.file(h)?.fh)
     }
 
-    fn read_all(&self, fh: u64) -> Result<Vec<u8>, i32> {
+    fn read_all(&self, fh: Fh) -> Result<Vec<u8>, i32> {
         let mut out = Vec::new();
         loop {
             let got = self
@@ -320,8 +327,8 @@ impl CoreDriver {
         self.close_fh(f.fh)
     }
 
-    fn close_fh(&self, fh: u64) -> Result<(), i32> {
-        let flushed = self.fs.flush(fh, Some(PROCESS)).map_err(errno);
+    fn close_fh(&self, fh: Fh) -> Result<(), i32> {
+        let flushed = self.fs.flush(fh, Some(THREAD)).map_err(errno);
         let _ = self.fs.release(fh);
         flushed
     }
