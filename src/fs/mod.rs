@@ -10,11 +10,13 @@
 //! ```
 
 pub mod fuse;
+pub mod group_commit;
 pub mod inode;
 pub mod modes;
 pub mod names;
 pub mod overlay;
 pub mod sizes;
+mod sync;
 pub mod view;
 mod write;
 pub use write::{SetAttr, SMALL_MAX};
