@@ -4,14 +4,12 @@
 //! and applies every commit queued so far in one anchor map update; the others wait
 //! for its result. Also the rule of back-dating: which time a version gets.
 //!
-//! Locks, in order: `queue` (released while waiting on `done`, and during the
-//! update itself, so no lock of this part is held across store I/O), then a
-//! pending commit's own (held to read or set its result).
+//! Locks: only the group commit's `queue` (see [`super::group_commit`]), released
+//! while a batch's update runs, so no lock of this part is held across store I/O.
 
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
-
+use super::group_commit::GroupCommit;
 use super::view::AnchorView;
 use super::{Cause, SharedStore};
 use crate::anchor;
@@ -19,27 +17,17 @@ use crate::blob::Ref;
 use crate::content::{self, Kind};
 use crate::timestamp::Timestamp;
 
-/// One commit waiting for the group's anchor map update.
-struct Pending {
-    anchor: Vec<u8>,
-    root: Ref,
-    kind: Kind,
-    at: Timestamp,
-    result: Option<Result<(), Arc<Cause>>>,
-}
+/// One version to anchor: the anchor's name, the content's root and kind, its time.
+type Item = (Vec<u8>, Ref, Kind, Timestamp);
 
-/// Groups concurrent commits into one anchor map update: the first committer to
-/// arrive leads, taking every commit queued so far; the others wait for its result.
+/// What a batch's anchor map update came to, shared by every commit in it.
+type Outcome = Result<(), Arc<Cause>>;
+
+/// Anchors versions, grouping concurrent commits into one anchor map update
+/// ([`GroupCommit`]).
 pub(crate) struct Committer {
     store: SharedStore,
-    queue: Mutex<CommitQueue>,
-    done: Condvar,
-}
-
-#[derive(Default)]
-struct CommitQueue {
-    waiting: Vec<Arc<Mutex<Pending>>>,
-    leading: bool,
+    group: GroupCommit<Item, Outcome>,
 }
 
 impl Committer {
@@ -47,50 +35,21 @@ impl Committer {
     pub fn new(store: SharedStore) -> Committer {
         Committer {
             store,
-            queue: Mutex::new(CommitQueue::default()),
-            done: Condvar::new(),
+            group: GroupCommit::default(),
         }
     }
 
     /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably; returns what
     /// failed. A split root gets its type record in the same update.
-    pub fn commit(
-        &self,
-        anchor: &[u8],
-        (root, kind): (Ref, Kind),
-        at: Timestamp,
-    ) -> Result<(), Arc<Cause>> {
-        let me = Arc::new(Mutex::new(Pending {
-            anchor: anchor.to_vec(),
-            root,
-            kind,
-            at,
-            result: None,
-        }));
-        let mut q = self.queue.lock();
-        q.waiting.push(me.clone());
-        loop {
-            if let Some(r) = me.lock().result.clone() {
-                return r;
-            }
-            if !q.leading {
-                break;
-            }
-            self.done.wait(&mut q);
-        }
-        // Lead: take every waiting commit and apply them in one update.
-        q.leading = true;
-        let batch: Vec<Arc<Mutex<Pending>>> = std::mem::take(&mut q.waiting);
-        drop(q);
-        let items: Vec<(Vec<u8>, Ref, Kind, Timestamp)> = batch
-            .iter()
-            .map(|p| {
-                let p = p.lock();
-                (p.anchor.clone(), p.root, p.kind, p.at)
-            })
-            .collect();
+    pub fn commit(&self, anchor: &[u8], (root, kind): (Ref, Kind), at: Timestamp) -> Outcome {
+        let item = (anchor.to_vec(), root, kind, at);
+        self.group.commit(item, |items| self.apply(&items))
+    }
+
+    /// One anchor map update holding every item of a batch.
+    fn apply(&self, items: &[Item]) -> Outcome {
         let res = anchor::update(&*self.store, |u| {
-            for (name, root, kind, at) in &items {
+            for (name, root, kind, at) in items {
                 if *kind == Kind::Split {
                     content::record_split(u, *root, *at)?;
                 }
@@ -98,23 +57,16 @@ impl Committer {
             }
             Ok(())
         });
-        let outcome = res.map_err(|e| {
-            log::error!("committing {} version(s): {e}", items.len());
-            Arc::new(Cause::Anchor(e))
-        });
-        if outcome.is_ok() {
-            log::debug!("committed {} version(s) in one update", items.len());
+        match res {
+            Ok(()) => {
+                log::debug!("committed {} version(s) in one update", items.len());
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("committing {} version(s): {e}", items.len());
+                Err(Arc::new(Cause::Anchor(e)))
+            }
         }
-        for p in &batch {
-            p.lock().result = Some(outcome.clone());
-        }
-        let mut q = self.queue.lock();
-        q.leading = false;
-        self.done.notify_all();
-        drop(q);
-        // The leader's own commit is in the batch it took (a commit taken by another
-        // leader has its result before that leader lets go).
-        outcome
     }
 }
 

@@ -45,7 +45,7 @@
 //!    as said: `snapshot`, `meta`, `pending_dirs` (namespace); `by_name`,
 //!    `flushed_unwritten`, `in_place`, `written_over`, `moved`, `settled`
 //!    (staging); `table`, `cached_reads`, `appending`, `openers` (handles); the
-//!    committer's `queue`, then a pending commit; the size and mode logs' own.
+//!    committer's group-commit `queue`; the size and mode logs' own.
 //!
 //! No lock is held across store I/O except the commit gate and `refreshing`
 //! (by design: each serializes one kind of store work) and a staged file's lock,
@@ -61,11 +61,13 @@ pub mod names;
 pub mod overlay;
 pub mod process;
 pub mod sizes;
+mod sync;
 pub mod view;
 
 mod closing;
 mod committer;
 mod dirops;
+mod group_commit;
 mod handles;
 mod listing;
 mod lookup;
