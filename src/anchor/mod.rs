@@ -1,5 +1,6 @@
 //! Anchors: constant names for changing blobs, each with a timestamped history kept
-//! in the store's anchor map (FORMAT.md, "The anchor map").
+//! in the store's anchor map (docs/FORMAT.md, "The anchor map" and "Anchor
+//! histories").
 //!
 //! Every change goes through [`update`], the one optimistic-lock loop: it reads the
 //! current map ref, hands an [`Update`] (a view of the map at that ref, collecting

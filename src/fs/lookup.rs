@@ -59,11 +59,7 @@ impl AnchorFs {
         match key {
             NodeKey::Root => {
                 let newest = snap
-                    .anchors()
-                    .iter()
-                    .filter_map(|v| v.latest())
-                    .map(|a| a.at)
-                    .max()
+                    .newest()
                     .map(|t| t.to_system_time())
                     .unwrap_or(self.mounted_at);
                 Ok((self.dir_attr(ino, newest, 2 + 1), short))

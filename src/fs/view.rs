@@ -92,6 +92,28 @@ pub struct Snapshot {
     anchors: imbl::Vector<Arc<AnchorView>>,
     /// The anchors whose directory names are hashes of their long names, by hash.
     long_names: imbl::HashMap<Ref, Arc<AnchorView>>,
+    /// How many anchors have their newest version at each time, so the newest of
+    /// all (the root directory's time) is O(log n) after any change.
+    latest_times: imbl::OrdMap<Timestamp, u32>,
+}
+
+/// Counts one more (or one fewer) anchor whose newest version is at `at`.
+fn count_latest(times: &mut imbl::OrdMap<Timestamp, u32>, at: Option<Timestamp>, more: bool) {
+    let Some(at) = at else {
+        return;
+    };
+    let n = times.get(&at).copied().unwrap_or(0);
+    match (more, n) {
+        (true, n) => {
+            times.insert(at, n + 1);
+        }
+        (false, 0 | 1) => {
+            times.remove(&at);
+        }
+        (false, n) => {
+            times.insert(at, n - 1);
+        }
+    }
 }
 
 /// The view of anchor `name` from its encoded history, or `None` if it has no
@@ -213,6 +235,15 @@ impl Snapshot {
             }
             _ => {}
         }
+        if let Ok(i) = at {
+            let old = self.anchors[i].latest().map(|a| a.at);
+            count_latest(&mut self.latest_times, old, false);
+        }
+        count_latest(
+            &mut self.latest_times,
+            view.as_ref().and_then(|v| v.latest()).map(|a| a.at),
+            true,
+        );
         match (view, at) {
             (Some(v), Ok(i)) => {
                 let shown = v.versions != self.anchors[i].versions;
@@ -241,13 +272,23 @@ impl Snapshot {
             .filter(|v| is_long(v))
             .map(|v| (Ref::of(&v.name), v.clone()))
             .collect();
+        let mut latest_times = imbl::OrdMap::new();
+        for v in &views {
+            count_latest(&mut latest_times, v.latest().map(|a| a.at), true);
+        }
         Snapshot {
             map_ref,
             types_map,
             partial: false,
             anchors: views.into_iter().collect(),
             long_names,
+            latest_times,
         }
+    }
+
+    /// The time of the newest version of any anchor (`None`: no versions).
+    pub fn newest(&self) -> Option<Timestamp> {
+        self.latest_times.get_max().map(|(at, _)| *at)
     }
 
     /// The anchors, sorted by directory name (`anchors()[i]` is O(log n)).
@@ -485,6 +526,15 @@ mod tests {
         assert_eq!(changed, first.changed_since(&rebuilt));
         assert_eq!(applied.types_map, Some(Ref([7; 32])));
         assert_eq!(applied.types_map, rebuilt.types_map);
+        // The newest version of any anchor, kept up to date by every change.
+        assert_eq!(first.newest(), Some(a(1, 1).at));
+        assert_eq!(applied.newest(), Some(a(4, 4).at));
+        assert_eq!(applied.newest(), rebuilt.newest());
+        let c_gone = [MapChange::Removed {
+            key: Bytes::from_static(b"c"),
+            old: enc(&[a(4, 4)]),
+        }];
+        assert_eq!(applied.apply(None, &c_gone).0.newest(), Some(a(3, 3).at));
         assert!(applied.by_name(b"gone").is_none());
         assert_eq!(applied.by_name(&long).unwrap().versions, vec![a(3, 3)]);
         assert!(applied.by_name(b"new-bad").unwrap().damaged.is_some());

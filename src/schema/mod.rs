@@ -1,5 +1,5 @@
-//! Map, Set and List: the data structures that live in the store (FORMAT.md), with
-//! node bytes identical to the Go library's.
+//! Map, Set and List: the data structures that live in the store, with node bytes
+//! identical to the Go library's (docs/FORMAT.md, "The hash trie" and "Lists").
 
 mod trie;
 

@@ -1,4 +1,5 @@
-//! The hash trie behind Map and Set (FORMAT.md, "The hash trie"), one node per blob.
+//! The hash trie behind Map and Set, one node per blob (docs/FORMAT.md, "The hash
+//! trie").
 //!
 //! Nodes are decoded into [`Node`], changed, and encoded back; every algorithm here
 //! follows the Go library step by step, because the bytes of every node (and so every

@@ -1,4 +1,5 @@
-//! Split trees: content-defined chunking into a tree of `split.Node` blobs.
+//! Split trees: content-defined chunking into a tree of `split.Node` blobs
+//! (docs/FORMAT.md, "Split trees").
 //!
 //! Large content is cut into chunks where a buzhash32 rolling checksum says
 //! (the same boundaries as the Go `split` package), and the chunks are arranged in

@@ -1,4 +1,5 @@
-//! The file store: FORMAT.md's on-disk layout, shared with the Go file store.
+//! The file store: the directory layout shared with the Go file store
+//! (docs/FORMAT.md, "The file store").
 //!
 //! ```text
 //! ROOT/blobs/HH/HHHH/HEX      one file per blob
