@@ -331,8 +331,9 @@ impl Filesystem for FuseAdapter {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.core.statfs();
+        let c = &s.space;
         reply.statfs(
-            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            c.blocks, c.bfree, c.bavail, c.files, c.ffree, c.bsize, s.namelen, c.frsize,
         );
     }
 

@@ -354,16 +354,14 @@ impl AnchorFs {
     /// Filesystem figures: the store's [`capacity`](crate::store::Getter::capacity)
     /// (the backing filesystem's, for a store on disk).
     pub fn statfs(&self) -> StatFs {
-        let mut s = StatFs {
+        let space = self.store().capacity().unwrap_or(crate::store::Capacity {
             bsize: 4096,
             frsize: 4096,
+            ..Default::default()
+        });
+        StatFs {
+            space,
             namelen: names::NAME_MAX as u32,
-            ..StatFs::default()
-        };
-        if let Some(c) = self.store().capacity() {
-            (s.blocks, s.bfree, s.bavail) = (c.blocks, c.bfree, c.bavail);
-            (s.files, s.ffree, s.bsize, s.frsize) = (c.files, c.ffree, c.bsize, c.frsize);
         }
-        s
     }
 }

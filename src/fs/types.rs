@@ -66,25 +66,14 @@ pub struct DirEntry {
     pub name: Vec<u8>,
 }
 
-/// Filesystem-wide figures for `statfs`.
+/// Filesystem-wide figures for `statfs`: the store's space and files, and the
+/// longest name.
 #[derive(Clone, Debug, Default)]
 pub struct StatFs {
-    /// Total blocks.
-    pub blocks: u64,
-    /// Free blocks.
-    pub bfree: u64,
-    /// Blocks available to unprivileged users.
-    pub bavail: u64,
-    /// Total inodes.
-    pub files: u64,
-    /// Free inodes.
-    pub ffree: u64,
-    /// Block size.
-    pub bsize: u32,
+    /// Space and file slots.
+    pub space: crate::store::Capacity,
     /// Longest name.
     pub namelen: u32,
-    /// Fragment size.
-    pub frsize: u32,
 }
 
 /// Options of a mount.
