@@ -55,8 +55,10 @@ impl AnchorFs {
                 (root, kind)
             }
             Err(e) => {
-                // The content could not be stored (and is gone): nothing becomes a
-                // version, not even at the last close; the error stays on the file.
+                // The content could not be stored: nothing becomes a version, not
+                // even at the last close, and the error stays on the file until it
+                // changes. The file keeps its bytes for the next commit (or, if they
+                // are gone, `store_data` broke it).
                 g.state = CommitState::Failed(e.clone());
                 g.dirty = false;
                 log::error!(
