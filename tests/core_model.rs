@@ -439,3 +439,54 @@ fn a_directory_stays_when_the_reread_after_its_first_commit_fails() {
         "latest reads the version"
     );
 }
+
+/// Bytes past [`anchorfs::fs::SMALL_MAX`], `n` of them, in a pattern.
+fn large(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A large file written out of order (its bytes in a spool file) whose store fails
+/// at a commit keeps them all: the next commit stores the whole content.
+#[test]
+fn a_spooled_file_whose_store_fails_keeps_its_bytes() {
+    let mut side = CoreSide::faulty();
+    let faulty = side.faulty.clone().expect("a fault-injecting store");
+    let d = &mut side.driver;
+    d.mkdir("notes").expect("mkdir");
+    let h = d.open("notes/big.bin", creating()).expect("create");
+    let mut want = large(3 * anchorfs::fs::SMALL_MAX);
+    d.write(h, &want).expect("write");
+    d.write_at(h, 1, b"xy").expect("write at 1");
+    want[1..3].copy_from_slice(b"xy");
+    faulty.fail_puts(true);
+    assert!(d.fsync(h).is_err(), "fsync while puts fail");
+    faulty.heal();
+    assert_eq!(d.read_back(h).as_deref(), Ok(&want[..]), "reads back");
+    d.write_at(h, 0, b"z").expect("write at 0");
+    want[0] = b'z';
+    assert_eq!(d.close(h), Ok(()), "close commits");
+    let history: Vec<Vec<u8>> = side.history(b"notes").into_iter().map(|(_, c)| c).collect();
+    assert_eq!(history, [want], "the whole content");
+}
+
+/// A large file written in order streams into a split writer, which has taken the
+/// bytes when its store fails at a commit: they cannot be kept, so the file is
+/// broken (every later write and commit fails) and never becomes a version with
+/// part of them.
+#[test]
+fn a_streamed_file_whose_store_fails_is_broken() {
+    let mut side = CoreSide::faulty();
+    let faulty = side.faulty.clone().expect("a fault-injecting store");
+    let d = &mut side.driver;
+    d.mkdir("notes").expect("mkdir");
+    let h = d.open("notes/big.bin", creating()).expect("create");
+    d.write(h, &large(3 * anchorfs::fs::SMALL_MAX))
+        .expect("write");
+    faulty.fail_puts(true);
+    assert!(d.fsync(h).is_err(), "fsync while puts fail");
+    faulty.heal();
+    assert!(d.write(h, b"more").is_err(), "a write to the broken file");
+    assert!(d.fsync(h).is_err(), "an fsync of the broken file");
+    assert!(d.close(h).is_err(), "the close of the broken file");
+    assert!(side.history(b"notes").is_empty(), "no version");
+}
