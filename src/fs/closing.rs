@@ -55,8 +55,10 @@ impl AnchorFs {
                 (root, kind)
             }
             Err(e) => {
-                // The content could not be stored (and is gone): nothing becomes a
-                // version, not even at the last close; the error stays on the file.
+                // The content could not be stored: nothing becomes a version, not
+                // even at the last close, and the error stays on the file until it
+                // changes. The file keeps its bytes for the next commit (or, if they
+                // are gone, `store_data` broke it).
                 g.state = CommitState::Failed(e.clone());
                 g.dirty = false;
                 log::error!(
@@ -101,7 +103,8 @@ impl AnchorFs {
                 {
                     self.record_mode(&anchor_name, at, mode);
                 }
-                self.ns.pending_dirs.lock().remove(&anchor_name);
+                // A directory made by `mkdir` stays until the refresh shows its
+                // anchor (which a failed refresh does not).
                 self.after_commit();
                 Ok(())
             }
@@ -119,11 +122,26 @@ impl AnchorFs {
         }
     }
 
-    /// After a commit: the new version is listed at once.
+    /// After a commit: the new version is listed at once. If the anchors cannot be
+    /// read now, the namespace stays stale and the next look at them reads them
+    /// again (see [`refresh_if_stale`](Self::refresh_if_stale)).
     pub(super) fn after_commit(&self) {
         match self.refresh() {
             Ok(inv) => self.invalidate(inv),
             Err(e) => log::warn!("re-reading anchors after a commit: {e}"),
+        }
+    }
+
+    /// Before a look at the anchors (the root, an anchor directory, `latest`): if
+    /// the last re-read of them failed, reads them again, so a version committed
+    /// meanwhile is shown; if that fails too, the look answers from what is known.
+    pub(super) fn refresh_if_stale(&self) {
+        if !self.ns.is_stale() {
+            return;
+        }
+        match self.refresh() {
+            Ok(inv) => self.invalidate(inv),
+            Err(e) => log::debug!("re-reading stale anchors: {e}"),
         }
     }
 

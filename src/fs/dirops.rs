@@ -209,7 +209,6 @@ impl AnchorFs {
         let (kind, _) = self.content_meta(&r)?;
         let res = self.committer.commit(&anchor, (r, kind), at);
         res.map_err(|cause| FsError::from_update("anchoring a ref", cause))?;
-        self.ns.pending_dirs.lock().remove(&anchor);
         self.after_commit();
         // The kernel wants a symlink back: the anchor's `latest`, which now points at
         // the new version (or a newer one).

@@ -25,6 +25,9 @@ impl AnchorFs {
     /// produced once, in linear time, however many pages it takes.
     pub fn readdir(&self, ino: Ino, offset: u64, max: usize) -> Result<Vec<DirEntry>, FsError> {
         let key = self.key_of(ino)?;
+        if matches!(key, NodeKey::Root | NodeKey::AnchorDir(_)) && offset == 0 {
+            self.refresh_if_stale();
+        }
         if let (NodeKey::AnchorDir(anchor), 0) = (&key, offset) {
             self.settle_unwritten(anchor);
         }

@@ -264,6 +264,9 @@ impl AnchorFs {
         caller: Option<u32>,
     ) -> Result<Entry, FsError> {
         let pkey = self.key_of(parent)?;
+        if matches!(pkey, NodeKey::Root | NodeKey::AnchorDir(_)) {
+            self.refresh_if_stale();
+        }
         let mut key = self.child_key(&pkey, name)?;
         if let (Some(caller), NodeKey::Version(..)) = (caller, &key) {
             if let Some(id) = self.moved_write(caller, &key) {
@@ -285,6 +288,12 @@ impl AnchorFs {
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> Result<Entry, FsError> {
         let key = self.key_of(ino)?;
+        if matches!(
+            key,
+            NodeKey::Root | NodeKey::AnchorDir(_) | NodeKey::Latest(_)
+        ) {
+            self.refresh_if_stale();
+        }
         let (attr, ttl) = self.attr_of(&key, ino)?;
         Ok(Entry { attr, ttl })
     }
@@ -293,6 +302,7 @@ impl AnchorFs {
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
         match self.key_of(ino)? {
             NodeKey::Latest(name) => {
+                self.refresh_if_stale();
                 self.settle_unwritten(&name);
                 let snap = self.snapshot();
                 let v = snap.by_name(&name).ok_or(FsError::NotFound)?;

@@ -4,7 +4,9 @@
 //! made by `mkdir` that have no version yet, the cache of contents' kinds and sizes
 //! (and the size log behind it), and [`refresh`](Namespace::refresh), which
 //! replaces the snapshot when the anchor map moved and says which kernel cache
-//! entries that made stale.
+//! entries that made stale. A refresh that fails leaves the namespace stale
+//! ([`is_stale`](Namespace::is_stale)), so the next look at the anchors tries
+//! again; a directory made by `mkdir` is kept until a refresh shows its anchor.
 //!
 //! Locks, in order:
 //! 1. `refreshing`: one refresh at a time. Held across the refresh's reads of the
@@ -18,6 +20,7 @@
 //! clone the `Arc`, written once per refresh), `meta`, `pending_dirs`.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -46,7 +49,11 @@ pub(crate) struct Namespace {
     meta: Mutex<MetaCache>,
     sizes: Option<sizes::SizeLog>,
     refreshing: Mutex<()>,
-    /// Anchor directories made by `mkdir` that have no version yet.
+    /// The last refresh failed: the snapshot may miss versions already committed
+    /// (written under `refreshing`).
+    stale: AtomicBool,
+    /// Anchor directories made by `mkdir` that the snapshot does not show yet
+    /// (dropped by the first refresh that shows them).
     pub pending_dirs: Mutex<BTreeSet<Vec<u8>>>,
 }
 
@@ -63,6 +70,7 @@ impl Namespace {
             )),
             sizes,
             refreshing: Mutex::new(()),
+            stale: AtomicBool::new(false),
             pending_dirs: Mutex::new(BTreeSet::new()),
         }
     }
@@ -82,12 +90,33 @@ impl Namespace {
         self.snapshot.read().clone()
     }
 
+    /// Whether the last refresh failed, so the snapshot may miss what is in the
+    /// store (a version this mount committed among it).
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
     /// Re-reads the anchor map if its ref moved; returns the kernel cache entries
-    /// that the change makes stale.
+    /// that the change makes stale. If it fails the namespace is
+    /// [stale](Self::is_stale) until a refresh succeeds; one that succeeds drops the
+    /// directories made by `mkdir` whose anchors it shows.
     pub fn refresh(&self) -> Result<Invalidations, FsError> {
         // One refresh at a time (a commit's and the poller's), so an older map can
         // never replace a newer one.
         let _serial = self.refreshing.lock();
+        let res = self.reread();
+        self.stale.store(res.is_err(), Ordering::Release);
+        if res.is_ok() {
+            let snap = self.snapshot();
+            self.pending_dirs
+                .lock()
+                .retain(|name| snap.by_name(name).is_none());
+        }
+        res
+    }
+
+    /// The work of [`refresh`](Self::refresh), under `refreshing`.
+    fn reread(&self) -> Result<Invalidations, FsError> {
         let map_ref = anchor::map_ref(&*self.store).map_err(FsError::from_anchor)?;
         let old = self.snapshot();
         if old.map_ref == map_ref && map_ref.is_some() {

@@ -14,6 +14,8 @@ pub struct FaultyStore<S> {
     fail_puts: AtomicBool,
     fail_gets: AtomicBool,
     fail_updates: AtomicBool,
+    /// Gets start failing once the next anchor map update is done.
+    fail_gets_after_update: AtomicBool,
     /// Puts still allowed before puts start failing (u64::MAX: no limit).
     puts_left: AtomicU64,
 }
@@ -27,6 +29,7 @@ impl<S> FaultyStore<S> {
             fail_puts: AtomicBool::new(false),
             fail_gets: AtomicBool::new(false),
             fail_updates: AtomicBool::new(false),
+            fail_gets_after_update: AtomicBool::new(false),
             puts_left: AtomicU64::new(u64::MAX),
         }
     }
@@ -56,6 +59,12 @@ impl<S> FaultyStore<S> {
         self.fail_gets.store(on, Ordering::SeqCst);
     }
 
+    /// Makes every get fail from the moment the next anchor map update succeeds:
+    /// the update is done, and reading the anchors after it fails.
+    pub fn fail_gets_after_update(&self) {
+        self.fail_gets_after_update.store(true, Ordering::SeqCst);
+    }
+
     /// Makes every anchor map update fail (or succeed again).
     pub fn fail_updates(&self, on: bool) {
         self.fail_updates.store(on, Ordering::SeqCst);
@@ -66,6 +75,7 @@ impl<S> FaultyStore<S> {
         self.fail_puts(false);
         self.fail_gets(false);
         self.fail_updates(false);
+        self.fail_gets_after_update.store(false, Ordering::SeqCst);
         self.puts_left.store(u64::MAX, Ordering::SeqCst);
     }
 
@@ -185,6 +195,10 @@ impl<S: AnchorStore> AnchorStore for FaultyStore<S> {
         if self.fail_updates.load(Ordering::SeqCst) {
             return Err(self.fault("updating the anchor map"));
         }
-        self.inner.swap_anchor_map(old, new)
+        self.inner.swap_anchor_map(old, new)?;
+        if self.fail_gets_after_update.swap(false, Ordering::SeqCst) {
+            self.fail_gets(true);
+        }
+        Ok(())
     }
 }

@@ -352,21 +352,14 @@ pub struct Model {
 /// How a commit failed when the store failed under it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitFault {
-    /// Storing the content failed with this errno. What the core does today: the
-    /// content is gone from the file (it reads back empty) and the file is not
-    /// broken, so bytes written after it commit without the lost ones. That is a
-    /// bug, pinned by an ignored regression test in `tests/core_model.rs`; the model
-    /// follows it ([`STORE_FAILURE_EMPTIES_THE_FILE`]) so that the model-based runs
-    /// check everything else.
+    /// Storing the content failed with this errno: the file keeps its content (a
+    /// later commit, once it changes, stores it all), and answers the errno at its
+    /// commit points until it changes.
     Store(i32),
     /// Anchoring the stored content failed with this errno: the file keeps its
     /// content, and answers the errno at its commit points until it changes.
     Anchor(i32),
 }
-
-/// Whether a failed store of a file's content leaves the file empty (what the core
-/// does today; see [`CommitFault::Store`]).
-pub const STORE_FAILURE_EMPTIES_THE_FILE: bool = true;
 
 impl Model {
     pub fn tick(&mut self) -> MTime {
@@ -530,9 +523,6 @@ impl Model {
         if let Some(CommitFault::Store(errno)) = fault {
             f.failed = Some(errno);
             f.settled = false;
-            if STORE_FAILURE_EMPTIES_THE_FILE {
-                f.content.clear();
-            }
             return Err(errno);
         }
         // A back-dated version with the content of the next one would move it (the

@@ -48,6 +48,8 @@ impl Data {
         Data::Small(Vec::new())
     }
 
+    /// The bytes, leaving an empty placeholder: the caller puts them (or what they
+    /// became) back, or breaks the file (see [`StagedFile::keep_or_break`]).
     fn taken(&mut self) -> Data {
         std::mem::replace(
             self,
@@ -60,6 +62,18 @@ impl Data {
     }
 }
 
+impl StagedFile {
+    /// After moving the file's bytes failed with `e`: puts back `kept`, the bytes as
+    /// they were, or, when they are gone (`None`), breaks the file, so it never
+    /// becomes a version without them.
+    fn keep_or_break(&mut self, kept: Option<Data>, e: &FsError) {
+        match kept {
+            Some(data) => self.data = data,
+            None => self.break_with(e),
+        }
+    }
+}
+
 impl Staging {
     pub(crate) fn spool_file(&self) -> Result<File, FsError> {
         let dir = self.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -68,28 +82,53 @@ impl Staging {
             .map_err(|e| FsError::store("creating a spool file", e))
     }
 
-    /// Moves a staged file's bytes into a spool file (for random access).
+    /// Moves a staged file's bytes into a spool file (for random access). If that
+    /// fails the file keeps its bytes where they were, unless they were streaming
+    /// into a split writer that could not store them: they are gone, and the file is
+    /// broken (see [`StagedFile::broken`]).
     pub(crate) fn to_spool(&self, f: &mut StagedFile) -> Result<(), FsError> {
-        let (file, len) = match f.data.taken() {
-            Data::Spool { file, len } => (file, len),
+        let (spooled, kept) = match f.data.taken() {
+            Data::Spool { file, len } => (Ok((file, len)), None),
             Data::Small(buf) => {
-                let mut file = self.spool_file()?;
-                file.write_all(&buf).map_err(FsError::from_io)?;
-                (file, buf.len() as u64)
+                let spooled = self.spool_file().and_then(|mut file| {
+                    file.write_all(&buf).map_err(FsError::from_io)?;
+                    Ok((file, buf.len() as u64))
+                });
+                (spooled, Some(Data::Small(buf)))
             }
-            Data::Stream { writer, len } => {
-                let root = writer.finish().map_err(FsError::from_split)?;
-                (self.copy_to_spool(root, Kind::Split, len)?, len)
-            }
-            Data::Stored { root, kind, len } => (self.copy_to_spool(root, kind, len)?, len),
+            Data::Stream { writer, len } => match writer.finish() {
+                Ok(root) => (
+                    self.copy_to_spool(root, Kind::Split, len).map(|f| (f, len)),
+                    Some(Data::Stored {
+                        root,
+                        kind: Kind::Split,
+                        len,
+                    }),
+                ),
+                Err(e) => (Err(FsError::from_split(e)), None),
+            },
+            Data::Stored { root, kind, len } => (
+                self.copy_to_spool(root, kind, len).map(|f| (f, len)),
+                Some(Data::Stored { root, kind, len }),
+            ),
             Data::Overlay(o) => {
-                let mut file = self.spool_file()?;
-                std::io::copy(&mut o.cursor(), &mut file).map_err(FsError::from_io)?;
-                (file, o.len())
+                let spooled = self.spool_file().and_then(|mut file| {
+                    std::io::copy(&mut o.cursor(), &mut file).map_err(FsError::from_io)?;
+                    Ok((file, o.len()))
+                });
+                (spooled, Some(Data::Overlay(o)))
             }
         };
-        f.data = Data::Spool { file, len };
-        Ok(())
+        match spooled {
+            Ok((file, len)) => {
+                f.data = Data::Spool { file, len };
+                Ok(())
+            }
+            Err(e) => {
+                f.keep_or_break(kept, &e);
+                Err(e)
+            }
+        }
     }
 
     /// A new spool file holding the `len` bytes of stored content `root`.
@@ -105,56 +144,83 @@ impl Staging {
 
     /// Stores a staged file's bytes; returns the ref and its kind. Content of at most
     /// [`SMALL_MAX`] bytes becomes one raw blob, larger content a split tree; also
-    /// returns its length.
+    /// returns its length. If the store fails the file keeps its bytes, so a later
+    /// commit stores them again, unless they were streaming into a split writer
+    /// that could not store them: they are gone, and the file is broken (see
+    /// [`StagedFile::broken`]), so it never becomes a version with part of them.
     pub(crate) fn store_data(&self, f: &mut StagedFile) -> Result<(Ref, Kind, u64), FsError> {
-        let (root, kind, len) = match f.data.taken() {
-            Data::Stored { root, kind, len } => (root, kind, len),
+        let (stored, kept) = match f.data.taken() {
+            Data::Stored { root, kind, len } => (Ok((root, kind, len)), None),
             Data::Small(buf) => {
-                let (root, kind) = self.store_small(&buf)?;
-                (root, kind, buf.len() as u64)
+                let stored = self
+                    .store_small(&buf)
+                    .map(|(root, kind)| (root, kind, buf.len() as u64));
+                (stored, Some(Data::Small(buf)))
             }
-            Data::Stream { writer, len } => (
-                writer.finish().map_err(FsError::from_split)?,
-                Kind::Split,
-                len,
-            ),
-            Data::Spool { file, len } if len as usize <= SMALL_MAX => {
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, 0).map_err(FsError::from_io)?;
-                let (root, kind) = self.store_small(&buf)?;
-                (root, kind, len)
-            }
-            Data::Overlay(o) if o.len() as usize <= SMALL_MAX => {
-                let mut buf = vec![0u8; o.len() as usize];
-                o.read_at(0, &mut buf).map_err(FsError::from_overlay)?;
-                let (root, kind) = self.store_small(&buf)?;
-                (root, kind, o.len())
-            }
-            Data::Overlay(o) => {
-                let len = o.len();
-                let root = crate::split::store_from_with(
-                    self.store.clone(),
-                    o.cursor(),
-                    SplitOptions::default(),
-                    &self.storers,
-                )
-                .map_err(FsError::from_split)?;
-                (root, Kind::Split, len)
+            Data::Stream { writer, len } => {
+                let stored = writer
+                    .finish()
+                    .map(|root| (root, Kind::Split, len))
+                    .map_err(FsError::from_split);
+                (stored, None)
             }
             Data::Spool { mut file, len } => {
-                file.seek(SeekFrom::Start(0)).map_err(FsError::from_io)?;
-                let root = crate::split::store_from_with(
-                    self.store.clone(),
-                    (&mut file).take(len),
-                    SplitOptions::default(),
-                    &self.storers,
-                )
-                .map_err(FsError::from_split)?;
-                (root, Kind::Split, len)
+                let stored = self.store_spool(&mut file, len);
+                (stored, Some(Data::Spool { file, len }))
+            }
+            Data::Overlay(o) => {
+                let stored = self.store_overlay(&o);
+                (stored, Some(Data::Overlay(o)))
             }
         };
-        f.data = Data::Stored { root, kind, len };
-        Ok((root, kind, len))
+        match stored {
+            Ok((root, kind, len)) => {
+                f.data = Data::Stored { root, kind, len };
+                Ok((root, kind, len))
+            }
+            Err(e) => {
+                f.keep_or_break(kept, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores the `len` bytes of a spool file.
+    fn store_spool(&self, file: &mut File, len: u64) -> Result<(Ref, Kind, u64), FsError> {
+        if len as usize <= SMALL_MAX {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, 0).map_err(FsError::from_io)?;
+            let (root, kind) = self.store_small(&buf)?;
+            return Ok((root, kind, len));
+        }
+        file.seek(SeekFrom::Start(0)).map_err(FsError::from_io)?;
+        let root = crate::split::store_from_with(
+            self.store.clone(),
+            file.take(len),
+            SplitOptions::default(),
+            &self.storers,
+        )
+        .map_err(FsError::from_split)?;
+        Ok((root, Kind::Split, len))
+    }
+
+    /// Stores the content an overlay shows.
+    fn store_overlay(&self, o: &Overlay) -> Result<(Ref, Kind, u64), FsError> {
+        let len = o.len();
+        if len as usize <= SMALL_MAX {
+            let mut buf = vec![0u8; len as usize];
+            o.read_at(0, &mut buf).map_err(FsError::from_overlay)?;
+            let (root, kind) = self.store_small(&buf)?;
+            return Ok((root, kind, len));
+        }
+        let root = crate::split::store_from_with(
+            self.store.clone(),
+            o.cursor(),
+            SplitOptions::default(),
+            &self.storers,
+        )
+        .map_err(FsError::from_split)?;
+        Ok((root, Kind::Split, len))
     }
 
     /// Stores small content as one raw blob, unless its bytes happen to read as a
