@@ -5,12 +5,15 @@
 //! Takes no lock of its own. A write locks its staged file across the store or
 //! spool I/O of its bytes; the handle table's `appending` is asked under it.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use super::committer::name_time;
 use super::inode::NodeKey;
 use super::staging::data::Data;
-use super::staging::{same_anchor, CommitState, MovedWrite, MOVED_WRITE_LIFE};
+use super::staging::{same_anchor, CommitState, MovedWrite, StagedFile, MOVED_WRITE_LIFE};
 use super::{content, names, AnchorFs, Entry, Fh, FsError, Ino, Opened, StagedId};
 use crate::timestamp::Timestamp;
 
@@ -182,24 +185,9 @@ impl AnchorFs {
         let NodeKey::Version(anchor, at) = version else {
             return Err(FsError::ReadOnly);
         };
-        let data = self.seed(anchor, *at, truncate)?;
-        let mode = self.opts.modes.file(self.recorded_mode(anchor, *at));
-        let (id, f) = self
-            .staging
-            .new_staged(anchor, super::LATEST, data, false)?;
-        {
-            let mut g = f.lock();
-            // A new version of a file keeps the file's mode.
-            g.mode = mode;
-            // Nobody has it open until the opener comes back for it.
-            g.open = 0;
-            // Seeded with the old content: nothing to commit unless written, and
-            // until then as old as it (editors compare the times before writing).
-            g.dirty = truncate;
-            if !truncate {
-                g.mtime = at.to_system_time();
-            }
-        }
+        let (id, f) = self.stage_over(anchor, *at, truncate)?;
+        // Nobody has it open until the opener comes back for it.
+        f.lock().open = 0;
         self.staging.moved.lock().push(MovedWrite {
             opener,
             version: version.clone(),
@@ -207,6 +195,33 @@ impl AnchorFs {
             since: Instant::now(),
         });
         Err(FsError::LookUpAgain)
+    }
+
+    /// A new staged file written over the version of `anchor` at `at`, not listed
+    /// under a name of its own: the version appears under its commit time when the
+    /// file is closed. It keeps the version's mode and, seeded with the old content,
+    /// has nothing to commit unless written, and until then is as old as the version
+    /// (editors compare the times before writing).
+    fn stage_over(
+        &self,
+        anchor: &[u8],
+        at: Timestamp,
+        truncate: bool,
+    ) -> Result<(StagedId, Arc<Mutex<StagedFile>>), FsError> {
+        let data = self.seed(anchor, at, truncate)?;
+        let mode = self.opts.modes.file(self.recorded_mode(anchor, at));
+        let (id, f) = self
+            .staging
+            .new_staged(anchor, super::LATEST, data, false)?;
+        {
+            let mut g = f.lock();
+            g.mode = mode;
+            g.dirty = truncate;
+            if !truncate {
+                g.mtime = at.to_system_time();
+            }
+        }
+        Ok((id, f))
     }
 
     /// The content a file written over the version of `anchor` at `at` starts with.
@@ -263,24 +278,8 @@ impl AnchorFs {
                 })
             }
             NodeKey::Version(anchor, at) => {
-                let data = self.seed(anchor, *at, truncate)?;
-                // Not listed under a name of its own: the version appears under its
-                // commit time when the file is closed.
-                let mode = self.opts.modes.file(self.recorded_mode(anchor, *at));
-                let (id, f) = self
-                    .staging
-                    .new_staged(anchor, super::LATEST, data, false)?;
-                {
-                    let mut g = f.lock();
-                    g.mode = mode;
-                    // Seeded with the old content: nothing to commit unless written,
-                    // and until then as old as it.
-                    g.dirty = truncate;
-                    if !truncate {
-                        g.mtime = at.to_system_time();
-                    }
-                    g.over_version = Some(ino);
-                }
+                let (id, f) = self.stage_over(anchor, *at, truncate)?;
+                f.lock().over_version = Some(ino);
                 self.staging.written_over.lock().insert(ino);
                 self.staging.in_place.lock().insert(ino, id);
                 // The kernel writes through the version's own inode: keep the new
