@@ -10,6 +10,10 @@
 //! are staged like any file but become a version only when renamed onto a normal
 //! name.
 //!
+//! Its locks come from [`sync`](super::sync): `parking_lot`'s, or the model
+//! checker's with the feature `model-check` (tests/model_check_staging.rs runs
+//! this part, the handle table and the group commit under `shuttle`).
+//!
 //! Locks, in order (see the [module doc of `fs`](super) for the whole order):
 //! 1. a staged file's `gate`: one commit of that file at a time (held by the
 //!    committing facade across the whole commit).
@@ -27,12 +31,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
-
 use super::ids::{Fh, Ino, ProcessId, StagedId};
 use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
+use crate::fs::sync::Mutex;
 use crate::split::ChunkStorers;
 use crate::timestamp::Timestamp;
 use data::Data;
