@@ -511,9 +511,9 @@ fn lookup_during_a_rename_over_a_closed_file() {
 /// A race the checker finds in the core as it is: a lookup takes the name's file
 /// id and then the file in two steps (`Staging::find`, then `Staging::get`), and a
 /// rename that displaces a closed file removes it in between, so the lookup says
-/// `NotFound` for a name that never went away. Through a mount the kernel keeps
-/// lookups in a directory out while a rename in it runs; an open by the old file's
-/// inode still meets the window.
+/// `NotFound` for a name that never went away. Through a mount the kernel's lock on
+/// the directory keeps a plain lookup from running during a rename in it, so the
+/// window is mostly one of the core's own callers.
 #[test]
 #[ignore = "a known race in the core: see the doc comment"]
 fn a_lookup_during_a_rename_over_a_closed_file_finds_a_file() {
