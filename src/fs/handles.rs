@@ -6,12 +6,15 @@
 //! another lock: `table`, `cached_reads`, `appending`, `openers`. They come last in
 //! the core's lock order (see the [module doc of `fs`](super)): `appending` is
 //! taken while a staged file is locked.
+//!
+//! The locks come from [`sync`](super::sync): `parking_lot`'s, or the model
+//! checker's with the feature `model-check`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use super::sync::Mutex;
 
 use super::ids::{Fh, Ino, ProcessId, StagedId};
 use super::{FsError, SharedStore};

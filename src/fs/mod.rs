@@ -81,6 +81,8 @@ pub use errors::{Cause, FsError};
 pub use ids::{Fh, Ino, ProcessId, StagedId};
 pub use process::{FakeProcesses, ProcStatus, ProcessLookup, ThreadIsProcess};
 pub use staging::data::SMALL_MAX;
+#[cfg(feature = "model-check")]
+pub use staging::StagedSummary;
 pub use types::{
     Attr, Caller, DirEntry, Entry, FileKind, FsOptions, Invalidations, Opened, StatFs,
 };

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use parking_lot::Mutex;
+use super::sync::Mutex;
 
 use super::committer::name_time;
 use super::inode::NodeKey;

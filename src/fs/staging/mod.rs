@@ -10,6 +10,10 @@
 //! are staged like any file but become a version only when renamed onto a normal
 //! name.
 //!
+//! Its locks come from [`sync`](super::sync): `parking_lot`'s, or the model
+//! checker's with the feature `model-check` (tests/model_check_staging.rs runs
+//! this part, the handle table and the group commit under `shuttle`).
+//!
 //! Locks, in order (see the [module doc of `fs`](super) for the whole order):
 //! 1. a staged file's `gate`: one commit of that file at a time (held by the
 //!    committing facade across the whole commit).
@@ -27,12 +31,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
-
 use super::ids::{Fh, Ino, ProcessId, StagedId};
 use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
+use crate::fs::sync::Mutex;
 use crate::split::ChunkStorers;
 use crate::timestamp::Timestamp;
 use data::Data;
@@ -142,6 +145,38 @@ impl StagedFile {
     }
 }
 
+/// What the model-checking test (tests/model_check_staging.rs) sees of one staged
+/// file, to check that none is leaked or dropped; only with the feature
+/// `model-check`.
+#[cfg(feature = "model-check")]
+#[derive(Clone, Debug)]
+pub struct StagedSummary {
+    /// Its serial number.
+    pub id: StagedId,
+    /// The anchor it will become a version of.
+    pub anchor: Vec<u8>,
+    /// Its name in the anchor directory.
+    pub name: Vec<u8>,
+    /// Open handles.
+    pub open: u32,
+    /// Whether its name finds it.
+    pub named: bool,
+    /// Committed and unchanged since.
+    pub settled: bool,
+    /// Unlinked or displaced: never committed again.
+    pub unlinked: bool,
+    /// Whether its name is scratch.
+    pub scratch: bool,
+}
+
+#[cfg(feature = "model-check")]
+impl super::AnchorFs {
+    /// Every staged file in the table, by id; only with the feature `model-check`.
+    pub fn staged_files(&self) -> Vec<StagedSummary> {
+        self.staging.summaries()
+    }
+}
+
 /// A staged file's place: (anchor, file name).
 type StagedName = (Vec<u8>, Vec<u8>);
 
@@ -218,6 +253,34 @@ impl Staging {
             flushed_unwritten: Mutex::new(HashMap::new()),
             settled: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Every staged file in the table, by id (see [`StagedSummary`]).
+    #[cfg(feature = "model-check")]
+    fn summaries(&self) -> Vec<StagedSummary> {
+        let mut files: Vec<(StagedId, Arc<Mutex<StagedFile>>)> = self
+            .files
+            .lock()
+            .iter()
+            .map(|(id, f)| (*id, f.clone()))
+            .collect();
+        files.sort_by_key(|(id, _)| *id);
+        files
+            .into_iter()
+            .map(|(id, f)| {
+                let g = f.lock();
+                StagedSummary {
+                    id,
+                    anchor: g.anchor.clone(),
+                    name: g.name.clone(),
+                    open: g.open,
+                    named: self.is_named(id, &g.anchor, &g.name),
+                    settled: g.settled().is_some(),
+                    unlinked: g.unlinked,
+                    scratch: g.scratch(),
+                }
+            })
+            .collect()
     }
 
     /// The staged file `name` in anchor `anchor`.
@@ -362,7 +425,10 @@ impl Staging {
             committed_at: None,
             flushed: Vec::new(),
         }));
-        self.files.lock().insert(id, f.clone());
+        let planted = cfg!(feature = "planted-bug-staging") && listed;
+        if !planted {
+            self.files.lock().insert(id, f.clone());
+        }
         if !listed {
             return Ok((id, f));
         }
@@ -370,6 +436,13 @@ impl Staging {
             .by_name
             .lock()
             .insert((anchor.to_vec(), name.to_vec()), id);
+        if planted {
+            // The bug tests/model_check_staging.rs plants to show that it finds one
+            // (feature `planted-bug-staging`, never part of a build): the name is
+            // published before the file is in the table, so a lookup in between
+            // finds a name whose file is not there.
+            self.files.lock().insert(id, f.clone());
+        }
         if let Some(old) = old {
             // A new file of the same name replaces an older staged one.
             self.displace(old);
