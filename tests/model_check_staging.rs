@@ -508,27 +508,6 @@ fn lookup_during_a_rename_over_a_closed_file() {
     looker.join().expect("a thread of the run failed");
 }
 
-/// A race the checker finds in the core as it is: a lookup takes the name's file
-/// id and then the file in two steps (`Staging::find`, then `Staging::get`), and a
-/// rename that displaces a closed file removes it in between, so the lookup says
-/// `NotFound` for a name that never went away. Through a mount the kernel's lock on
-/// the directory keeps a plain lookup from running during a rename in it, so the
-/// window is mostly one of the core's own callers.
-#[test]
-#[ignore = "a known race in the core: see the doc comment"]
-fn a_lookup_during_a_rename_over_a_closed_file_finds_a_file() {
-    let res = catch_unwind(AssertUnwindSafe(|| {
-        run(
-            PctScheduler::new(PCT_DEPTH, PCT_RUNS),
-            lookup_during_a_rename_over_a_closed_file,
-        )
-    }));
-    if let Err(e) = res.map_err(panic_message) {
-        let why = FAILED.lock().unwrap_or_else(|e| e.into_inner()).join("; ");
-        panic!("the model checker found a failing interleaving: {e}; {why}");
-    }
-}
-
 /// How many runs each scheduler makes of each scenario.
 const RANDOM_RUNS: usize = 1000;
 const PCT_RUNS: usize = 1000;
@@ -553,6 +532,7 @@ fn check() -> Result<(), String> {
             close_fsync_and_last_close_of_one_state,
             two_writers_and_a_committer,
             three_anchors_committing_twice,
+            lookup_during_a_rename_over_a_closed_file,
         ] {
             run(RandomScheduler::new(RANDOM_RUNS), scenario);
             run(PctScheduler::new(PCT_DEPTH, PCT_RUNS), scenario);

@@ -267,14 +267,28 @@ impl AnchorFs {
         if matches!(pkey, NodeKey::Root | NodeKey::AnchorDir(_)) {
             self.refresh_if_stale();
         }
-        let mut key = self.child_key(&pkey, name)?;
-        if let (Some(caller), NodeKey::Version(..)) = (caller, &key) {
-            if let Some(id) = self.moved_write(caller, &key) {
-                key = NodeKey::Staged(id);
+        // A staged file can go between finding its name and reading its attributes
+        // (a rename over it, its expiry): the name is then looked up again, and
+        // names the file that took its place, a version, or nothing.
+        let mut rounds = 0;
+        let (key, ino, attr, ttl) = loop {
+            let mut key = self.child_key(&pkey, name)?;
+            if let (Some(caller), NodeKey::Version(..)) = (caller, &key) {
+                if let Some(id) = self.moved_write(caller, &key) {
+                    key = NodeKey::Staged(id);
+                }
             }
-        }
-        let ino = self.ns.ino_of(&key);
-        let (attr, ttl) = self.attr_of(&key, ino)?;
+            let ino = self.ns.ino_of(&key);
+            match self.attr_of(&key, ino) {
+                Err(FsError::NotFound) if matches!(key, NodeKey::Staged(_)) && rounds < 8 => {
+                    rounds += 1;
+                }
+                res => {
+                    let (attr, ttl) = res?;
+                    break (key, ino, attr, ttl);
+                }
+            }
+        };
         let ino2 = self.ns.inodes.lock().lookup(&key);
         debug_assert_eq!(ino, ino2);
         Ok(Entry { attr, ttl })

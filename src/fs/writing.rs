@@ -37,8 +37,7 @@ impl AnchorFs {
     /// the version it became is forgotten once no version of the anchor has its
     /// content any more (expired).
     pub(crate) fn staged_by_name(&self, anchor: &[u8], name: &[u8]) -> Option<StagedId> {
-        let id = self.staging.find(anchor, name)?;
-        let f = self.staging.get(id)?;
+        let (id, f) = self.staging.find_file(anchor, name)?;
         let g = f.lock();
         let Some(r) = g.settled().filter(|_| g.open == 0) else {
             return Some(id);

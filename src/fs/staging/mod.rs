@@ -291,6 +291,33 @@ impl Staging {
             .copied()
     }
 
+    /// The staged file `name` in anchor `anchor`, with its id. The name and the
+    /// table are two locks: a rename over a file moves the name to the new file
+    /// before it drops the one it displaced, so a name whose file is gone by the
+    /// time the table is read is read again, and then names the file that took
+    /// its place, or nothing.
+    pub fn find_file(
+        &self,
+        anchor: &[u8],
+        name: &[u8],
+    ) -> Option<(StagedId, Arc<Mutex<StagedFile>>)> {
+        let mut id = self.find(anchor, name)?;
+        // Each round means a concurrent rename or removal of this very name.
+        for _ in 0..8 {
+            if let Some(f) = self.get(id) {
+                return Some((id, f));
+            }
+            let again = self.find(anchor, name)?;
+            if again == id {
+                // Removed from the table first and unnamed under the same lock
+                // ([`Staging::remove`]): a name still on a missing file is going.
+                return None;
+            }
+            id = again;
+        }
+        None
+    }
+
     /// The staged file with id `id`.
     pub fn get(&self, id: StagedId) -> Option<Arc<Mutex<StagedFile>>> {
         self.files.lock().get(&id).cloned()
@@ -385,7 +412,9 @@ impl Staging {
 
     pub(crate) fn remove(&self, id: StagedId) {
         self.settled.lock().retain(|&i| i != id);
-        if let Some(f) = self.files.lock().remove(&id) {
+        // `files` stays held until the name is gone too (see [`Staging::find_file`]).
+        let mut files = self.files.lock();
+        if let Some(f) = files.remove(&id) {
             let f = f.lock();
             if let Some(ids) = self.flushed_unwritten.lock().get_mut(&f.anchor) {
                 ids.retain(|&i| i != id);
