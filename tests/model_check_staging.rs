@@ -33,8 +33,7 @@
 
 #![cfg(feature = "model-check")]
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anchorfs::anchor;
@@ -46,30 +45,11 @@ use anchorfs::store::mem::MemStore;
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
 use shuttle::{Config, Runner};
 
+#[path = "common/checker.rs"]
+mod checker;
+use checker::{count_run, fail, require};
+
 type Store = Arc<FaultyStore<MemStore>>;
-
-/// How many runs (interleavings) the checker has made in this process.
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// What the failed checks said, for the planted-bug test to tell its bug from others
-/// (the checker's own panic only says which task failed).
-static FAILED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-/// Fails the run, recording why.
-fn fail(why: String) -> ! {
-    FAILED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(why.clone());
-    panic!("{why}");
-}
-
-/// Fails the run if `ok` is false, recording why.
-fn require(ok: bool, why: impl FnOnce() -> String) {
-    if !ok {
-        fail(why());
-    }
-}
 
 /// The value of `r`, or a failed run saying what `what` met.
 fn ok<T>(r: Result<T, FsError>, what: &str) -> T {
@@ -157,7 +137,7 @@ fn check_staged_left(fs: &AnchorFs, names: &[&[u8]]) {
 /// bytes) and a committer of another anchor, whose commits the group commit may
 /// batch with theirs.
 fn two_writers_and_a_committer() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     let (entry, fh1) = ok(w.fs.create(w.a, b"f"), "create f");
     let f_ino = entry.attr.ino;
@@ -258,7 +238,7 @@ fn two_writers_and_a_committer() {
 /// under its name, written and closed: the new file keeps the name while open, the
 /// failed one never becomes a version, and nothing is left but the new one.
 fn close_after_a_failed_commit_and_create_again() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     let (_, fh0) = ok(w.fs.create(w.a, b"f"), "create f");
     ok(w.fs.write(fh0, 0, b"OLD!", None), "writing the old f");
@@ -329,7 +309,7 @@ fn close_after_a_failed_commit_and_create_again() {
 /// closed) while another thread looks the name up: the lookup finds one of the two
 /// files, never nothing; the displaced file, closed after, never becomes a version.
 fn create_over_an_open_file_while_looked_up() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     let (old, fh0) = ok(w.fs.create(w.a, b"f"), "create f");
     ok(w.fs.write(fh0, 0, b"OLD!", None), "writing the old f");
@@ -388,7 +368,7 @@ fn create_over_an_open_file_while_looked_up() {
 /// the other and both releases race. The one state is committed exactly once, and
 /// a reader opened meanwhile reads it.
 fn close_fsync_and_last_close_of_one_state() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     let (entry, fh1) = ok(w.fs.create(w.a, b"f"), "create f");
     let f_ino = entry.attr.ino;
@@ -442,7 +422,7 @@ fn close_fsync_and_last_close_of_one_state() {
 /// close), so that the group commit batches their commits in every way: each
 /// commit is durable when it returns, and each anchor gets its two versions.
 fn three_anchors_committing_twice() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     let threads: Vec<_> = [(w.a, &b"a"[..]), (w.b, b"b"), (w.c, b"c")]
         .into_iter()
@@ -480,7 +460,7 @@ fn three_anchors_committing_twice() {
 /// A lookup of a name while `rename` replaces the closed file it named: the name
 /// exists throughout, so the lookup should find the old file or the new.
 fn lookup_during_a_rename_over_a_closed_file() {
-    RUNS.fetch_add(1, Ordering::SeqCst);
+    count_run();
     let w = world();
     for (name, data) in [(&b"f"[..], &b"ONE"[..]), (b"g", b"TWO")] {
         let (_, fh) = ok(w.fs.create(w.a, name), "create");
@@ -522,57 +502,29 @@ fn run(scheduler: impl Scheduler + 'static, scenario: fn()) {
     Runner::new(scheduler, config).run(scenario);
 }
 
-/// Runs every scenario under the random and the PCT schedulers; `Err` with the
-/// checker's message if some interleaving failed.
-fn check() -> Result<(), String> {
-    catch_unwind(AssertUnwindSafe(|| {
-        for scenario in [
-            create_over_an_open_file_while_looked_up as fn(),
-            close_after_a_failed_commit_and_create_again,
-            close_fsync_and_last_close_of_one_state,
-            two_writers_and_a_committer,
-            three_anchors_committing_twice,
-            lookup_during_a_rename_over_a_closed_file,
-        ] {
-            run(RandomScheduler::new(RANDOM_RUNS), scenario);
-            run(PctScheduler::new(PCT_DEPTH, PCT_RUNS), scenario);
-        }
-    }))
-    .map_err(panic_message)
-}
-
-/// What a panic said.
-fn panic_message(e: Box<dyn std::any::Any + Send>) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a run failed".into())
+/// Every run: each scenario under the random and the PCT schedulers.
+fn runs() {
+    for scenario in [
+        create_over_an_open_file_while_looked_up as fn(),
+        close_after_a_failed_commit_and_create_again,
+        close_fsync_and_last_close_of_one_state,
+        two_writers_and_a_committer,
+        three_anchors_committing_twice,
+        lookup_during_a_rename_over_a_closed_file,
+    ] {
+        run(RandomScheduler::new(RANDOM_RUNS), scenario);
+        run(PctScheduler::new(PCT_DEPTH, PCT_RUNS), scenario);
+    }
 }
 
 #[test]
 #[cfg(not(feature = "planted-bug-staging"))]
 fn staging_and_commit_hold_in_every_interleaving_tried() {
-    if let Err(e) = check() {
-        let why = FAILED.lock().unwrap_or_else(|e| e.into_inner()).join("; ");
-        panic!("the model checker found a failing interleaving: {e}; {why}");
-    }
-    eprintln!(
-        "{} interleavings, none failing",
-        RUNS.load(Ordering::SeqCst)
-    );
+    checker::expect_clean(runs);
 }
 
 #[test]
 #[cfg(feature = "planted-bug-staging")]
 fn the_model_checker_finds_the_planted_staging_bug() {
-    let e = check().expect_err("the checker missed the planted bug");
-    let why = FAILED.lock().unwrap_or_else(|e| e.into_inner()).join("; ");
-    eprintln!(
-        "found in interleaving {}: {why}",
-        RUNS.load(Ordering::SeqCst)
-    );
-    assert!(
-        why.contains("a name without its file"),
-        "failed, but not by the planted bug: {e}; {why}"
-    );
+    checker::expect_planted(runs, "a name without its file");
 }
