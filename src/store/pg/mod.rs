@@ -179,7 +179,7 @@ impl PgStore {
     pub fn open_config(config: ConnConfig, mode: OpenMode) -> Result<(PgStore, bool), StoreError> {
         let label = config.label().to_string();
         let pool = Pool::new(config, SETUP);
-        let op = || format!("opening store {label}");
+        let op = || format!("connecting to {label}");
         let mut conn = pool.fresh(&op)?;
         let not_store = |why: String| StoreError::NotAStore {
             path: PathBuf::from(&label),

@@ -433,7 +433,7 @@ impl Pool {
 
     /// A new connection, never an idle one.
     pub fn fresh(&self, op: &dyn Fn() -> String) -> Result<Pooled<'_>, StoreError> {
-        let fail = |e| backend_error(format!("{}: connecting to {}", op(), self.config.label), e);
+        let fail = |e| backend_error(op(), e);
         let mut client = self.config.connect().map_err(fail)?;
         client.batch_execute(self.setup).map_err(fail)?;
         Ok(Pooled {
