@@ -511,3 +511,34 @@ fn a_swap_whose_connection_is_lost_mid_statement_is_resolved() {
     assert!(matches!(e, StoreError::Conflict), "{e}");
     assert_eq!(s.anchor_map_ref().unwrap(), new);
 }
+
+/// Puts commit without waiting for the server's log flush; the swap after them
+/// waits for it, and its flush covers them (the module docs' argument).
+#[test]
+fn a_swap_flushes_the_log_past_every_put_before_it() {
+    let Some(db) = TestDb::new() else { return };
+    let s = create(&db);
+    let mut c = db.client();
+    let mut cur = None;
+    for i in 0..20u32 {
+        let (r, _) = s.put(format!("blob {i}").as_bytes()).unwrap();
+        // Where the log's end is now: past the put's commit record.
+        let written: String = c
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .unwrap()
+            .get(0);
+        s.swap_anchor_map(cur, r).unwrap();
+        cur = Some(r);
+        let flushed_past: bool = c
+            .query_one(
+                "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn",
+                &[&written],
+            )
+            .unwrap()
+            .get(0);
+        assert!(
+            flushed_past,
+            "step {i}: the swap returned before the log was flushed past the put"
+        );
+    }
+}
