@@ -16,7 +16,9 @@
 //! for gc) and `anchorfs_sync` ([`OUR_SCHEMA`]). Opening checks every table of
 //! those names against the schema and refuses a database where one differs,
 //! changing nothing ([`StoreError::NotAStore`]). [`OpenMode::Create`] makes what
-//! is missing; [`OpenMode::Existing`] refuses a database without Go's tables.
+//! is missing; [`OpenMode::Existing`] refuses a database without Go's tables
+//! (this store's own it makes in either mode, so a database Go made opens as it
+//! is). A missing database is not made: that is the server's administrator's.
 //!
 //! # The compare-and-swap
 //!
@@ -261,7 +263,11 @@ impl PgStore {
         op: &dyn Fn() -> String,
         lost: postgres::Error,
     ) -> Result<(), StoreError> {
-        log::warn!("{}: connection lost ({lost}); reading the ref back", op());
+        log::warn!(
+            "{}: connection lost ({}); reading the ref back",
+            op(),
+            pool::describe(&lost)
+        );
         let mut conn = self.pool.fresh(op)?;
         let read = |conn: &mut pool::Pooled<'_>| match self.read_map_ref(conn) {
             Ok(raw) => self.decode_map_ref(raw),
@@ -314,7 +320,10 @@ fn identity(conn: &mut Conn, label: &str) -> Result<String, postgres::Error> {
     Ok(match sysid {
         Ok(id) => format!("pg:{id}/{db}/{schema}"),
         Err(e) => {
-            log::debug!("reading the server's system identifier: {e}");
+            log::debug!(
+                "reading the server's system identifier: {}",
+                pool::describe(&e)
+            );
             let server = label.rsplit_once('/').map_or(label, |(s, _)| s);
             format!("pg:{server}/{db}/{schema}")
         }
@@ -337,7 +346,8 @@ fn durably<T>(
     let out = f(conn).and_then(|v| conn.client().batch_execute("COMMIT").map(|()| v));
     if out.is_err() && !conn.client().is_closed() {
         if let Err(e) = conn.client().batch_execute("ROLLBACK") {
-            log::debug!("rolling back: {e}");
+            log::debug!("rolling back: {}", pool::describe(&e));
+            conn.poisoned = true;
         }
     }
     out

@@ -40,6 +40,14 @@ const IDLE_CAP: usize = 8;
 /// How long making a connection may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a TCP connection may sit silent before the first keepalive probe,
+/// unless the URL says (the driver's own default is two hours).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// How long sent data may stay unacknowledged before a TCP connection counts as
+/// lost, unless the URL says.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where libpq looks for the server's socket when no host is named (Debian's
 /// choice first, then libpq's compiled-in default).
 const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
@@ -101,6 +109,14 @@ impl ConnConfig {
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A peer that vanished from the network is noticed within about a minute
+        // (these apply to TCP only; a Unix socket fails at once).
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("anchorfs");
@@ -320,10 +336,15 @@ pub struct PgError(pub postgres::Error);
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match std::error::Error::source(&self.0) {
-            Some(cause) => write!(f, "{}: {cause}", self.0),
-            None => write!(f, "{}", self.0),
-        }
+        f.write_str(&describe(&self.0))
+    }
+}
+
+/// The driver's error with its cause.
+pub fn describe(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -333,6 +354,9 @@ impl std::error::Error for PgError {}
 pub struct Conn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// Set when its session is in a state no later call expects (a transaction
+    /// that could not be rolled back): it is dropped, never given back.
+    pub poisoned: bool,
 }
 
 impl Conn {
@@ -392,7 +416,7 @@ impl Drop for Pooled<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.broken || conn.client.is_closed() {
+        if self.broken || conn.poisoned || conn.client.is_closed() {
             return;
         }
         let mut idle = self.pool.idle.lock();
@@ -441,6 +465,7 @@ impl Pool {
             conn: Some(Conn {
                 client,
                 prepared: HashMap::new(),
+                poisoned: false,
             }),
             reused: false,
             broken: false,
@@ -472,9 +497,10 @@ impl Pool {
                 }
                 drop(conn);
                 log::info!(
-                    "{}: the connection to {} was lost ({e}); trying once more on a new one",
+                    "{}: the connection to {} was lost ({}); trying once more on a new one",
                     op(),
-                    self.config.label
+                    self.config.label,
+                    describe(&e)
                 );
                 let mut conn = self.fresh(op)?;
                 f(&mut conn).map_err(|e| {
