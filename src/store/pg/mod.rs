@@ -53,14 +53,14 @@
 //!
 //! # Connections
 //!
-//! A small pool ([`pool`]). Calls that may be repeated (reads, puts, which only
-//! add what is missing) are run once more on a new connection when a pooled one
-//! turns out to have broken while idle, so a restarted server is reconnected
-//! to without a remount. Failures are [`StoreError::Backend`], retryable where
-//! trying again may help (a lost or refused connection, a server shutting down,
-//! a serialization failure).
+//! A small pool of our own (`pg/pool.rs`). Calls that may be repeated (reads,
+//! puts, which only add what is missing) are run once more on a new connection
+//! when a pooled one turns out to have broken while idle, so a restarted server
+//! is reconnected to without a remount. Failures are [`StoreError::Backend`],
+//! retryable where trying again may help (a lost or refused connection, a server
+//! shutting down, a serialization failure).
 //!
-//! Locks: only the pool's `idle` (see [`pool`]); none is held across a query.
+//! Locks: only the pool's `idle` (see `pg/pool.rs`); none is held across a query.
 
 mod pool;
 mod schema;

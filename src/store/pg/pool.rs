@@ -239,6 +239,11 @@ fn password_from_file(config: &Config) -> Option<String> {
         return None;
     }
     let text = fs::read_to_string(&path).ok()?;
+    password_in(&text, config)
+}
+
+/// The password the password file `text` gives for `config`'s first host.
+fn password_in(text: &str, config: &Config) -> Option<String> {
     let hosts = match config.get_hosts().first()? {
         Host::Tcp(h) => vec![h.clone()],
         Host::Unix(d) => vec![d.display().to_string(), "localhost".into()],
@@ -532,6 +537,32 @@ mod tests {
         let f = pgpass_fields(r"h:5432:db:u\:x:p\\w:d").unwrap();
         assert_eq!(f, ["h", "5432", "db", "u:x", r"p\w:d"].map(String::from));
         assert!(pgpass_fields("a:b:c").is_none());
+    }
+
+    #[test]
+    fn the_first_matching_password_file_line_wins() {
+        let text = "# comment\n\
+                    otherhost:*:*:*:nope\n\
+                    localhost:5433:*:u:socket\n\
+                    db.example:5432:app:u:tcp\\:pw\n\
+                    *:*:*:*:fallback\n";
+        let cfg = |url: &str| -> Config { url.parse().unwrap() };
+        let pw = |url: &str| password_in(text, &cfg(url));
+        assert_eq!(pw("postgres://u@db.example/app").as_deref(), Some("tcp:pw"));
+        assert_eq!(
+            pw("postgres://u@db.example/other").as_deref(),
+            Some("fallback")
+        );
+        // A socket directory matches `localhost`.
+        assert_eq!(
+            pw("postgres://u@%2Frun%2Fpg:5433/x").as_deref(),
+            Some("socket")
+        );
+        assert_eq!(
+            pw("postgres://v@%2Frun%2Fpg:5433/x").as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(password_in("h:1:d:u", &cfg("postgres://u@h:1/d")), None);
     }
 
     #[test]
