@@ -54,6 +54,8 @@ start)
     chown postgres: "$dir"
   fi
   chmod 0755 "$dir"
+  # The server's programs run from a directory their user may enter.
+  cd "$dir"
   if [ ! -e "$dir/data/PG_VERSION" ]; then
     as_owner "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust \
       --no-instructions -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 || {
@@ -64,7 +66,7 @@ start)
   if as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     : # already running
   elif ! as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-c listen_addresses='' -k $dir -c fsync=on -c max_connections=200" \
+    -o "-c listen_addresses='' -k '$dir' -c fsync=on -c max_connections=200" \
     start >/dev/null; then
     cat "$dir/server.log" >&2
     exit 1
@@ -75,6 +77,7 @@ start)
   ;;
 stop)
   dir=$(cd "$dir" && pwd)
+  cd "$dir"
   if [ -e "$dir/data/postmaster.pid" ]; then
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
   fi
