@@ -549,12 +549,7 @@ fn bad_store_paths() {
 #[test]
 fn unknown_store_schemes_are_refused_and_create_nothing() {
     let dir = TempDir::new().unwrap();
-    for spec in [
-        "s3://bucket",
-        "postgres://host/db",
-        "postgresql://host/db",
-        "fiel:x",
-    ] {
+    for spec in ["s3://bucket", "sqlite:///x.db", "fiel:x"] {
         for (args, stdin) in [(&["put", "x"][..], "data"), (&["ls"][..], "")] {
             let out = bare()
                 .current_dir(dir.path())
@@ -569,7 +564,12 @@ fn unknown_store_schemes_are_refused_and_create_nothing() {
                 .clone();
             one_line_mentioning(
                 &out.stderr,
-                &[spec, "unknown store scheme", "file:, mem:", "./NAME"],
+                &[
+                    spec,
+                    "unknown store scheme",
+                    "file:, mem:, postgres:, postgresql:",
+                    "./NAME",
+                ],
             );
         }
         // Neither in `sync` nor as a mount's SOURCE.

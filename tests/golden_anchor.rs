@@ -1,6 +1,9 @@
 //! Golden tests: the Go library's anchor transcript (anchors.json), reproduced on
 //! every backend.
 
+#[path = "common/pg.rs"]
+mod pg_common;
+
 use anchorfs::anchor::{self, Anchor, AnchorError, PROTO_TYPES_ANCHOR};
 use anchorfs::schema::{Map, Set};
 use anchorfs::store::file::FileStore;
@@ -171,6 +174,23 @@ fn transcript_on_file_and_lru() {
     let dir2 = tempfile::tempdir().unwrap();
     let lru = LruStore::new(FileStore::create(dir2.path()).unwrap(), 1 << 20);
     assert_eq!(run_transcript(&lru), 240);
+}
+
+/// Through the PostgreSQL store, so the map refs it installs are the ones Go made.
+#[test]
+fn transcript_on_pg() {
+    let Some(db) = pg_common::TestDb::new() else {
+        return;
+    };
+    let (store, created) =
+        anchorfs::store::pg::PgStore::open(&db.url, anchorfs::store::OpenMode::Create).unwrap();
+    assert!(created);
+    assert_eq!(run_transcript(&store), 240);
+    // A second handle on the database sees the final map.
+    let (again, created) =
+        anchorfs::store::pg::PgStore::open(&db.url, anchorfs::store::OpenMode::Existing).unwrap();
+    assert!(!created);
+    assert_eq!(map_ref(&again), map_ref(&store));
 }
 
 #[test]

@@ -1,5 +1,8 @@
-//! One conformance suite run against every backend: mem, file, and the LRU cache and
-//! the fault injector over each.
+//! One conformance suite run against every backend: mem, file, PostgreSQL, and the
+//! LRU cache and the fault injector over each.
+
+#[path = "common/pg.rs"]
+mod pg_common;
 
 use std::sync::Arc;
 
@@ -7,7 +10,8 @@ use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::file::FileStore;
 use anchorfs::store::lru::LruStore;
 use anchorfs::store::mem::MemStore;
-use anchorfs::store::{AnchorGetter, AnchorStore, Getter, Store, StoreError};
+use anchorfs::store::pg::PgStore;
+use anchorfs::store::{AnchorGetter, AnchorStore, Getter, OpenMode, Store, StoreError};
 use anchorfs::Ref;
 
 fn blobs_and_listing(s: &dyn AnchorStore) {
@@ -205,14 +209,16 @@ fn described(s: &dyn AnchorStore) {
     assert_eq!(s.blob_size(&r).unwrap(), 5);
     let missing = Ref::of(b"never stored");
     assert!(matches!(s.blob_size(&missing), Err(StoreError::NotFound(m)) if m == missing));
-    // A store with a directory has an identity and a capacity; one in memory has none.
-    match s.local_dir() {
-        Some(dir) => {
+    // A store with a directory has an identity and a capacity; one in memory has
+    // neither; one on a server has an identity of the server's kind.
+    match (s.local_dir(), s.identity()) {
+        (Some(dir), id) => {
             assert!(dir.is_absolute());
-            assert!(s.identity().is_some());
+            assert!(id.is_some());
             assert!(s.capacity().is_some_and(|c| c.blocks > 0));
         }
-        None => assert!(s.identity().is_none()),
+        (None, None) => {}
+        (None, Some(id)) => assert!(id.starts_with("pg:"), "{id}"),
     }
 }
 
@@ -243,6 +249,22 @@ fn lru_over_mem_and_file() {
             4096,
         ))
     });
+}
+
+#[test]
+fn pg_store_and_lru_over_it() {
+    let Some(_) = pg_common::server() else {
+        return;
+    };
+    let dbs = parking_lot::Mutex::new(Vec::new());
+    let make = || {
+        let db = pg_common::TestDb::new().expect("a server");
+        let url = db.url.clone();
+        dbs.lock().push(db);
+        PgStore::open(&url, OpenMode::Create).unwrap().0
+    };
+    suite(&|| Arc::new(make()));
+    suite(&|| Arc::new(LruStore::new(make(), 4096)));
 }
 
 #[test]

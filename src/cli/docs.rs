@@ -292,8 +292,9 @@ pub fn anchorfs_1() -> String {
     page.sh("ENVIRONMENT")
         .tp(
             "ANCHORFS_STORE",
-            "The store when --store is not given: a directory (DIR or file:DIR), or \
-             mem: (an empty store in memory that lasts for one command).",
+            "The store when --store is not given: a directory (DIR or file:DIR), \
+             mem: (an empty store in memory that lasts for one command), or a \
+             PostgreSQL URL (postgres://USER@HOST[:PORT]/DB).",
         )
         .tp(
             "RUST_LOG",
@@ -392,10 +393,19 @@ pub fn mount_anchorfs_8() -> String {
             "mem:",
             "An empty store in memory, gone when the mount ends (for trying things).",
         )
+        .tp(
+            "postgres://USER@HOST[:PORT]/DB, postgresql://...",
+            "A store in a PostgreSQL database, in the tables of the Go library's store/pg, \
+             so either implementation reads and writes it. A Unix socket's directory is \
+             the host percent-encoded (postgres://USER@%2Fvar%2Frun%2Fpostgresql/DB) or \
+             given as ?host=/DIR. The password comes from the URL, PGPASSWORD or \
+             ~/.pgpass. A database without the tables gets them when the command may \
+             create a store; one whose tables of those names differ is refused.",
+        )
         .p(
             "Text before the first colon that looks like a URI scheme (a letter, then \
              letters, digits, +, - or .; no /) is a scheme, and one that is not listed \
-             here (s3://bucket, postgresql://host/db, a misspelt fiel:x) is refused, \
+             here (s3://bucket, sqlite:///x.db, a misspelt fiel:x) is refused, \
              naming the known ones; nothing is created. A directory whose name has a \
              colon is written ./a:b or file:a:b.",
         );

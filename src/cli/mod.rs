@@ -51,8 +51,9 @@ impl std::error::Error for NotFound {}
                   TIME is RFC 3339 with any offset, e.g. 2026-11-24T21:20:32.5Z or 2026-11-24T22:20:32+01:00."
 )]
 struct Cli {
-    /// The store: a directory holding a file store (DIR or file:DIR), or `mem:` (an
-    /// empty store in memory that lasts for this command only). Text before the first
+    /// The store: a directory holding a file store (DIR or file:DIR), `mem:` (an
+    /// empty store in memory that lasts for this command only), or a PostgreSQL
+    /// database (postgres://USER@HOST[:PORT]/DB or postgresql://...). Text before the first
     /// colon that looks like a URI scheme (letters, digits, + - .; no /) is a scheme,
     /// and an unknown one is an error: write a directory whose name has a colon as
     /// ./NAME or file:NAME
@@ -220,7 +221,7 @@ struct ExpireArgs {
 
 #[derive(Args, Debug)]
 struct SyncArgs {
-    /// The other stores (DIR, file:DIR or `mem:`, as --store takes them)
+    /// The other stores (DIR, file:DIR, `mem:` or postgres://..., as --store takes them)
     #[arg(required = true, value_name = "STORE")]
     stores: Vec<OsString>,
 }

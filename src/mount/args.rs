@@ -25,8 +25,9 @@ pub struct UsageError(pub String);
 #[derive(Args, Debug, Clone)]
 pub struct MountCommand {
     /// The store: a directory holding a file store, DIR or file:DIR (a new store is
-    /// made if the directory is missing or empty), or `mem:` (an empty store in
-    /// memory, gone at unmount); as --store takes it, so an unknown SCHEME: is an
+    /// made if the directory is missing or empty), `mem:` (an empty store in
+    /// memory, gone at unmount), or a PostgreSQL database (postgres://USER@HOST/DB);
+    /// as --store takes it, so an unknown SCHEME: is an
     /// error and a directory whose name has a colon is written ./NAME or file:NAME
     #[arg(value_name = "SOURCE", value_hint = ValueHint::DirPath)]
     pub source: OsString,

@@ -48,6 +48,7 @@ pub mod file;
 pub mod lru;
 pub mod mem;
 mod open;
+pub mod pg;
 mod sys;
 
 pub use open::{open, OpenMode, Opened};
@@ -130,10 +131,11 @@ pub enum StoreError {
         /// How many bytes it has.
         len: usize,
     },
-    /// A directory that is not a store (or cannot become one).
+    /// A directory or database that is not a store (or cannot become one): a
+    /// database without the tables, or with tables of those names that differ.
     #[error("{path} is not an anchorfs store: {why}")]
     NotAStore {
-        /// The directory.
+        /// The directory, or the database's URL (without a password).
         path: PathBuf,
         /// What is wrong with it.
         why: String,

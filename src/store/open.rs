@@ -12,12 +12,13 @@
 //! |---|---|
 //! | `DIR`, `file:DIR` | the file store in `DIR` ([`super::file`]) |
 //! | `mem:` | a new, empty store in memory ([`super::mem`]) |
+//! | `postgres://USER@HOST[:PORT]/DB`, `postgresql://...` | the store in a PostgreSQL database ([`super::pg`]) |
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::{file, mem, DeletingStore, StoreError};
+use super::{file, mem, pg, DeletingStore, StoreError};
 
 /// Whether an opener may create a missing store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +45,12 @@ pub struct Opened {
 type Opener = fn(&OsStr, OpenMode) -> Result<Opened, StoreError>;
 
 /// Every backend, by scheme. A new backend is one file and one line here.
-const BACKENDS: &[(&str, Opener)] = &[("file", file::open_spec), ("mem", mem::open_spec)];
+const BACKENDS: &[(&str, Opener)] = &[
+    ("file", file::open_spec),
+    ("mem", mem::open_spec),
+    ("postgres", pg::open_postgres),
+    ("postgresql", pg::open_postgresql),
+];
 
 /// The scheme of a spec that names none: a directory.
 const DEFAULT_SCHEME: &str = "file";
@@ -116,16 +122,11 @@ mod tests {
 
     #[test]
     fn unknown_schemes_name_the_known_ones_and_create_nothing() {
-        for spec in [
-            "s3://bucket",
-            "postgres://h/db",
-            "postgresql://h/db",
-            "fiel:x",
-        ] {
+        for spec in ["s3://bucket", "sqlite:///x.db", "fiel:x"] {
             let e = open(OsStr::new(spec), OpenMode::Create).err().unwrap();
             let msg = e.to_string();
             assert!(matches!(e, StoreError::BadSpec { .. }), "{msg}");
-            assert!(msg.contains("file:, mem:"), "{msg}");
+            assert!(msg.contains("file:, mem:, postgres:, postgresql:"), "{msg}");
             assert!(msg.contains(spec), "{msg}");
             let made = spec.split('/').next().unwrap();
             assert!(!std::path::Path::new(made).exists(), "{made} was created");

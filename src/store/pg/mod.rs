@@ -1,0 +1,608 @@
+//! A store in a PostgreSQL database, in the tables of Go's `store/pg`, so that
+//! a database either implementation made is read and extended by the other.
+//!
+//! The specs `postgres://USER@HOST[:PORT]/DB` and `postgresql://...` open it,
+//! with libpq's URL forms: a Unix-socket directory as the host, percent-encoded
+//! (`postgres://user@%2Fvar%2Frun%2Fpostgresql/db`) or as a parameter
+//! (`postgres:///db?host=/tmp/sock`). The password comes from the URL,
+//! `PGPASSWORD` or the password file ([`ConnConfig::parse`]); it is never needed
+//! on a command line. Connections are plain (no TLS): a local socket or a
+//! trusted network.
+//!
+//! # Tables
+//!
+//! Go's `blobs (ref, data)` and `anchor_map_ref (ref, singleton)`, made with
+//! Go's own DDL ([`GO_SCHEMA`]); this store's `anchorfs_written` (write times,
+//! for gc) and `anchorfs_sync` ([`OUR_SCHEMA`]). Opening checks every table of
+//! those names against the schema and refuses a database where one differs,
+//! changing nothing ([`StoreError::NotAStore`]). [`OpenMode::Create`] makes what
+//! is missing; [`OpenMode::Existing`] refuses a database without Go's tables
+//! (this store's own it makes in either mode, so a database Go made opens as it
+//! is). A missing database is not made: that is the server's administrator's.
+//!
+//! # The compare-and-swap
+//!
+//! As Go does it: with no map yet, `INSERT` the one row (a second insert
+//! violates the row's unique, always-true `singleton`: a conflict); otherwise
+//! `UPDATE anchor_map_ref SET ref = new WHERE ref = old`, where no row updated
+//! is a conflict. Under read committed, a concurrent update of the same row
+//! makes the second wait for the first and then find that `ref` no longer
+//! matches. If the connection is lost during the swap, the outcome is not known;
+//! it is then read back on a new connection: `new` means the swap happened,
+//! `old` that it did not (the conditional update is then tried once more there,
+//! which is safe because it is conditional), anything else that another writer
+//! moved the ref (a conflict).
+//!
+//! # Durability
+//!
+//! Each connection runs with `synchronous_commit = off` by default, so a put
+//! returns once its rows are committed and visible, without waiting for the
+//! server to flush its write-ahead log. The swap (and [`Store::sync`]) commits
+//! with `SET LOCAL synchronous_commit = on`: its commit returns only once the log
+//! is flushed up to its commit record, and the new ref becomes visible only
+//! after that flush. The log is one sequence for the whole server, written and
+//! flushed in order (PostgreSQL's documentation on asynchronous commit: a
+//! synchronous commit waits for its log records to reach disk, and records are
+//! flushed in the order they were written). A put that returned before the swap
+//! was called has its commit record earlier in that sequence than the swap's,
+//! whichever connection or process made it, so the swap's flush covers it: no
+//! map is visible that reaches a blob a crash can lose. A blob lost in a crash
+//! before any swap reached it is simply not there, as if never put. The swap's
+//! transaction is where a notification of the new ref would be sent, so that it
+//! goes out only if the swap commits.
+//!
+//! # Connections
+//!
+//! A small pool of our own (`pg/pool.rs`). Calls that may be repeated (reads,
+//! puts, which only add what is missing) are run once more on a new connection
+//! when a pooled one turns out to have broken while idle, so a restarted server
+//! is reconnected to without a remount. Failures are [`StoreError::Backend`],
+//! retryable where trying again may help (a lost or refused connection, a server
+//! shutting down, a serialization failure).
+//!
+//! Locks: only the pool's `idle` (see `pg/pool.rs`); none is held across a query.
+
+mod pool;
+mod schema;
+
+pub use pool::{ConnConfig, PgError};
+pub use schema::{GO_SCHEMA, OUR_SCHEMA};
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use postgres::types::ToSql;
+
+use self::pool::{backend_error, Conn, Pool};
+use super::{
+    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, OpenMode, Opened, Store,
+    StoreError, MAX_BLOB_SIZE,
+};
+use crate::blob::{Blob, Ref};
+
+/// Run on every new connection: puts commit without waiting for a log flush
+/// (see the module docs for why that is safe).
+const SETUP: &str = "SET synchronous_commit = off";
+
+/// How many refs one listing query returns.
+const LIST_PAGE: i64 = 1000;
+
+/// How many refs one batched get asks for.
+const GET_BATCH: usize = 256;
+
+const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
+const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
+const CONTAINS: &str = "SELECT 1 FROM blobs WHERE ref = $1";
+const SIZE: &str = "SELECT octet_length(data)::int8 FROM blobs WHERE ref = $1";
+const LIST: &str = "SELECT ref FROM blobs WHERE ref > $1 ORDER BY ref LIMIT $2";
+const PUT: &str = "
+WITH input AS (
+  SELECT * FROM unnest($1::bytea[], $2::bytea[]) AS t(ref, data)
+), added AS (
+  INSERT INTO blobs (ref, data) SELECT ref, data FROM input
+  ON CONFLICT DO NOTHING RETURNING ref
+), touched AS (
+  INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM input
+  ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at
+)
+SELECT ref FROM added";
+const MAP_REF: &str = "SELECT ref FROM anchor_map_ref";
+const MAP_INSERT: &str = "INSERT INTO anchor_map_ref (ref) VALUES ($1)";
+const MAP_UPDATE: &str = "UPDATE anchor_map_ref SET ref = $1 WHERE ref = $2";
+const DELETE: &str = "
+WITH gone AS (DELETE FROM blobs WHERE ref = $1 RETURNING ref),
+     times AS (DELETE FROM anchorfs_written WHERE ref = $1)
+SELECT count(*) FROM gone";
+/// A blob's write time; a blob with none (Go wrote it) gets the present one, so
+/// gc's grace period starts when gc first sees it.
+const WRITTEN_AT: &str = "
+WITH b AS (SELECT ref FROM blobs WHERE ref = $1),
+     made AS (INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM b
+              ON CONFLICT (ref) DO NOTHING RETURNING at)
+SELECT COALESCE((SELECT at FROM made), (SELECT at FROM anchorfs_written WHERE ref = $1))
+FROM b";
+const SYNC: &str = "INSERT INTO anchorfs_sync (singleton, at) VALUES (TRUE, now())
+ON CONFLICT (singleton) DO UPDATE SET at = EXCLUDED.at";
+
+/// The opener of `postgres:` for [`super::open`].
+pub(super) fn open_postgres(rest: &OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
+    open_spec("postgres", rest, mode)
+}
+
+/// The opener of `postgresql:` for [`super::open`].
+pub(super) fn open_postgresql(rest: &OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
+    open_spec("postgresql", rest, mode)
+}
+
+fn open_spec(scheme: &str, rest: &OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
+    let bad = |why: &str| {
+        let spec = format!("{scheme}:{}", rest.to_string_lossy());
+        StoreError::BadSpec {
+            why: format!("store {spec:?}: {why}"),
+            spec,
+        }
+    };
+    let rest = rest
+        .to_str()
+        .ok_or_else(|| bad("a PostgreSQL URL must be UTF-8"))?;
+    if !rest.starts_with("//") {
+        return Err(bad(&format!("want {scheme}://USER@HOST[:PORT]/DB")));
+    }
+    let (store, created) = PgStore::open(&format!("{scheme}:{rest}"), mode)?;
+    Ok(Opened {
+        label: store.label().to_string(),
+        store: Arc::new(store),
+        created,
+    })
+}
+
+/// A store in a PostgreSQL database (see the module docs).
+pub struct PgStore {
+    pool: Pool,
+    identity: String,
+}
+
+/// The stored form of a ref.
+fn key(r: &Ref) -> &[u8] {
+    r.as_bytes()
+}
+
+impl PgStore {
+    /// Opens the store at `url`; with [`OpenMode::Create`], makes its tables if
+    /// the database has none. Returns whether it made Go's tables.
+    pub fn open(url: &str, mode: OpenMode) -> Result<(PgStore, bool), StoreError> {
+        PgStore::open_config(ConnConfig::parse(url)?, mode)
+    }
+
+    /// Opens the store the settings `config` reach (as [`PgStore::open`]).
+    pub fn open_config(config: ConnConfig, mode: OpenMode) -> Result<(PgStore, bool), StoreError> {
+        let label = config.label().to_string();
+        let pool = Pool::new(config, SETUP);
+        let op = || format!("connecting to {label}");
+        let mut conn = pool.fresh(&op)?;
+        let not_store = |why: String| StoreError::NotAStore {
+            path: PathBuf::from(&label),
+            why,
+        };
+        let check = |conn: &mut Conn| match schema::check(conn.client()) {
+            Ok(found) => Ok(found),
+            Err(schema::CheckError::Mismatch(why)) => Err(not_store(format!(
+                "{why} (the tables of Go's store/pg are: {})",
+                GO_SCHEMA.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))),
+            Err(schema::CheckError::Db(e)) => Err(backend_error(op(), e)),
+        };
+        let found = check(&mut conn)?;
+        let go: Vec<&str> = schema::TABLES
+            .iter()
+            .filter(|t| t.go)
+            .map(|t| t.name)
+            .collect();
+        let go_present = go.iter().filter(|t| found.has(t)).count();
+        let mut created = false;
+        if go_present < go.len() {
+            if mode == OpenMode::Existing {
+                let why = if go_present == 0 {
+                    "the database has no table blobs or anchor_map_ref".to_string()
+                } else {
+                    let missing: Vec<&str> = go.iter().filter(|t| !found.has(t)).copied().collect();
+                    format!("the database lacks table {}", missing.join(", "))
+                };
+                return Err(not_store(why));
+            }
+            created = go_present == 0;
+        }
+        if found.present.len() < schema::TABLES.len() {
+            schema::create(conn.client(), go_present < go.len())
+                .map_err(|e| backend_error(format!("{}: making its tables", op()), e))?;
+            let found = check(&mut conn)?;
+            if found.present.len() < schema::TABLES.len() {
+                return Err(not_store("its tables could not be made".into()));
+            }
+        }
+        let identity = identity(&mut conn, &label).map_err(|e| backend_error(op(), e))?;
+        drop(conn);
+        Ok((PgStore { pool, identity }, created))
+    }
+
+    /// How messages name the store: its URL without the password.
+    pub fn label(&self) -> &str {
+        self.pool.config().label()
+    }
+
+    /// The anchor map ref as a connection reads it.
+    fn read_map_ref(&self, conn: &mut Conn) -> Result<Option<Vec<u8>>, postgres::Error> {
+        let st = conn.prepared(MAP_REF)?;
+        match conn.client().query_opt(&st, &[])? {
+            Some(row) => Ok(Some(row.try_get(0)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_map_ref(&self, raw: Option<Vec<u8>>) -> Result<Option<Ref>, StoreError> {
+        match raw {
+            None => Ok(None),
+            Some(b) => Ref::from_slice(&b)
+                .map(Some)
+                .map_err(|_| StoreError::BadAnchorMapRef {
+                    path: PathBuf::from(format!("{} table anchor_map_ref", self.label())),
+                    len: b.len(),
+                }),
+        }
+    }
+
+    /// The swap after its connection was lost: read the ref on a new connection
+    /// and decide (see the module docs).
+    fn resolve_swap(
+        &self,
+        old: Option<Ref>,
+        new: Ref,
+        op: &dyn Fn() -> String,
+        lost: postgres::Error,
+    ) -> Result<(), StoreError> {
+        log::warn!(
+            "{}: connection lost ({}); reading the ref back",
+            op(),
+            pool::describe(&lost)
+        );
+        let mut conn = self.pool.fresh(op)?;
+        let read = |conn: &mut pool::Pooled<'_>| match self.read_map_ref(conn) {
+            Ok(raw) => self.decode_map_ref(raw),
+            Err(e) => {
+                self.pool.note_failure(conn, &e);
+                Err(backend_error(op(), e))
+            }
+        };
+        let cur = read(&mut conn)?;
+        if cur == Some(new) {
+            log::info!("{}: the swap had been made", op());
+            return Ok(());
+        }
+        if cur != old {
+            return Err(StoreError::Conflict);
+        }
+        match swap_on(&mut conn, old, new) {
+            Ok(true) => Ok(()),
+            Ok(false) => match read(&mut conn)? {
+                // The lost attempt committed after all, after the read above.
+                cur if cur == Some(new) => Ok(()),
+                _ => Err(StoreError::Conflict),
+            },
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
+            Err(e) => {
+                self.pool.note_failure(&mut conn, &e);
+                Err(backend_error(op(), e))
+            }
+        }
+    }
+}
+
+/// The store's identity: the server's system identifier, the database and the
+/// schema; the URL's server where the identifier may not be read.
+fn identity(conn: &mut Conn, label: &str) -> Result<String, postgres::Error> {
+    let row = conn.client().query_one(
+        "SELECT current_database()::text, current_schema()::text",
+        &[],
+    )?;
+    let db: String = row.try_get(0)?;
+    let schema: Option<String> = row.try_get(1)?;
+    let schema = schema.unwrap_or_default();
+    let sysid = conn
+        .client()
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .and_then(|row| row.try_get::<_, String>(0));
+    Ok(match sysid {
+        Ok(id) => format!("pg:{id}/{db}/{schema}"),
+        Err(e) => {
+            log::debug!(
+                "reading the server's system identifier: {}",
+                pool::describe(&e)
+            );
+            let server = label.rsplit_once('/').map_or(label, |(s, _)| s);
+            format!("pg:{server}/{db}/{schema}")
+        }
+    })
+}
+
+/// Whether `e` is a unique or check violation: a first map inserted over one.
+fn is_conflict(e: &postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code() == "23505" || c.code() == "23514")
+}
+
+/// Runs `f` in a transaction that commits with `synchronous_commit` on.
+fn durably<T>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    conn.client()
+        .batch_execute("BEGIN; SET LOCAL synchronous_commit = on")?;
+    let out = f(conn).and_then(|v| conn.client().batch_execute("COMMIT").map(|()| v));
+    if out.is_err() && !conn.client().is_closed() {
+        if let Err(e) = conn.client().batch_execute("ROLLBACK") {
+            log::debug!("rolling back: {}", pool::describe(&e));
+            conn.poisoned = true;
+        }
+    }
+    out
+}
+
+/// One compare-and-swap on `conn`: whether it was made.
+fn swap_on(conn: &mut Conn, old: Option<Ref>, new: Ref) -> Result<bool, postgres::Error> {
+    durably(conn, |conn| {
+        let n = match old {
+            None => {
+                let st = conn.prepared(MAP_INSERT)?;
+                conn.client().execute(&st, &[&key(&new)])?
+            }
+            Some(old) => {
+                let st = conn.prepared(MAP_UPDATE)?;
+                conn.client().execute(&st, &[&key(&new), &key(&old)])?
+            }
+        };
+        // A notification of the new ref to other hosts belongs here, in the
+        // swap's transaction.
+        Ok(n == 1)
+    })
+}
+
+impl Getter for PgStore {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        let op = || format!("reading blob {r} from {}", self.label());
+        let data = self.pool.run(&op, |c| {
+            let st = c.prepared(GET)?;
+            match c.client().query_opt(&st, &[&key(r)])? {
+                Some(row) => Ok(Some(row.try_get::<_, Vec<u8>>(0)?)),
+                None => Ok(None),
+            }
+        })?;
+        match data {
+            Some(d) => verified(r, Blob::from(d)),
+            None => Err(StoreError::NotFound(*r)),
+        }
+    }
+
+    fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
+        let op = || format!("looking up blob {r} in {}", self.label());
+        self.pool.run(&op, |c| {
+            let st = c.prepared(CONTAINS)?;
+            Ok(c.client().query_opt(&st, &[&key(r)])?.is_some())
+        })
+    }
+
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        let op = || format!("sizing blob {r} in {}", self.label());
+        let size = self.pool.run(&op, |c| {
+            let st = c.prepared(SIZE)?;
+            match c.client().query_opt(&st, &[&key(r)])? {
+                Some(row) => Ok(Some(row.try_get::<_, i64>(0)?)),
+                None => Ok(None),
+            }
+        })?;
+        size.map(|n| n.max(0) as u64)
+            .ok_or(StoreError::NotFound(*r))
+    }
+
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after = *after;
+        loop {
+            let op = || format!("listing the blobs of {} after {after}", self.label());
+            // A page at a time, with no connection held while `f` runs.
+            let page: Vec<Vec<u8>> = self.pool.run(&op, |c| {
+                let st = c.prepared(LIST)?;
+                c.client()
+                    .query(&st, &[&key(&after), &LIST_PAGE])?
+                    .iter()
+                    .map(|row| row.try_get(0))
+                    .collect()
+            })?;
+            let full = page.len() as i64 == LIST_PAGE;
+            for raw in page {
+                let r = Ref::from_slice(&raw).map_err(|_| {
+                    StoreError::backend(
+                        format!("listing the blobs of {}", self.label()),
+                        false,
+                        format!("table blobs has a ref of {} bytes, not 32", raw.len()),
+                    )
+                })?;
+                if !f(r)? {
+                    return Ok(());
+                }
+                after = r;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
+        let mut out = Vec::with_capacity(refs.len());
+        for chunk in refs.chunks(GET_BATCH) {
+            let op = || format!("reading {} blobs from {}", chunk.len(), self.label());
+            let keys: Vec<&[u8]> = chunk.iter().map(key).collect();
+            let rows = self.pool.run(&op, |c| {
+                let st = c.prepared(GET_MANY)?;
+                c.client()
+                    .query(&st, &[&keys])?
+                    .iter()
+                    .map(|row| Ok((row.try_get::<_, Vec<u8>>(0)?, row.try_get::<_, Vec<u8>>(1)?)))
+                    .collect::<Result<Vec<_>, postgres::Error>>()
+            });
+            match rows {
+                Ok(rows) => {
+                    let found: HashMap<Ref, Blob> = rows
+                        .into_iter()
+                        .filter_map(|(r, d)| Some((Ref::from_slice(&r).ok()?, Blob::from(d))))
+                        .collect();
+                    out.extend(chunk.iter().map(|r| match found.get(r) {
+                        Some(d) => verified(r, d.clone()),
+                        None => Err(StoreError::NotFound(*r)),
+                    }));
+                }
+                Err(e) => {
+                    let retryable = e.is_retryable();
+                    let why = match &e {
+                        StoreError::Backend { source, .. } => source.to_string(),
+                        e => e.to_string(),
+                    };
+                    out.extend(
+                        chunk
+                            .iter()
+                            .map(|r| {
+                                StoreError::backend(
+                                    format!("reading blob {r}"),
+                                    retryable,
+                                    why.clone(),
+                                )
+                            })
+                            .map(Err),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+}
+
+impl Store for PgStore {
+    fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        let mut v = self.put_many(&[blob])?;
+        v.pop()
+            .ok_or_else(|| StoreError::backend("putting a blob", false, "no result"))
+    }
+
+    /// All in one statement: the blobs new to the store are inserted, every
+    /// blob's write time is set to now. A blob given twice is new the first
+    /// time only. Idempotent, so run again if a pooled connection had broken
+    /// (then a blob the lost attempt added counts as not new).
+    fn put_many(&self, blobs: &[&[u8]]) -> Result<Vec<(Ref, bool)>, StoreError> {
+        for b in blobs {
+            if b.len() as u64 > MAX_BLOB_SIZE {
+                return Err(StoreError::BlobTooLarge {
+                    size: b.len() as u64,
+                    max: MAX_BLOB_SIZE,
+                });
+            }
+        }
+        let refs: Vec<Ref> = blobs.iter().map(|b| Ref::of(b)).collect();
+        // Each ref once, in ref order, so two puts that share blobs take their
+        // row locks in the same order and never deadlock.
+        let mut order: Vec<usize> = (0..blobs.len()).collect();
+        order.sort_by_key(|&i| refs[i]);
+        order.dedup_by_key(|i| refs[*i]);
+        let keys: Vec<&[u8]> = order.iter().map(|&i| key(&refs[i])).collect();
+        let data: Vec<&[u8]> = order.iter().map(|&i| blobs[i]).collect();
+        let op = || format!("putting {} blobs into {}", order.len(), self.label());
+        let added: Vec<Vec<u8>> = self.pool.run(&op, |c| {
+            let st = c.prepared(PUT)?;
+            let params: [&(dyn ToSql + Sync); 2] = [&keys, &data];
+            c.client()
+                .query(&st, &params)?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect()
+        })?;
+        let mut new: HashSet<Ref> = added
+            .iter()
+            .filter_map(|r| Ref::from_slice(r).ok())
+            .collect();
+        Ok(refs.into_iter().map(|r| (r, new.remove(&r))).collect())
+    }
+
+    /// Rewrites one row of `anchorfs_sync` in a transaction that commits with
+    /// `synchronous_commit` on: its flush covers every put committed before.
+    fn sync(&self) -> Result<(), StoreError> {
+        let op = || format!("flushing {}", self.label());
+        self.pool.run(&op, |c| {
+            durably(c, |c| {
+                let st = c.prepared(SYNC)?;
+                c.client().execute(&st, &[]).map(|_| ())
+            })
+        })
+    }
+}
+
+impl AnchorGetter for PgStore {
+    fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+        let op = || format!("reading the anchor map ref of {}", self.label());
+        let raw = self.pool.run(&op, |c| self.read_map_ref(c))?;
+        self.decode_map_ref(raw)?.ok_or(StoreError::NoAnchorMap)
+    }
+}
+
+impl AnchorStore for PgStore {
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+        let op = || format!("setting the anchor map ref of {} to {new}", self.label());
+        let mut conn = self.pool.get(&op)?;
+        match swap_on(&mut conn, old, new) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Conflict),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
+            Err(e) => {
+                if !self.pool.note_failure(&mut conn, &e) {
+                    return Err(backend_error(op(), e));
+                }
+                drop(conn);
+                self.resolve_swap(old, new, &op, e)
+            }
+        }
+    }
+}
+
+impl DeletingStore for PgStore {
+    fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
+        let op = || format!("deleting blob {r} from {}", self.label());
+        self.pool.run(&op, |c| {
+            let st = c.prepared(DELETE)?;
+            let n: i64 = c.client().query_one(&st, &[&key(r)])?.try_get(0)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn written_at(&self, r: &Ref) -> Result<SystemTime, StoreError> {
+        let op = || format!("reading the write time of blob {r} in {}", self.label());
+        let at = self.pool.run(&op, |c| {
+            let st = c.prepared(WRITTEN_AT)?;
+            match c.client().query_opt(&st, &[&key(r)])? {
+                Some(row) => Ok(Some(row.try_get::<_, SystemTime>(0)?)),
+                None => Ok(None),
+            }
+        })?;
+        at.ok_or(StoreError::NotFound(*r))
+    }
+}
