@@ -3,8 +3,8 @@
 //! a scratch one. Any command that exits non-zero fails the test, unless its line says
 //! `expected to fail` (then it must fail). A block right after a
 //! `<!-- readme-test: not run ... -->` line (installing, changing /etc/fstab) is not
-//! run; `cargo` is not run either (the test runs under it): the binary it built stands
-//! in for `target/release/anchorfs`.
+//! run; `cargo` and `scripts/test.sh` are not run either (the test runs under them):
+//! the binary cargo built stands in for `target/release/anchorfs`.
 
 mod common;
 
@@ -83,8 +83,16 @@ fn script(lines: &[Line], mnt: &Path) -> String {
         "set -o pipefail\n\
          cargo() { echo \"(not run by the README test: cargo $*)\"; }\n",
     );
+    // scripts/test.sh runs the whole suite, this test among it.
+    s.push_str(
+        "test_sh() { echo \"(not run by the README test: scripts/test.sh $*)\"; }\n",
+    );
     for l in lines {
         let text = l.text.replace(README_MNT, mnt.to_str().unwrap());
+        let text = match text.strip_prefix("scripts/test.sh") {
+            Some(rest) => format!("test_sh{rest}"),
+            None => text,
+        };
         s.push_str(&format!("echo '+ README.md:{}'\n{text}\nrc=$?\n", l.number));
         if l.expect_failure {
             s.push_str(&format!(
