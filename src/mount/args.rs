@@ -85,6 +85,16 @@ pub struct MountOptions {
     /// The blob cache's size in bytes, with K, M or G
     #[arg(long = "cache", value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub cache_bytes: usize,
+    /// Keep a cache of the store's blobs in files in DIR, so what was read once is
+    /// read from local disk, also after a remount (default: for a store across a
+    /// network, a directory under $XDG_CACHE_HOME/anchorfs, or /var/cache/anchorfs
+    /// for root; none for a store in a local directory). Mounts may share one
+    #[arg(long = "cache_dir", value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub cache_dir: Option<PathBuf>,
+    /// The most bytes the disk cache keeps, with K, M or G; 0 turns the disk cache
+    /// off
+    #[arg(long = "cache_size", value_name = "SIZE", default_value = "1G", value_parser = parse_size_u64)]
+    pub cache_size: u64,
     /// How soon changes made elsewhere (the command line, other mounts) appear, and
     /// how long the kernel caches directories and latest
     #[arg(long = "poll", value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
@@ -425,6 +435,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+fn parse_size_u64(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
+}
+
 /// Parses permission bits in octal: `0640`, `750`.
 pub fn parse_mode(s: &str) -> Result<u16, String> {
     u16::from_str_radix(s.trim(), 8)
@@ -647,6 +661,28 @@ mod tests {
             (None, None, None, None)
         );
         assert_eq!(o.log, None);
+        assert_eq!((o.cache_dir, o.cache_size), (None, 1 << 30));
+    }
+
+    #[test]
+    fn disk_cache_options() {
+        let a = mount_args(&[
+            "/s",
+            "/m",
+            "-o",
+            "cache_dir=/var/tmp/c,cache_size=256M,cache=1M",
+        ])
+        .unwrap();
+        assert_eq!(a.opts.cache_dir, Some(PathBuf::from("/var/tmp/c")));
+        assert_eq!(a.opts.cache_size, 256 << 20);
+        assert_eq!(a.opts.cache_bytes, 1 << 20, "the memory cache is its own");
+        let off = MountOptions::from_lists(&["cache_size=0"]).unwrap();
+        assert_eq!(off.cache_size, 0);
+        let err = |s: &[&str]| mount_args(s).unwrap_err().to_string();
+        let e = err(&["/s", "/m", "-o", "cache_size=huge"]);
+        assert!(e.contains("cache_size=huge") && e.contains("64M"), "{e}");
+        assert!(err(&["/s", "/m", "-o", "cache_dir="]).contains("cache_dir=DIR"));
+        assert!(options_help().contains("cache_dir=DIR"));
     }
 
     #[test]
@@ -667,7 +703,8 @@ mod tests {
             let example = match d.name.as_str() {
                 "uid" | "gid" => "7",
                 "dir_mode" | "file_mode" => "0700",
-                "cache" => "1M",
+                "cache" | "cache_size" => "1M",
+                "cache_dir" => "/tmp/c",
                 "poll" => "2s",
                 "names" => "compact",
                 "log" => "/dev/null",

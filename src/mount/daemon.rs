@@ -5,12 +5,15 @@
 //!
 //! The calls into libc (signals, the allocator, the process's ids and session) are
 //! each behind a small function at the end. Owns no locks.
+//!
+//! Threads: the session's request threads (fuser's), `anchorfs-inval` (kernel
+//! invalidations), `anchorfs-fill` (page filling), `anchorfs-poll` (the
+//! [`poller`], stopped and joined after the session ends) and `anchorfs-signals`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,11 +21,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
 use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
+use crate::store::disk_cache::{self, DiskCache};
 use crate::store::lru::LruStore;
-use crate::store::OpenMode;
+use crate::store::{DeletingStore, OpenMode};
 
 use super::mountinfo::{is_mounted, raise_read_ahead};
-use super::MountArgs;
+use super::{poller, MountArgs, MountOptions};
 
 /// Set in the daemon's environment: report readiness on stdout, then detach.
 pub(super) const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
@@ -38,8 +42,13 @@ pub(super) enum Status {
 }
 
 /// Opens the store named by SOURCE (any spec [`crate::store::open`] takes), with
-/// the blob cache; says so when it made a new store.
-fn open_store(source: &str, cache: usize, report: &mut dyn FnMut(Status)) -> Result<SharedStore> {
+/// the disk cache where one is wanted ([`disk_cache_dir`]) and the blob cache in
+/// memory outermost; says so when it made a new store.
+fn open_store(
+    source: &str,
+    opts: &MountOptions,
+    report: &mut dyn FnMut(Status),
+) -> Result<SharedStore> {
     let opened = crate::store::open(source.as_ref(), OpenMode::Create)?;
     if opened.created {
         let at = opened
@@ -48,7 +57,56 @@ fn open_store(source: &str, cache: usize, report: &mut dyn FnMut(Status)) -> Res
             .map_or_else(|| opened.label.clone(), |d| d.display().to_string());
         report(Status::Note(format!("created a new store at {at}")));
     }
-    Ok(Arc::new(LruStore::new(opened.store, cache)))
+    let store: Arc<dyn DeletingStore> = match disk_cache_dir(&*opened.store, opts) {
+        Some(dir) => {
+            let cache = DiskCache::open(opened.store, &dir, opts.cache_size)
+                .with_context(|| format!("the disk cache for {}", opened.label))?;
+            log::info!(
+                "caching {}'s blobs in {} (at most {} bytes)",
+                opened.label,
+                dir.display(),
+                opts.cache_size
+            );
+            Arc::new(cache)
+        }
+        None => opened.store,
+    };
+    Ok(Arc::new(LruStore::new(store, opts.cache_bytes)))
+}
+
+/// Where the disk cache of blobs goes, if anywhere: `-o cache_dir=`; else, for a
+/// store with no directory on this host but an identity (one across a network),
+/// `$XDG_CACHE_HOME/anchorfs/NAME` (`~/.cache/anchorfs/NAME`), or
+/// `/var/cache/anchorfs/NAME` for root, where NAME is
+/// [`disk_cache::dir_name`] of the identity. Never by default for a store with a
+/// directory here (it is local already) or without an identity (`mem:`), and
+/// never with `-o cache_size=0`.
+fn disk_cache_dir(store: &dyn DeletingStore, opts: &MountOptions) -> Option<PathBuf> {
+    if opts.cache_size == 0 {
+        return None;
+    }
+    if let Some(dir) = &opts.cache_dir {
+        return Some(dir.clone());
+    }
+    if store.local_dir().is_some() {
+        return None;
+    }
+    let name = disk_cache::dir_name(&store.identity()?);
+    let base = if effective_ids().0 == 0 {
+        PathBuf::from("/var/cache")
+    } else {
+        match std::env::var_os("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) else {
+                    log::warn!("no disk cache: neither XDG_CACHE_HOME nor HOME is set");
+                    return None;
+                };
+                Path::new(&home).join(".cache")
+            }
+        }
+    };
+    Some(base.join("anchorfs").join(name))
 }
 
 /// Checks what can be checked before mounting, for clear messages.
@@ -97,7 +155,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     if let Err(e) = preflight(args) {
         return Err(fail(ready, e));
     }
-    let store = match open_store(&args.source, args.opts.cache_bytes, ready) {
+    let store = match open_store(&args.source, &args.opts, ready) {
         Ok(s) => s,
         Err(e) => return Err(fail(ready, e)),
     };
@@ -188,7 +246,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     };
     let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(poller::Stop::new());
 
     // Kernel cache entries made stale by this mount's own commits and writes, passed
     // on from a thread of their own (never from inside a request).
@@ -226,20 +284,21 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
             })?;
     }
 
-    // Poll for changes made by other processes, mounts and the CLI.
+    // Poll for changes made by other processes, mounts, hosts and the CLI, and
+    // sooner when the store tells of them (see `poller`).
     let poller = {
         let (core, stop, poll) = (core.clone(), stop.clone(), args.opts.poll);
+        let watch = core.store().watch();
+        if watch.is_some() {
+            log::info!("the store tells of changes: refreshing when told, or every {poll:?}");
+        }
         std::thread::Builder::new()
             .name("anchorfs-poll".into())
             .spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(poll);
-                    match core.refresh() {
-                        Ok(inv) => invalidate(&notifier, &inv),
-                        Err(e) => log::error!("polling the anchor map: {e}"),
-                    }
+                poller::run(&core, watch.as_deref(), poll, &stop, &mut |inv| {
+                    invalidate(&notifier, &inv);
                     release_free_memory();
-                }
+                });
             })?
     };
 
@@ -267,7 +326,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     log::info!("mounted {} on {}", args.source, args.mountpoint.display());
     ready(Status::Live);
     let res = session.run();
-    stop.store(true, Ordering::Release);
+    stop.stop();
     let _ = poller.join();
     log::info!("unmounted {}", args.mountpoint.display());
     res.context("serving the mount")

@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
-use super::{AnchorGetter, AnchorStore, Capacity, Getter, Store, StoreError};
+use super::{AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
 /// Wraps a store; each kind of call can be made to fail with a chosen errno.
@@ -187,6 +187,10 @@ impl<S: AnchorGetter> AnchorGetter for FaultyStore<S> {
             return Err(self.fault("reading the anchor map ref"));
         }
         self.inner.anchor_map_ref()
+    }
+
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        self.inner.watch()
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{AnchorGetter, AnchorStore, Capacity, Getter, Store, StoreError};
+use super::{AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError};
 use crate::blob::{Blob, Ref};
 
 /// Written blobs up to this size are cached on the way in.
@@ -164,6 +164,10 @@ impl<S: Store> Store for LruStore<S> {
 impl<S: AnchorGetter> AnchorGetter for LruStore<S> {
     fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
         self.inner.anchor_map_ref()
+    }
+
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        self.inner.watch()
     }
 }
 

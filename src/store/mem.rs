@@ -1,9 +1,15 @@
 //! An in-memory store, for tests and for `mem:` mounts and commands: the spec
 //! `mem:` opens a new, empty one.
 //!
+//! A store made with [`MemStore::watched`] announces every successful swap of the
+//! anchor map to the watches it gives ([`AnchorGetter::watch`]), as a network
+//! store tells of other hosts' commits; one made with [`MemStore::new`] (and
+//! `mem:`) gives none and is polled.
+//!
 //! Locks: `blobs` (a read-write lock over the blob map) and `map_ref` (the anchor
 //! map ref), each held only for the map operation itself, never together, and
-//! never while a caller's closure runs.
+//! never while a caller's closure runs. The change signal's own lock is taken
+//! after `map_ref` is released.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -14,7 +20,8 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock};
 
 use super::{
-    AnchorGetter, AnchorStore, DeletingStore, Getter, OpenMode, Opened, Store, StoreError,
+    AnchorGetter, AnchorStore, ChangeSignal, DeletingStore, Getter, MapWatch, OpenMode, Opened,
+    Store, StoreError,
 };
 use crate::blob::{Blob, Ref};
 
@@ -42,12 +49,23 @@ pub(super) fn open_spec(rest: &OsStr, _mode: OpenMode) -> Result<Opened, StoreEr
 pub struct MemStore {
     blobs: RwLock<HashMap<Ref, (Blob, SystemTime), foldhash::fast::RandomState>>,
     map_ref: Mutex<Option<Ref>>,
+    /// Told of every successful swap, if the store gives watches.
+    changes: Option<ChangeSignal>,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> MemStore {
         MemStore::default()
+    }
+
+    /// An empty store whose watches ([`AnchorGetter::watch`]) wake on every
+    /// successful swap of the anchor map, made through any handle on it.
+    pub fn watched() -> MemStore {
+        MemStore {
+            changes: Some(ChangeSignal::new()),
+            ..MemStore::default()
+        }
     }
 
     /// The number of blobs held.
@@ -143,15 +161,24 @@ impl AnchorGetter for MemStore {
     fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
         self.map_ref.lock().ok_or(StoreError::NoAnchorMap)
     }
+
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        self.changes.as_ref().map(ChangeSignal::watch)
+    }
 }
 
 impl AnchorStore for MemStore {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
-        let mut cur = self.map_ref.lock();
-        if *cur != old {
-            return Err(StoreError::Conflict);
+        {
+            let mut cur = self.map_ref.lock();
+            if *cur != old {
+                return Err(StoreError::Conflict);
+            }
+            *cur = Some(new);
         }
-        *cur = Some(new);
+        if let Some(changes) = &self.changes {
+            changes.notify();
+        }
         Ok(())
     }
 }

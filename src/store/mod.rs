@@ -19,7 +19,9 @@
 //!   batched fetch). `identity`, `local_dir` and `capacity` describe the store to
 //!   the mount and the command line and default to "none".
 //! - [`Store`] requires `put`; `put_blob`, `put_many` and `sync` have defaults.
-//! - [`AnchorGetter`] requires `anchor_map_ref`.
+//! - [`AnchorGetter`] requires `anchor_map_ref`; `watch` (a [`MapWatch`] that
+//!   wakes the mount's poller when another writer moved the map) defaults to
+//!   none, so the mount only polls.
 //! - [`AnchorStore`] requires `swap_anchor_map`, the compare-and-swap;
 //!   `update_anchor_map` is provided on top of it.
 //! - [`DeletingStore`] requires `delete` and `written_at`, for gc.
@@ -43,6 +45,7 @@
 //! either the old ref or the new one. The retrying is not the backend's business:
 //! the one loop that retries a lost swap is `anchor::update`.
 
+pub mod disk_cache;
 pub mod faulty;
 pub mod file;
 pub mod lru;
@@ -50,8 +53,10 @@ pub mod mem;
 mod open;
 pub mod pg;
 mod sys;
+pub mod watch;
 
 pub use open::{open, OpenMode, Opened};
+pub use watch::{ChangeSignal, MapWatch};
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -383,6 +388,13 @@ pub trait Store: Getter {
 pub trait AnchorGetter: Getter {
     /// The current anchor map ref; [`StoreError::NoAnchorMap`] if there is none.
     fn anchor_map_ref(&self) -> Result<Ref, StoreError>;
+
+    /// A new watch that wakes when the anchor map may have changed, from this
+    /// process or any other (see [`watch`]); each call gives a watch of its own.
+    /// `None` (the default): the store cannot tell, and is polled.
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        None
+    }
 }
 
 /// A store whose anchor map ref can be changed, by compare-and-swap only.
@@ -492,6 +504,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
 impl<T: AnchorGetter + ?Sized> AnchorGetter for std::sync::Arc<T> {
     fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
         (**self).anchor_map_ref()
+    }
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        (**self).watch()
     }
 }
 

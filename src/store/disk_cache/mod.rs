@@ -1,0 +1,387 @@
+//! A cache of blobs in files on local disk over any store, bounded in bytes, for a
+//! store across a network: what was read once is read from disk after a remount.
+//!
+//! Blobs are named by their SHA-256 ref and never change, so a copy never goes
+//! stale; but a file on local disk can be damaged or cut short. Every read of a
+//! copy is checked against its ref, and one that does not match is removed and the
+//! blob read from the store below: a damaged cache costs a fetch, never an error
+//! or wrong bytes. Writing a copy is a temp file renamed into place (no fsync: a
+//! lost copy is a miss, a torn one fails the check). The files are laid out as
+//! `files` says.
+//!
+//! What is cached: every blob read through the cache, and blobs written through
+//! it up to [`SMALL_BLOB`] bytes (trie nodes and small files, which the next
+//! update or read wants; a large write would only push out what readers use).
+//! Anchor map calls, `check` (a check is for what is stored), `list_refs` and
+//! `written_at` go below; `delete` removes the copy too. `local_dir`, `identity`
+//! and `capacity` are the store's below, so a network store still has no local
+//! directory for spool files.
+//!
+//! # The bound and who counts it
+//!
+//! Each cache keeps an index in memory of the copies it knows of, with their sizes
+//! and their order of use, built at open by scanning the directory (oldest
+//! modification time first: a copy's time is set each time any process uses it)
+//! and kept as this process reads and writes. When the bytes it knows of pass the
+//! bound, it removes the least recently used copies. There is no lock file:
+//! several caches (mounts on one host) may share a directory, each counting its
+//! own. Two writing one ref rename the same bytes into place; one removing a copy
+//! that another is about to read gives that reader a miss, and it fetches and
+//! writes the copy again. A copy one cache reads that another wrote is counted
+//! from then on. So the directory holds at most the bound for one process, and
+//! for several at most the bound times their number, back under the bound at the
+//! next open.
+//!
+//! Locks: `index`, held only to look up, add, promote or drop entries (never while
+//! a file is read or written, or the store below is called).
+
+mod files;
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use self::files::{Files, Lookup};
+use super::{
+    AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, MapWatch, Store, StoreError,
+    MAX_BLOB_SIZE,
+};
+use crate::blob::{Blob, Ref};
+
+/// Blobs written through the cache up to this size are kept on the way in.
+pub const SMALL_BLOB: usize = 16 << 10;
+
+/// Caches the blobs of an inner store in files under a directory, keeping at most
+/// a bound of bytes (see the [module docs](self)).
+pub struct DiskCache<S> {
+    inner: S,
+    files: Files,
+    index: Mutex<Index>,
+}
+
+/// The copies this process knows of, least recently used first.
+struct Index {
+    entries: LruCache<Ref, u64>,
+    bytes: u64,
+    limit: u64,
+}
+
+impl Index {
+    /// Records `r`'s copy of `size` bytes as used now; returns the copies to
+    /// remove to stay within the bound (`r`'s own, if it alone is larger).
+    fn used(&mut self, r: Ref, size: u64) -> Vec<Ref> {
+        self.bytes += size;
+        if let Some(old) = self.entries.put(r, size) {
+            self.bytes -= old;
+        }
+        let mut victims = Vec::new();
+        while self.bytes > self.limit {
+            match self.entries.pop_lru() {
+                Some((v, size)) => {
+                    self.bytes -= size;
+                    victims.push(v);
+                }
+                None => break,
+            }
+        }
+        victims
+    }
+
+    /// Forgets `r`'s copy (gone, or about to be).
+    fn forget(&mut self, r: &Ref) {
+        if let Some(size) = self.entries.pop(r) {
+            self.bytes -= size;
+        }
+    }
+}
+
+impl<S> DiskCache<S> {
+    /// A cache of at most `limit` bytes in `dir` over `inner`. The directory is
+    /// made (mode 0700) if missing, and what it holds is counted; copies past the
+    /// bound, least recently used first, are removed.
+    pub fn open(inner: S, dir: &Path, limit: u64) -> Result<DiskCache<S>, StoreError> {
+        let opening = |e| StoreError::io(format!("opening the disk cache {}", dir.display()), e);
+        let files = Files::open(dir).map_err(opening)?;
+        let mut found = files.scan().map_err(opening)?;
+        found.sort_by_key(|f| f.used);
+        let mut index = Index {
+            entries: LruCache::unbounded(),
+            bytes: 0,
+            limit,
+        };
+        let mut victims = Vec::new();
+        for f in found {
+            victims.extend(index.used(f.r, f.size));
+        }
+        let cache = DiskCache {
+            inner,
+            files,
+            index: Mutex::new(index),
+        };
+        cache.remove_copies(&victims);
+        Ok(cache)
+    }
+
+    /// The store below the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        self.files.dir()
+    }
+
+    /// The file that holds `r`'s copy when it is cached.
+    pub fn path_of(&self, r: &Ref) -> PathBuf {
+        self.files.path_of(r)
+    }
+
+    /// The bytes of the copies this cache counts.
+    pub fn cached_bytes(&self) -> u64 {
+        self.index.lock().bytes
+    }
+
+    /// `r`'s copy, checked, if it has at most `max` bytes.
+    fn cached(&self, r: &Ref, max: u64) -> Option<Blob> {
+        match self.files.read(r, max) {
+            Lookup::Hit(blob) => {
+                let victims = self.index.lock().used(*r, blob.len() as u64);
+                self.remove_copies(&victims);
+                Some(blob)
+            }
+            Lookup::Absent => {
+                self.index.lock().forget(r);
+                None
+            }
+            Lookup::Unusable => None,
+        }
+    }
+
+    /// Keeps a copy of `blob`, unless it is larger than the whole bound or
+    /// already counted.
+    fn keep(&self, r: &Ref, blob: &[u8]) {
+        let size = blob.len() as u64;
+        {
+            let index = self.index.lock();
+            if size > index.limit || index.entries.contains(r) {
+                return;
+            }
+        }
+        if self.files.write(r, blob) {
+            let victims = self.index.lock().used(*r, size);
+            self.remove_copies(&victims);
+        }
+    }
+
+    fn remove_copies(&self, victims: &[Ref]) {
+        for v in victims {
+            self.files.remove(v);
+        }
+    }
+}
+
+impl<S: Getter> Getter for DiskCache<S> {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        if let Some(b) = self.cached(r, MAX_BLOB_SIZE) {
+            return Ok(b);
+        }
+        let b = self.inner.get(r)?;
+        self.keep(r, &b);
+        Ok(b)
+    }
+
+    fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
+        if let Some(b) = self.cached(r, max) {
+            return Ok(b);
+        }
+        let b = self.inner.get_at_most(r, max)?;
+        self.keep(r, &b);
+        Ok(b)
+    }
+
+    fn check(&self, r: &Ref) -> Result<u64, StoreError> {
+        self.inner.check(r)
+    }
+
+    fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
+        if self.index.lock().entries.contains(r) {
+            return Ok(true);
+        }
+        self.inner.contains(r)
+    }
+
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.list_refs(after, f)
+    }
+
+    /// Hits from disk; every miss from the store below in one call.
+    fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
+        let mut out = Vec::with_capacity(refs.len());
+        let mut misses = Vec::new();
+        for r in refs {
+            match self.cached(r, MAX_BLOB_SIZE) {
+                Some(b) => out.push(Ok(b)),
+                None => {
+                    misses.push(*r);
+                    // Replaced below by what the store gives.
+                    out.push(Err(StoreError::NotFound(*r)));
+                }
+            }
+        }
+        if misses.is_empty() {
+            return out;
+        }
+        let mut fetched = self.inner.get_many(&misses).into_iter();
+        for (slot, r) in out.iter_mut().zip(refs) {
+            if slot.is_ok() {
+                continue;
+            }
+            let Some(res) = fetched.next() else { break };
+            if let Ok(b) = &res {
+                self.keep(r, b);
+            }
+            *slot = res;
+        }
+        out
+    }
+
+    fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
+        // A size from a copy only once the copy checks out.
+        let known = self.index.lock().entries.contains(r);
+        if known {
+            if let Some(b) = self.cached(r, MAX_BLOB_SIZE) {
+                return Ok(b.len() as u64);
+            }
+        }
+        self.inner.blob_size(r)
+    }
+
+    fn identity(&self) -> Option<String> {
+        self.inner.identity()
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        self.inner.local_dir()
+    }
+
+    fn capacity(&self) -> Option<Capacity> {
+        self.inner.capacity()
+    }
+}
+
+impl<S: Store> Store for DiskCache<S> {
+    fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+        let (r, added) = self.inner.put(blob)?;
+        if blob.len() <= SMALL_BLOB {
+            self.keep(&r, blob);
+        }
+        Ok((r, added))
+    }
+
+    fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
+        let small = (blob.len() <= SMALL_BLOB).then(|| blob.clone());
+        let (r, added) = self.inner.put_blob(blob)?;
+        if let Some(b) = small {
+            self.keep(&r, &b);
+        }
+        Ok((r, added))
+    }
+
+    fn put_many(&self, blobs: &[&[u8]]) -> Result<Vec<(Ref, bool)>, StoreError> {
+        let put = self.inner.put_many(blobs)?;
+        for (blob, (r, _)) in blobs.iter().zip(&put) {
+            if blob.len() <= SMALL_BLOB {
+                self.keep(r, blob);
+            }
+        }
+        Ok(put)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+impl<S: AnchorGetter> AnchorGetter for DiskCache<S> {
+    fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+        self.inner.anchor_map_ref()
+    }
+
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        self.inner.watch()
+    }
+}
+
+impl<S: AnchorStore> AnchorStore for DiskCache<S> {
+    fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+        self.inner.swap_anchor_map(old, new)
+    }
+
+    fn update_anchor_map(
+        &self,
+        f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,
+    ) -> Result<Ref, StoreError> {
+        self.inner.update_anchor_map(f)
+    }
+}
+
+impl<S: DeletingStore> DeletingStore for DiskCache<S> {
+    fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
+        self.index.lock().forget(r);
+        self.files.remove(r);
+        self.inner.delete(r)
+    }
+
+    fn written_at(&self, r: &Ref) -> Result<SystemTime, StoreError> {
+        self.inner.written_at(r)
+    }
+}
+
+/// The name of the cache directory for the store whose
+/// [`identity`](Getter::identity) is `identity`: 32 hex digits of its SHA-256, so
+/// every handle on one store finds the same directory and no other store does.
+pub fn dir_name(identity: &str) -> String {
+    Ref::of(identity.as_bytes()).to_hex()[..32].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_drops_least_recently_used_first() {
+        let r = |i: u8| Ref::of(&[i]);
+        let mut index = Index {
+            entries: LruCache::unbounded(),
+            bytes: 0,
+            limit: 10,
+        };
+        assert!(index.used(r(1), 4).is_empty());
+        assert!(index.used(r(2), 4).is_empty());
+        assert!(index.used(r(1), 4).is_empty(), "used again: newest");
+        assert_eq!(index.used(r(3), 4), vec![r(2)]);
+        assert_eq!(index.bytes, 8);
+        assert_eq!(
+            index.used(r(4), 11),
+            vec![r(1), r(3), r(4)],
+            "too big for all"
+        );
+        assert_eq!(index.bytes, 0);
+        index.forget(&r(9));
+        assert_eq!(index.bytes, 0);
+    }
+
+    #[test]
+    fn directory_names_follow_the_identity() {
+        assert_eq!(dir_name("file:/a"), dir_name("file:/a"));
+        assert_ne!(dir_name("file:/a"), dir_name("file:/b"));
+        assert_eq!(dir_name("x").len(), 32);
+    }
+}
