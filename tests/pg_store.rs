@@ -489,7 +489,8 @@ fn a_swap_whose_connection_is_lost_mid_statement_is_resolved() {
                     .query_one(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
                          WHERE datname = $1 AND state = 'active'
-                           AND query LIKE 'UPDATE anchor_map_ref%'",
+                           AND pid <> pg_backend_pid()
+                           AND query LIKE '%UPDATE anchor_map_ref%'",
                         &[&name],
                     )
                     .unwrap()
@@ -541,4 +542,46 @@ fn a_swap_flushes_the_log_past_every_put_before_it() {
             "step {i}: the swap returned before the log was flushed past the put"
         );
     }
+}
+
+#[test]
+fn a_watch_wakes_on_another_handle_s_swap_and_after_the_server_ends_its_connection() {
+    let Some(db) = TestDb::new() else { return };
+    let watcher = create(&db);
+    let writer = create(&db);
+    let watch = watcher.watch().expect("the PostgreSQL store can be watched");
+    // The first wake-up says "look": the listener may have missed changes
+    // before it listened.
+    assert!(watch.wait(Duration::from_secs(10)), "the first listen wakes");
+    while watch.wait(Duration::from_millis(300)) {}
+
+    assert!(!watch.wait(Duration::from_millis(300)), "nothing changed yet");
+    let start = std::time::Instant::now();
+    anchor::put(&writer, b"a", Ref::of(b"one"), Timestamp::now()).unwrap();
+    assert!(watch.wait(Duration::from_secs(10)), "another handle's swap wakes it");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "heard after {took:?}");
+
+    // A swap that loses its race changes nothing, and may or may not wake it;
+    // after it settles, nothing more is reported.
+    let cur = writer.anchor_map_ref().unwrap();
+    assert!(matches!(
+        writer.swap_anchor_map(Some(Ref::of(b"not the map")), cur),
+        Err(StoreError::Conflict)
+    ));
+    while watch.wait(Duration::from_millis(300)) {}
+
+    // The server ends the listening connection (as a restart would): the listener
+    // connects again, wakes the watch, and hears the next swap.
+    assert!(db.terminate_connections() >= 1);
+    assert!(
+        watch.wait(Duration::from_secs(10)),
+        "listening again wakes it"
+    );
+    while watch.wait(Duration::from_millis(300)) {}
+    anchor::put(&writer, b"a", Ref::of(b"two"), Timestamp::now()).unwrap();
+    assert!(
+        watch.wait(Duration::from_secs(10)),
+        "a swap after the reconnection wakes it"
+    );
 }

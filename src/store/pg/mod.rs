@@ -62,9 +62,11 @@
 //!
 //! Locks: only the pool's `idle` (see `pg/pool.rs`); none is held across a query.
 
+mod listen;
 mod pool;
 mod schema;
 
+pub use listen::CHANNEL;
 pub use pool::{ConnConfig, PgError};
 pub use schema::{GO_SCHEMA, OUR_SCHEMA};
 
@@ -75,10 +77,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use postgres::types::ToSql;
+use postgres::SimpleQueryMessage;
 
 use self::pool::{backend_error, Conn, Pool};
 use super::{
-    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, OpenMode, Opened, Store,
+    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, MapWatch, OpenMode, Opened, Store,
     StoreError, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
@@ -110,8 +113,6 @@ WITH input AS (
 )
 SELECT ref FROM added";
 const MAP_REF: &str = "SELECT ref FROM anchor_map_ref";
-const MAP_INSERT: &str = "INSERT INTO anchor_map_ref (ref) VALUES ($1)";
-const MAP_UPDATE: &str = "UPDATE anchor_map_ref SET ref = $1 WHERE ref = $2";
 const DELETE: &str = "
 WITH gone AS (DELETE FROM blobs WHERE ref = $1 RETURNING ref),
      times AS (DELETE FROM anchorfs_written WHERE ref = $1)
@@ -163,6 +164,9 @@ fn open_spec(scheme: &str, rest: &OsStr, mode: OpenMode) -> Result<Opened, Store
 pub struct PgStore {
     pool: Pool,
     identity: String,
+    /// The thread listening for other writers' swaps, started by the first
+    /// [`AnchorGetter::watch`]; locked only to start it or take its signal.
+    listener: parking_lot::Mutex<Option<listen::Listener>>,
 }
 
 /// The stored form of a ref.
@@ -225,7 +229,14 @@ impl PgStore {
         }
         let identity = identity(&mut conn, &label).map_err(|e| backend_error(op(), e))?;
         drop(conn);
-        Ok((PgStore { pool, identity }, created))
+        Ok((
+            PgStore {
+                pool,
+                identity,
+                listener: parking_lot::Mutex::new(None),
+            },
+            created,
+        ))
     }
 
     /// How messages name the store: its URL without the password.
@@ -354,22 +365,48 @@ fn durably<T>(
 }
 
 /// One compare-and-swap on `conn`: whether it was made.
+///
+/// One message, so one round trip: the transaction, its synchronous commit, the
+/// conditional change and the notification of other listeners ([`CHANNEL`]),
+/// which the server sends only if the transaction commits. The refs go in as
+/// hex `bytea` literals (hex digits only: nothing to escape). An error leaves
+/// the transaction aborted, and it is rolled back.
 fn swap_on(conn: &mut Conn, old: Option<Ref>, new: Ref) -> Result<bool, postgres::Error> {
-    durably(conn, |conn| {
-        let n = match old {
-            None => {
-                let st = conn.prepared(MAP_INSERT)?;
-                conn.client().execute(&st, &[&key(&new)])?
+    let lit = |r: &Ref| format!("'\\x{}'::bytea", r.to_hex());
+    let change = match old {
+        None => format!("INSERT INTO anchor_map_ref (ref) VALUES ({})", lit(&new)),
+        Some(old) => format!(
+            "UPDATE anchor_map_ref SET ref = {} WHERE ref = {}",
+            lit(&new),
+            lit(&old)
+        ),
+    };
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit = on; {change}; NOTIFY {CHANNEL}, '{}'; COMMIT",
+        new.to_hex()
+    );
+    match conn.client().simple_query(&sql) {
+        Ok(msgs) => {
+            // The counts of BEGIN, SET, the change, NOTIFY and COMMIT, in order.
+            let changed = msgs
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .nth(2);
+            Ok(changed == Some(1))
+        }
+        Err(e) => {
+            if !conn.client().is_closed() {
+                if let Err(e) = conn.client().batch_execute("ROLLBACK") {
+                    log::debug!("rolling back: {}", pool::describe(&e));
+                    conn.poisoned = true;
+                }
             }
-            Some(old) => {
-                let st = conn.prepared(MAP_UPDATE)?;
-                conn.client().execute(&st, &[&key(&new), &key(&old)])?
-            }
-        };
-        // A notification of the new ref to other hosts belongs here, in the
-        // swap's transaction.
-        Ok(n == 1)
-    })
+            Err(e)
+        }
+    }
 }
 
 impl Getter for PgStore {
@@ -562,6 +599,22 @@ impl AnchorGetter for PgStore {
         let op = || format!("reading the anchor map ref of {}", self.label());
         let raw = self.pool.run(&op, |c| self.read_map_ref(c))?;
         self.decode_map_ref(raw)?.ok_or(StoreError::NoAnchorMap)
+    }
+
+    /// Wakes on every swap of this database by a writer that notifies (every
+    /// anchorfs process), heard on a connection of its own (`pg/listen.rs`).
+    fn watch(&self) -> Option<Box<dyn MapWatch>> {
+        let mut listener = self.listener.lock();
+        if listener.is_none() {
+            match listen::Listener::start(self.pool.config().clone()) {
+                Ok(l) => *listener = Some(l),
+                Err(e) => {
+                    log::warn!("not listening for changes on {}: {e}", self.label());
+                    return None;
+                }
+            }
+        }
+        listener.as_ref().map(|l| l.signal().watch())
     }
 }
 
