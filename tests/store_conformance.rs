@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use anchorfs::store::disk_cache::DiskCache;
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::file::FileStore;
 use anchorfs::store::lru::LruStore;
@@ -242,6 +243,17 @@ fn lru_over_mem_and_file() {
             FileStore::create(dir.path().join(i.to_string())).unwrap(),
             4096,
         ))
+    });
+}
+
+#[test]
+fn disk_cache_over_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    suite(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let at = dir.path().join(i.to_string());
+        Arc::new(DiskCache::open(MemStore::new(), &at, 1 << 20).unwrap())
     });
 }
 
