@@ -247,6 +247,11 @@ fn lru_over_mem_and_file() {
 }
 
 #[test]
+fn faulty_when_healthy() {
+    suite(&|| Arc::new(FaultyStore::new(MemStore::new())));
+}
+
+#[test]
 fn disk_cache_over_mem() {
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::atomic::AtomicUsize::new(0);
@@ -255,11 +260,6 @@ fn disk_cache_over_mem() {
         let at = dir.path().join(i.to_string());
         Arc::new(DiskCache::open(MemStore::new(), &at, 1 << 20).unwrap())
     });
-}
-
-#[test]
-fn faulty_when_healthy() {
-    suite(&|| Arc::new(FaultyStore::new(MemStore::new())));
 }
 
 #[test]
