@@ -200,6 +200,9 @@ fn get_many_reads_every_miss_below_in_one_call() {
     );
 }
 
+/// One way of damaging a cached copy.
+type Damage<'a> = Box<dyn Fn() + 'a>;
+
 #[test]
 fn damaged_copies_are_dropped_and_refetched() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,7 +215,7 @@ fn damaged_copies_are_dropped_and_refetched() {
 
     let mut flipped = data.clone();
     flipped[12_345] ^= 0x40;
-    let damages: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let damages: Vec<(&str, Damage)> = vec![
         (
             "a flipped byte",
             Box::new(|| std::fs::write(&path, &flipped).unwrap()),
@@ -504,4 +507,39 @@ fn a_mount_with_cache_dir_reads_through_damaged_copies() {
         let r = Ref::from_hex(&path.file_name().unwrap().to_string_lossy()).unwrap();
         assert_eq!(Ref::of(&b), r, "{} is whole again", path.display());
     }
+}
+
+/// A cache directory that was asked for and cannot be made stops the mount, with
+/// a message naming it.
+#[test]
+fn a_cache_dir_that_cannot_be_made_stops_the_mount() {
+    use common::{binary, fuse_skipped, is_mounted, run};
+
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    anchorfs::store::file::FileStore::create(&sp).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let opt = format!("cache_dir={}", blocker.join("cache").display());
+    let (code, _, err) = run(
+        binary().to_str().unwrap(),
+        &[
+            "mount".as_ref(),
+            sp.as_os_str(),
+            mnt.as_os_str(),
+            "-o".as_ref(),
+            opt.as_ref(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("disk cache") && err.contains("a-file"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mnt));
 }

@@ -6,6 +6,7 @@ mod pg_common;
 
 use std::sync::Arc;
 
+use anchorfs::store::disk_cache::DiskCache;
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::file::FileStore;
 use anchorfs::store::lru::LruStore;
@@ -270,6 +271,17 @@ fn pg_store_and_lru_over_it() {
 #[test]
 fn faulty_when_healthy() {
     suite(&|| Arc::new(FaultyStore::new(MemStore::new())));
+}
+
+#[test]
+fn disk_cache_over_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    suite(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let at = dir.path().join(i.to_string());
+        Arc::new(DiskCache::open(MemStore::new(), &at, 1 << 20).unwrap())
+    });
 }
 
 #[test]

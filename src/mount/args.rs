@@ -82,7 +82,7 @@ pub struct MountOptions {
     /// with, else 0644, never more than the store directory grants)
     #[arg(long = "file_mode", value_name = "OCTAL", value_parser = parse_mode)]
     pub file_mode: Option<u16>,
-    /// The blob cache's size in bytes, with K, M or G
+    /// The size of the blob cache in memory, in bytes, with K, M or G
     #[arg(long = "cache", value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     pub cache_bytes: usize,
     /// Keep a cache of the store's blobs in files in DIR, so what was read once is
@@ -96,7 +96,8 @@ pub struct MountOptions {
     #[arg(long = "cache_size", value_name = "SIZE", default_value = "1G", value_parser = parse_size_u64)]
     pub cache_size: u64,
     /// How soon changes made elsewhere (the command line, other mounts) appear, and
-    /// how long the kernel caches directories and latest
+    /// how long the kernel caches directories and latest; a store that tells of
+    /// other writers' commits shows them sooner
     #[arg(long = "poll", value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,
     /// How version files are named: rfc3339 (2026-11-24T21:20:32.123456789Z) or

@@ -1,5 +1,5 @@
-//! Mounting and serving: checks before mounting, opening the store, the FUSE
-//! session and its helper threads (invalidations, page filling, polling, signals),
+//! Mounting and serving: checks before mounting, opening the store (`store`), the
+//! FUSE session and its helper threads (invalidations, page filling, polling, signals),
 //! and, without `-f`, starting the daemon and the readiness handshake with it (one
 //! line each on the daemon's stdout: `note MSG`, `ready`, `error MSG`).
 //!
@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -20,13 +20,11 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
-use crate::fs::{AnchorFs, FsOptions, Invalidations, SharedStore};
-use crate::store::disk_cache::{self, DiskCache};
-use crate::store::lru::LruStore;
-use crate::store::{DeletingStore, OpenMode};
+use crate::fs::{AnchorFs, FsOptions, Invalidations};
 
 use super::mountinfo::{is_mounted, raise_read_ahead};
-use super::{poller, MountArgs, MountOptions};
+use super::store::open_store;
+use super::{poller, MountArgs};
 
 /// Set in the daemon's environment: report readiness on stdout, then detach.
 pub(super) const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
@@ -39,74 +37,6 @@ pub(super) enum Status {
     Live,
     /// It could not mount, and why.
     Failed(String),
-}
-
-/// Opens the store named by SOURCE (any spec [`crate::store::open`] takes), with
-/// the disk cache where one is wanted ([`disk_cache_dir`]) and the blob cache in
-/// memory outermost; says so when it made a new store.
-fn open_store(
-    source: &str,
-    opts: &MountOptions,
-    report: &mut dyn FnMut(Status),
-) -> Result<SharedStore> {
-    let opened = crate::store::open(source.as_ref(), OpenMode::Create)?;
-    if opened.created {
-        let at = opened
-            .store
-            .local_dir()
-            .map_or_else(|| opened.label.clone(), |d| d.display().to_string());
-        report(Status::Note(format!("created a new store at {at}")));
-    }
-    let store: Arc<dyn DeletingStore> = match disk_cache_dir(&*opened.store, opts) {
-        Some(dir) => {
-            let cache = DiskCache::open(opened.store, &dir, opts.cache_size)
-                .with_context(|| format!("the disk cache for {}", opened.label))?;
-            log::info!(
-                "caching {}'s blobs in {} (at most {} bytes)",
-                opened.label,
-                dir.display(),
-                opts.cache_size
-            );
-            Arc::new(cache)
-        }
-        None => opened.store,
-    };
-    Ok(Arc::new(LruStore::new(store, opts.cache_bytes)))
-}
-
-/// Where the disk cache of blobs goes, if anywhere: `-o cache_dir=`; else, for a
-/// store with no directory on this host but an identity (one across a network),
-/// `$XDG_CACHE_HOME/anchorfs/NAME` (`~/.cache/anchorfs/NAME`), or
-/// `/var/cache/anchorfs/NAME` for root, where NAME is
-/// [`disk_cache::dir_name`] of the identity. Never by default for a store with a
-/// directory here (it is local already) or without an identity (`mem:`), and
-/// never with `-o cache_size=0`.
-fn disk_cache_dir(store: &dyn DeletingStore, opts: &MountOptions) -> Option<PathBuf> {
-    if opts.cache_size == 0 {
-        return None;
-    }
-    if let Some(dir) = &opts.cache_dir {
-        return Some(dir.clone());
-    }
-    if store.local_dir().is_some() {
-        return None;
-    }
-    let name = disk_cache::dir_name(&store.identity()?);
-    let base = if effective_ids().0 == 0 {
-        PathBuf::from("/var/cache")
-    } else {
-        match std::env::var_os("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) else {
-                    log::warn!("no disk cache: neither XDG_CACHE_HOME nor HOME is set");
-                    return None;
-                };
-                Path::new(&home).join(".cache")
-            }
-        }
-    };
-    Some(base.join("anchorfs").join(name))
 }
 
 /// Checks what can be checked before mounting, for clear messages.
@@ -407,7 +337,7 @@ fn detach() {
 }
 
 /// This process's effective user and group ids.
-fn effective_ids() -> (libc::uid_t, libc::gid_t) {
+pub(super) fn effective_ids() -> (libc::uid_t, libc::gid_t) {
     // SAFETY: geteuid/getegid cannot fail.
     unsafe { (libc::geteuid(), libc::getegid()) }
 }

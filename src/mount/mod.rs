@@ -11,8 +11,8 @@
 //! The parts: `args` (the command line), `daemon` (mounting and serving, starting
 //! the daemon and its readiness handshake, signals, the allocator's settings),
 //! `logging` (the daemon's logger) and `mountinfo` (what the kernel says is mounted,
-//! and the mount's read-ahead), and `poller` (refreshing on a store's wake-ups
-//! or every poll interval). This module holds the entry points.
+//! and the mount's read-ahead), `poller` (refreshing on a store's wake-ups or
+//! every poll interval) and `store` (the store served, with its caches). This module holds the entry points.
 //!
 //! Locks: only the logger's sink (in `logging`), held to write one message.
 
@@ -21,6 +21,7 @@ mod daemon;
 mod logging;
 mod mountinfo;
 pub mod poller;
+mod store;
 
 pub use args::{
     clap_one_line, generic_help, helper_command, option_docs, options_help, parse_args,
