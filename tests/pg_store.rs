@@ -549,16 +549,27 @@ fn a_watch_wakes_on_another_handle_s_swap_and_after_the_server_ends_its_connecti
     let Some(db) = TestDb::new() else { return };
     let watcher = create(&db);
     let writer = create(&db);
-    let watch = watcher.watch().expect("the PostgreSQL store can be watched");
+    let watch = watcher
+        .watch()
+        .expect("the PostgreSQL store can be watched");
     // The first wake-up says "look": the listener may have missed changes
     // before it listened.
-    assert!(watch.wait(Duration::from_secs(10)), "the first listen wakes");
+    assert!(
+        watch.wait(Duration::from_secs(10)),
+        "the first listen wakes"
+    );
     while watch.wait(Duration::from_millis(300)) {}
 
-    assert!(!watch.wait(Duration::from_millis(300)), "nothing changed yet");
+    assert!(
+        !watch.wait(Duration::from_millis(300)),
+        "nothing changed yet"
+    );
     let start = std::time::Instant::now();
     anchor::put(&writer, b"a", Ref::of(b"one"), Timestamp::now()).unwrap();
-    assert!(watch.wait(Duration::from_secs(10)), "another handle's swap wakes it");
+    assert!(
+        watch.wait(Duration::from_secs(10)),
+        "another handle's swap wakes it"
+    );
     let took = start.elapsed();
     assert!(took < Duration::from_secs(2), "heard after {took:?}");
 

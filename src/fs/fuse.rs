@@ -79,6 +79,12 @@ fn file_type(k: FileKind) -> FileType {
 /// 1 MiB calls instead of 128 KiB ones make fewer requests and fewer copies.
 pub const IO_BLOCK: u32 = 1 << 20;
 
+thread_local! {
+    /// Each request thread's buffer for read replies, kept between requests (at
+    /// most two [`IO_BLOCK`]s of it).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino.0),
@@ -244,10 +250,19 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.core.read(Fh(fh.0), offset, size as usize) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno("read", &e)),
-        }
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            match self
+                .core
+                .read_into(Fh(fh.0), offset, size as usize, &mut buf)
+            {
+                Ok(()) => reply.data(&buf),
+                Err(e) => reply.error(errno("read", &e)),
+            }
+            if buf.capacity() > 2 * IO_BLOCK as usize {
+                *buf = Vec::new();
+            }
+        })
     }
 
     fn release(

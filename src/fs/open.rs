@@ -159,10 +159,29 @@ impl AnchorFs {
 
     /// Reads up to `size` bytes at `offset` from open file `fh`.
     pub fn read(&self, fh: Fh, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        let mut out = Vec::new();
+        self.read_into(fh, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read`](Self::read) into `out`, which is cleared first: a caller that
+    /// reads often keeps one buffer, instead of the allocator handing out (and
+    /// the kernel faulting in) a new one of up to a megabyte for every request.
+    pub fn read_into(
+        &self,
+        fh: Fh,
+        offset: u64,
+        size: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FsError> {
+        out.clear();
         let h = self.handles.get(fh)?;
         let (reader, fill) = match &*h {
             Handle::Read(r) => (&r.reader, r.fill_pages_of),
-            Handle::Write(id) => return self.read_staged(*id, offset, size),
+            Handle::Write(id) => {
+                out.extend_from_slice(&self.read_staged(*id, offset, size)?);
+                return Ok(());
+            }
         };
         if let (Some(ino), Some(filler), true) =
             (fill, self.page_filler.get(), size <= FILL_READS_UP_TO)
@@ -172,7 +191,7 @@ impl AnchorFs {
                 .map_err(|e| self.damaged(&reader.root(), ContentError::Split(e)))?;
             if !chunks.is_empty() {
                 let end = (offset + size as u64).min(reader.size());
-                let mut out = Vec::with_capacity((end - offset) as usize);
+                out.reserve((end - offset) as usize);
                 for (start, chunk) in &chunks {
                     let from = offset.max(*start) - start;
                     let to = end.min(start + chunk.len() as u64) - start;
@@ -181,23 +200,23 @@ impl AnchorFs {
                 for (start, chunk) in chunks {
                     filler(ino.0, start, chunk);
                 }
-                return Ok(out);
+                return Ok(());
             }
         }
         let avail = reader.size().saturating_sub(offset).min(size as u64) as usize;
-        let mut buf = vec![0u8; avail];
+        out.resize(avail, 0);
         let mut done = 0;
         while done < avail {
             let n = reader
-                .read_at(offset + done as u64, &mut buf[done..])
+                .read_at(offset + done as u64, &mut out[done..])
                 .map_err(|e| self.damaged(&reader.root(), ContentError::Split(e)))?;
             if n == 0 {
                 break;
             }
             done += n;
         }
-        buf.truncate(done);
-        Ok(buf)
+        out.truncate(done);
+        Ok(())
     }
 
     /// Closes open file `fh` (after its last flush).
