@@ -192,7 +192,11 @@ fn read_what_the_command_line_stored() {
         "cat {}",
         q(&notes.join("2026-11-24T21:20:32.123456789Z"))
     ));
-    assert_eq!((code, out.as_str()), (0, "first version\n"), "cat of a version");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "first version\n"),
+        "cat of a version"
+    );
     let cat = Command::new("cat")
         .arg(notes.join("latest"))
         .output()
@@ -393,7 +397,10 @@ fn two_mounts_and_the_command_line_write_at_once() {
             .difference(&got)
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
-        assert!(missing.is_empty(), "{name}: acknowledged but lost: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{name}: acknowledged but lost: {missing:?}"
+        );
         let extra = usize::from(name == "shared");
         assert_eq!(
             hist.len(),
@@ -416,9 +423,11 @@ fn two_mounts_and_the_command_line_write_at_once() {
     // poll interval (waited for generously).
     write_and_close(&a.path("shared/latest"), b"from a, for b\n").unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || fs::read(b.path("shared/latest"))
-            .ok()
-            .as_deref()
+        eventually(Duration::from_secs(10), || fs::read(
+            b.path("shared/latest")
+        )
+        .ok()
+        .as_deref()
             == Some(b"from a, for b\n")),
         "mount b sees mount a's newest version of shared"
     );

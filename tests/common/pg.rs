@@ -136,7 +136,8 @@ pub struct OwnServer {
 
 /// Runs the cluster script with `cmd` on `dir`; returns its stdout.
 fn cluster(cmd: &str, dir: &std::path::Path) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .arg(cmd)
