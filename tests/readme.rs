@@ -84,9 +84,7 @@ fn script(lines: &[Line], mnt: &Path) -> String {
          cargo() { echo \"(not run by the README test: cargo $*)\"; }\n",
     );
     // scripts/test.sh runs the whole suite, this test among it.
-    s.push_str(
-        "test_sh() { echo \"(not run by the README test: scripts/test.sh $*)\"; }\n",
-    );
+    s.push_str("test_sh() { echo \"(not run by the README test: scripts/test.sh $*)\"; }\n");
     for l in lines {
         let text = l.text.replace(README_MNT, mnt.to_str().unwrap());
         let text = match text.strip_prefix("scripts/test.sh") {
