@@ -98,6 +98,53 @@ fn cli_writer(url: &str, anchor: &str, stop: &AtomicBool) -> Vec<Attempt> {
             done,
             took: done - start,
         });
+        if !status.success() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    out
+}
+
+/// Writes new versions of `anchor` through the mount until `stop`, each a
+/// split file of several chunks written in four parts with pauses between, so
+/// that a restart may come while a file is open with parts of it stored.
+fn big_writer(mnt: &Path, anchor: &str, stop: &AtomicBool) -> Vec<Attempt> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut out = Vec::new();
+    let mut i = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        i += 1;
+        let content = [
+            format!("{anchor} {i}\n").as_bytes(),
+            &pattern(1 << 20, 1000 + i),
+        ]
+        .concat();
+        let start = Instant::now();
+        let res = fs::File::create(mnt.join(anchor).join("latest")).and_then(|mut f| {
+            for part in content.chunks(content.len().div_ceil(4)) {
+                f.write_all(part)?;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            let fd = f.into_raw_fd();
+            // SAFETY: `fd` was just taken from the file.
+            match unsafe { libc::close(fd) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        let done = Instant::now();
+        out.push(Attempt {
+            anchor: anchor.to_string(),
+            content,
+            acked: res.is_ok(),
+            errno: res.as_ref().err().map(|e| e.raw_os_error().unwrap_or(-1)),
+            done,
+            took: done - start,
+        });
+        if res.is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     out
 }
@@ -143,6 +190,7 @@ fn the_server_killed_at_random_moments_under_writes() {
     let url = server.url.clone();
     let mut m = Mounted::new(&url, "poll=200ms");
     let mount_anchors = ["m0", "m1"];
+    fs::create_dir(m.path("big")).unwrap();
     for a in mount_anchors {
         fs::create_dir(m.path(a)).unwrap();
     }
@@ -155,6 +203,12 @@ fn the_server_killed_at_random_moments_under_writes() {
             let (tx, stop, mnt) = (done_tx.clone(), &stop, &m.mnt);
             s.spawn(move || {
                 let _ = tx.send(mount_writer(mnt, a, stop));
+            });
+        }
+        {
+            let (tx, stop, mnt) = (done_tx.clone(), &stop, &m.mnt);
+            s.spawn(move || {
+                let _ = tx.send(big_writer(mnt, "big", stop));
             });
         }
         {
@@ -177,7 +231,7 @@ fn the_server_killed_at_random_moments_under_writes() {
         stop.store(true, Ordering::Release);
         // No call may hang: every writer ends soon after being told to.
         let mut attempts = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             match done_rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(a) => attempts.extend(a),
                 Err(e) => {
@@ -210,23 +264,25 @@ fn the_server_killed_at_random_moments_under_writes() {
 
     // Figures.
     let mut acked_by: Vec<(String, usize, usize)> = Vec::new();
-    for a in ["m0", "m1", "cli"] {
+    for a in ["m0", "m1", "big", "cli"] {
         let mine: Vec<&Attempt> = attempts.iter().filter(|t| t.anchor == a).collect();
         let ok = mine.iter().filter(|t| t.acked).count();
         acked_by.push((a.to_string(), ok, mine.len() - ok));
     }
-    let slowest = attempts
-        .iter()
-        .filter(|t| t.anchor != "cli")
-        .map(|t| t.took)
-        .max()
-        .unwrap_or_default();
+    let slowest = |a: &str| {
+        attempts
+            .iter()
+            .filter(|t| t.anchor.starts_with(a))
+            .map(|t| t.took)
+            .max()
+            .unwrap_or_default()
+    };
     // How long after each restart the mount acknowledged a write again.
     let mut recovery: Vec<Duration> = Vec::new();
     for r in &restarts {
         if let Some(first) = attempts
             .iter()
-            .filter(|t| t.anchor != "cli" && t.acked && t.done >= *r)
+            .filter(|t| t.anchor.starts_with('m') && t.acked && t.done >= *r)
             .map(|t| t.done)
             .min()
         {
@@ -236,10 +292,12 @@ fn the_server_killed_at_random_moments_under_writes() {
     recovery.sort();
     eprintln!(
         "{OUTAGES} outages in {:.1} s; (anchor, acknowledged, failed): {acked_by:?}; \
-         slowest mount write {:?}; the mount's first acknowledged write after a restart: \
-         median {:?}, max {:?}",
+         slowest small write through the mount {:?}, big {:?}, put {:?}; the mount's first \
+         acknowledged small write after a restart: median {:?}, max {:?}",
         outage_time.as_secs_f64(),
-        slowest,
+        slowest("m"),
+        slowest("big"),
+        slowest("cli"),
         recovery.get(recovery.len() / 2),
         recovery.last()
     );
@@ -263,7 +321,7 @@ fn the_server_killed_at_random_moments_under_writes() {
     // Every acknowledged version is there; every version there is one a writer
     // tried, whole (a failed close leaves no half version); histories decode and
     // are in time order.
-    for a in ["m0", "m1", "cli"] {
+    for a in ["m0", "m1", "big", "cli"] {
         let hist = history(&url, a);
         let tried: HashSet<&[u8]> = attempts
             .iter()
