@@ -108,7 +108,7 @@ const GET_BATCH: usize = 256;
 
 /// How many bytes of blobs put without a log flush are kept for putting again
 /// after a restart before the store flushes the log itself (see "Durability").
-const UNFLUSHED_CAP: usize = 16 << 20;
+const UNFLUSHED_CAP: usize = 8 << 20;
 
 const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
 const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
@@ -727,5 +727,38 @@ impl DeletingStore for PgStore {
             }
         })?;
         at.ok_or(StoreError::NotFound(*r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(u: &mut Unflushed, epoch: &str, data: &'static [u8]) {
+        let n = u.next;
+        u.next += 1;
+        u.bytes += data.len();
+        u.blobs
+            .push_back((n, epoch.into(), Ref::of(data), Blob::from_static(data)));
+    }
+
+    #[test]
+    fn kept_blobs_of_another_run_are_put_again_and_a_flush_drops_what_it_covers() {
+        let mut u = Unflushed::default();
+        keep(&mut u, "run 1", b"a");
+        keep(&mut u, "run 1", b"bb");
+        let (mark, stale) = u.before_flush("run 1");
+        assert!(stale.is_empty(), "same run: the flush covers them");
+        keep(&mut u, "run 1", b"ccc");
+        u.flushed(mark);
+        assert_eq!(u.blobs.len(), 1, "kept after the mark: not covered");
+        assert_eq!(u.bytes, 3);
+        keep(&mut u, "run 2", b"dddd");
+        let (mark, stale) = u.before_flush("run 2");
+        assert_eq!(stale.len(), 1, "the blob an earlier run took");
+        assert_eq!(stale[0].0, Ref::of(b"ccc"));
+        u.flushed(mark);
+        assert!(u.blobs.is_empty());
+        assert_eq!(u.bytes, 0);
     }
 }
