@@ -3,6 +3,7 @@
 #
 #   scripts/pg-test-cluster.sh start DIR   # initdb in DIR, start it, print its URL
 #   scripts/pg-test-cluster.sh stop DIR    # stop it (DIR is left for the caller to remove)
+#   scripts/pg-test-cluster.sh kill DIR    # stop it at once, as a crash would (`-m immediate`)
 #
 # The server listens only on a Unix socket in DIR (no TCP), trusts local
 # connections, and keeps fsync on. It runs as the invoking user, or as `postgres`
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR | stop DIR" >&2
+  echo "usage: $0 start DIR | stop DIR | kill DIR" >&2
   exit 2
 }
 [ $# -eq 2 ] || usage
@@ -75,11 +76,13 @@ start)
   host=$(printf '%s' "$dir" | sed 's|%|%25|g; s|/|%2F|g')
   echo "postgres://postgres@$host/postgres"
   ;;
-stop)
+stop | kill)
   dir=$(cd "$dir" && pwd)
   cd "$dir"
+  mode=fast
+  [ "$cmd" = kill ] && mode=immediate
   if [ -e "$dir/data/postmaster.pid" ]; then
-    as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -m "$mode" -w stop >/dev/null
   fi
   ;;
 *)

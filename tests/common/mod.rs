@@ -39,8 +39,10 @@ pub struct Mounted {
 }
 
 impl Mounted {
-    /// Mounts `store` (a path, or `mem:`) with extra `-o` options.
-    pub fn new(store: &Path, opts: &str) -> Mounted {
+    /// Mounts `store` (any source the mount takes: a path, `mem:`, a
+    /// `postgres://` URL) with extra `-o` options.
+    pub fn new(store: impl AsRef<std::ffi::OsStr>, opts: &str) -> Mounted {
+        let store = store.as_ref();
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mount point");
@@ -68,7 +70,7 @@ impl Mounted {
         }
         Mounted {
             dir,
-            store: store.to_path_buf(),
+            store: PathBuf::from(store),
             mnt,
             child: Some(child),
         }
@@ -175,4 +177,21 @@ pub fn edit_through_mapping(f: &std::fs::File, len: usize, edit: impl FnOnce(&mu
         assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
         assert_eq!(libc::munmap(p, len), 0);
     }
+}
+
+/// Writes `data` to `path` (created or truncated) and closes it, checking the
+/// close too: through a mount the close is where a version is committed, and
+/// dropping a `File` ignores what its close returns. `Ok` only when every call
+/// returned 0.
+pub fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` was just taken from the file, which no longer owns it.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -113,3 +113,84 @@ pub fn connect(url: &str) -> postgres::Client {
 fn admin(server: &str) -> postgres::Client {
     connect(server)
 }
+
+/// Whether PostgreSQL tests are skipped on purpose (`ANCHORFS_SKIP_PG=1`), for
+/// tests that start a server of their own and so need no `ANCHORFS_TEST_PG`.
+pub fn skipped() -> bool {
+    if std::env::var("ANCHORFS_SKIP_PG").as_deref() == Ok("1") {
+        eprintln!("ANCHORFS_SKIP_PG=1: skipping a PostgreSQL test");
+        return true;
+    }
+    false
+}
+
+/// A PostgreSQL server of one test's own, made by `scripts/pg-test-cluster.sh`
+/// in a temp dir and listening on a socket there, for tests that stop and start
+/// it (never the shared server, which other tests use at the same time).
+/// Stopped and removed on drop.
+pub struct OwnServer {
+    dir: tempfile::TempDir,
+    /// The server's URL (its `postgres` database).
+    pub url: String,
+}
+
+/// Runs the cluster script with `cmd` on `dir`; returns its stdout.
+fn cluster(cmd: &str, dir: &std::path::Path) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(cmd)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "pg-test-cluster.sh {cmd} {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl OwnServer {
+    /// Makes a cluster and starts it.
+    pub fn start() -> OwnServer {
+        // A short path: the socket's path must fit in 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("afs-pg")
+            .tempdir_in("/tmp")
+            .expect("temp dir for a server");
+        let url = cluster("start", dir.path());
+        OwnServer { dir, url }
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`):
+    /// its processes exit and every connection to it is closed.
+    pub fn kill(&self) {
+        cluster("kill", self.dir.path());
+    }
+
+    /// Starts the server again, on the same socket; returns once it accepts
+    /// connections.
+    pub fn restart(&self) {
+        cluster("start", self.dir.path());
+    }
+
+    /// The server's log, for messages when a test fails.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-cluster.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}

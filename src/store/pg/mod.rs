@@ -51,6 +51,17 @@
 //! transaction is where a notification of the new ref would be sent, so that it
 //! goes out only if the swap commits.
 //!
+//! That order holds within one run of the server only. A server that crashes
+//! and restarts between a put and the swap that anchors it (a file being
+//! written through a mount while the server restarts, its early chunks put
+//! before) has lost the put's rows, and the swap's flush, in the new run's log,
+//! covers nothing of the old one. So the store keeps each blob it put until a
+//! flushed commit on the same run of the server (a swap or [`Store::sync`])
+//! covers it; each connection knows its run by the server's start time. A
+//! flushed commit on a later run puts the kept blobs of earlier runs again, in
+//! its own transaction, before it commits. What is kept is bounded: past
+//! `UNFLUSHED_CAP` bytes a put ends with a flush of its own.
+//!
 //! # Connections
 //!
 //! A small pool of our own (`pg/pool.rs`). Calls that may be repeated (reads,
@@ -60,7 +71,8 @@
 //! retryable where trying again may help (a lost or refused connection, a server
 //! shutting down, a serialization failure).
 //!
-//! Locks: only the pool's `idle` (see `pg/pool.rs`); none is held across a query.
+//! Locks: the pool's `idle` (see `pg/pool.rs`) and the store's `unflushed`,
+//! each held only to add, take or drop entries; none is held across a query.
 
 mod listen;
 mod pool;
@@ -70,12 +82,13 @@ pub use listen::CHANNEL;
 pub use pool::{ConnConfig, PgError};
 pub use schema::{GO_SCHEMA, OUR_SCHEMA};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use parking_lot::Mutex;
 use postgres::types::ToSql;
 use postgres::SimpleQueryMessage;
 
@@ -96,6 +109,10 @@ const LIST_PAGE: i64 = 1000;
 /// How many refs one batched get asks for.
 const GET_BATCH: usize = 256;
 
+/// How many bytes of blobs put without a log flush are kept for putting again
+/// after a restart before the store flushes the log itself (see "Durability").
+const UNFLUSHED_CAP: usize = 8 << 20;
+
 const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
 const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
 const CONTAINS: &str = "SELECT 1 FROM blobs WHERE ref = $1";
@@ -113,6 +130,8 @@ WITH input AS (
 )
 SELECT ref FROM added";
 const MAP_REF: &str = "SELECT ref FROM anchor_map_ref";
+const MAP_INSERT: &str = "INSERT INTO anchor_map_ref (ref) VALUES ($1)";
+const MAP_UPDATE: &str = "UPDATE anchor_map_ref SET ref = $1 WHERE ref = $2";
 const DELETE: &str = "
 WITH gone AS (DELETE FROM blobs WHERE ref = $1 RETURNING ref),
      times AS (DELETE FROM anchorfs_written WHERE ref = $1)
@@ -167,6 +186,43 @@ pub struct PgStore {
     /// The thread listening for other writers' swaps, started by the first
     /// [`AnchorGetter::watch`]; locked only to start it or take its signal.
     listener: parking_lot::Mutex<Option<listen::Listener>>,
+    unflushed: Mutex<Unflushed>,
+}
+
+/// Blobs whose puts returned before the server's log was known to be flushed
+/// past them, in the order they returned, each with the run of the server that
+/// took it (see "Durability" in the module docs).
+#[derive(Default)]
+struct Unflushed {
+    /// The number the next blob kept gets.
+    next: u64,
+    blobs: VecDeque<(u64, Arc<str>, Ref, Blob)>,
+    bytes: usize,
+}
+
+impl Unflushed {
+    /// Before a commit with the log flushed on a connection to the server run
+    /// `epoch`: how far it will cover (every blob numbered below the mark
+    /// returned), and the blobs among those that another run took, which must
+    /// be put again in that commit.
+    fn before_flush(&self, epoch: &str) -> (u64, Vec<(Ref, Blob)>) {
+        let stale = self
+            .blobs
+            .iter()
+            .filter(|(_, e, _, _)| &**e != epoch)
+            .map(|(_, _, r, b)| (*r, b.clone()))
+            .collect();
+        (self.next, stale)
+    }
+
+    /// After such a commit: the blobs below `mark` are durable.
+    fn flushed(&mut self, mark: u64) {
+        while self.blobs.front().is_some_and(|(n, ..)| *n < mark) {
+            if let Some((_, _, _, b)) = self.blobs.pop_front() {
+                self.bytes -= b.len();
+            }
+        }
+    }
 }
 
 /// The stored form of a ref.
@@ -229,14 +285,13 @@ impl PgStore {
         }
         let identity = identity(&mut conn, &label).map_err(|e| backend_error(op(), e))?;
         drop(conn);
-        Ok((
-            PgStore {
-                pool,
-                identity,
-                listener: parking_lot::Mutex::new(None),
-            },
-            created,
-        ))
+        let store = PgStore {
+            pool,
+            identity,
+            listener: parking_lot::Mutex::new(None),
+            unflushed: Mutex::new(Unflushed::default()),
+        };
+        Ok((store, created))
     }
 
     /// How messages name the store: its URL without the password.
@@ -273,6 +328,7 @@ impl PgStore {
         new: Ref,
         op: &dyn Fn() -> String,
         lost: postgres::Error,
+        mark: u64,
     ) -> Result<(), StoreError> {
         log::warn!(
             "{}: connection lost ({}); reading the ref back",
@@ -289,13 +345,20 @@ impl PgStore {
         };
         let cur = read(&mut conn)?;
         if cur == Some(new) {
+            // Visible, so committed with the log flushed past it.
+            self.unflushed.lock().flushed(mark);
             log::info!("{}: the swap had been made", op());
             return Ok(());
         }
         if cur != old {
             return Err(StoreError::Conflict);
         }
-        match swap_on(&mut conn, old, new) {
+        let (_, stale) = self.unflushed.lock().before_flush(&conn.epoch);
+        let res = swap_on(&mut conn, old, new, &stale);
+        if res.is_ok() {
+            self.unflushed.lock().flushed(mark);
+        }
+        match res {
             Ok(true) => Ok(()),
             Ok(false) => match read(&mut conn)? {
                 // The lost attempt committed after all, after the read above.
@@ -364,14 +427,65 @@ fn durably<T>(
     out
 }
 
-/// One compare-and-swap on `conn`: whether it was made.
+/// Puts `blobs` again on `conn` (blobs an earlier run of the server took, whose
+/// rows its restart may have lost), in ref order.
+fn put_again(conn: &mut Conn, blobs: &[(Ref, Blob)]) -> Result<(), postgres::Error> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&(Ref, Blob)> = blobs.iter().collect();
+    sorted.sort_by_key(|(r, _)| *r);
+    sorted.dedup_by_key(|(r, _)| *r);
+    let keys: Vec<&[u8]> = sorted.iter().map(|(r, _)| key(r)).collect();
+    let data: Vec<&[u8]> = sorted.iter().map(|(_, b)| &b[..]).collect();
+    let st = conn.prepared(PUT)?;
+    let params: [&(dyn ToSql + Sync); 2] = [&keys, &data];
+    conn.client().query(&st, &params).map(|_| ())
+}
+
+/// One compare-and-swap on `conn`, with `stale` put again in its transaction
+/// first: whether it was made. `Ok` means the transaction committed, with the
+/// log flushed. With nothing to put again it is one message
+/// ([`swap_in_one_message`]).
+fn swap_on(
+    conn: &mut Conn,
+    old: Option<Ref>,
+    new: Ref,
+    stale: &[(Ref, Blob)],
+) -> Result<bool, postgres::Error> {
+    if stale.is_empty() {
+        return swap_in_one_message(conn, old, new);
+    }
+    durably(conn, |conn| {
+        put_again(conn, stale)?;
+        let n = match old {
+            None => {
+                let st = conn.prepared(MAP_INSERT)?;
+                conn.client().execute(&st, &[&key(&new)])?
+            }
+            Some(old) => {
+                let st = conn.prepared(MAP_UPDATE)?;
+                conn.client().execute(&st, &[&key(&new), &key(&old)])?
+            }
+        };
+        conn.client()
+            .batch_execute(&format!("NOTIFY {CHANNEL}, '{}'", new.to_hex()))?;
+        Ok(n == 1)
+    })
+}
+
+/// One compare-and-swap on `conn` with nothing to put again: whether it was made.
 ///
 /// One message, so one round trip: the transaction, its synchronous commit, the
 /// conditional change and the notification of other listeners ([`CHANNEL`]),
 /// which the server sends only if the transaction commits. The refs go in as
 /// hex `bytea` literals (hex digits only: nothing to escape). An error leaves
 /// the transaction aborted, and it is rolled back.
-fn swap_on(conn: &mut Conn, old: Option<Ref>, new: Ref) -> Result<bool, postgres::Error> {
+fn swap_in_one_message(
+    conn: &mut Conn,
+    old: Option<Ref>,
+    new: Ref,
+) -> Result<bool, postgres::Error> {
     let lit = |r: &Ref| format!("'\\x{}'::bytea", r.to_hex());
     let change = match old {
         None => format!("INSERT INTO anchor_map_ref (ref) VALUES ({})", lit(&new)),
@@ -565,15 +679,36 @@ impl Store for PgStore {
         let keys: Vec<&[u8]> = order.iter().map(|&i| key(&refs[i])).collect();
         let data: Vec<&[u8]> = order.iter().map(|&i| blobs[i]).collect();
         let op = || format!("putting {} blobs into {}", order.len(), self.label());
-        let added: Vec<Vec<u8>> = self.pool.run(&op, |c| {
+        let (added, epoch) = self.pool.run(&op, |c| {
             let st = c.prepared(PUT)?;
             let params: [&(dyn ToSql + Sync); 2] = [&keys, &data];
-            c.client()
+            let added = c
+                .client()
                 .query(&st, &params)?
                 .iter()
                 .map(|row| row.try_get(0))
-                .collect()
+                .collect::<Result<Vec<Vec<u8>>, _>>()?;
+            Ok((added, c.epoch.clone()))
         })?;
+        // Kept until a flushed commit on the same run of the server covers
+        // them, also those the store already had: they may be unflushed rows of
+        // another writer.
+        let full = {
+            let mut u = self.unflushed.lock();
+            for &i in &order {
+                let n = u.next;
+                u.next += 1;
+                u.bytes += blobs[i].len();
+                u.blobs
+                    .push_back((n, epoch.clone(), refs[i], Blob::copy_from_slice(blobs[i])));
+            }
+            u.bytes > UNFLUSHED_CAP
+        };
+        if full {
+            if let Err(e) = self.sync() {
+                log::debug!("flushing {}: {e}", self.label());
+            }
+        }
         let mut new: HashSet<Ref> = added
             .iter()
             .filter_map(|r| Ref::from_slice(r).ok())
@@ -582,15 +717,21 @@ impl Store for PgStore {
     }
 
     /// Rewrites one row of `anchorfs_sync` in a transaction that commits with
-    /// `synchronous_commit` on: its flush covers every put committed before.
+    /// `synchronous_commit` on: its flush covers every put committed before on
+    /// this run of the server; blobs an earlier run took are put again in it.
     fn sync(&self) -> Result<(), StoreError> {
         let op = || format!("flushing {}", self.label());
-        self.pool.run(&op, |c| {
+        let mark = self.pool.run(&op, |c| {
+            let (mark, stale) = self.unflushed.lock().before_flush(&c.epoch);
             durably(c, |c| {
+                put_again(c, &stale)?;
                 let st = c.prepared(SYNC)?;
                 c.client().execute(&st, &[]).map(|_| ())
-            })
-        })
+            })?;
+            Ok(mark)
+        })?;
+        self.unflushed.lock().flushed(mark);
+        Ok(())
     }
 }
 
@@ -622,7 +763,12 @@ impl AnchorStore for PgStore {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         let op = || format!("setting the anchor map ref of {} to {new}", self.label());
         let mut conn = self.pool.get(&op)?;
-        match swap_on(&mut conn, old, new) {
+        let (mark, stale) = self.unflushed.lock().before_flush(&conn.epoch);
+        let res = swap_on(&mut conn, old, new, &stale);
+        if res.is_ok() {
+            self.unflushed.lock().flushed(mark);
+        }
+        match res {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::Conflict),
             Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
@@ -631,7 +777,7 @@ impl AnchorStore for PgStore {
                     return Err(backend_error(op(), e));
                 }
                 drop(conn);
-                self.resolve_swap(old, new, &op, e)
+                self.resolve_swap(old, new, &op, e, mark)
             }
         }
     }
@@ -657,5 +803,38 @@ impl DeletingStore for PgStore {
             }
         })?;
         at.ok_or(StoreError::NotFound(*r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(u: &mut Unflushed, epoch: &str, data: &'static [u8]) {
+        let n = u.next;
+        u.next += 1;
+        u.bytes += data.len();
+        u.blobs
+            .push_back((n, epoch.into(), Ref::of(data), Blob::from_static(data)));
+    }
+
+    #[test]
+    fn kept_blobs_of_another_run_are_put_again_and_a_flush_drops_what_it_covers() {
+        let mut u = Unflushed::default();
+        keep(&mut u, "run 1", b"a");
+        keep(&mut u, "run 1", b"bb");
+        let (mark, stale) = u.before_flush("run 1");
+        assert!(stale.is_empty(), "same run: the flush covers them");
+        keep(&mut u, "run 1", b"ccc");
+        u.flushed(mark);
+        assert_eq!(u.blobs.len(), 1, "kept after the mark: not covered");
+        assert_eq!(u.bytes, 3);
+        keep(&mut u, "run 2", b"dddd");
+        let (mark, stale) = u.before_flush("run 2");
+        assert_eq!(stale.len(), 1, "the blob an earlier run took");
+        assert_eq!(stale[0].0, Ref::of(b"ccc"));
+        u.flushed(mark);
+        assert!(u.blobs.is_empty());
+        assert_eq!(u.bytes, 0);
     }
 }

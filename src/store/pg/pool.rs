@@ -26,6 +26,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -47,6 +48,9 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// How long sent data may stay unacknowledged before a TCP connection counts as
 /// lost, unless the URL says.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The run of the server a connection reached (see [`Conn::epoch`]).
+const EPOCH: &str = "SELECT pg_postmaster_start_time()::text";
 
 /// Where libpq looks for the server's socket when no host is named (Debian's
 /// choice first, then libpq's compiled-in default).
@@ -362,6 +366,9 @@ pub struct Conn {
     /// Set when its session is in a state no later call expects (a transaction
     /// that could not be rolled back): it is dropped, never given back.
     pub poisoned: bool,
+    /// Which run of the server it reached: the time the server started, which
+    /// changes when it restarts (and with it what its unflushed log held).
+    pub epoch: Arc<str>,
 }
 
 impl Conn {
@@ -465,12 +472,17 @@ impl Pool {
         let fail = |e| backend_error(op(), e);
         let mut client = self.config.connect().map_err(fail)?;
         client.batch_execute(self.setup).map_err(fail)?;
+        let epoch: String = client
+            .query_one(EPOCH, &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(fail)?;
         Ok(Pooled {
             pool: self,
             conn: Some(Conn {
                 client,
                 prepared: HashMap::new(),
                 poisoned: false,
+                epoch: epoch.into(),
             }),
             reused: false,
             broken: false,
