@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/anchorfs-bench-pg.XXXXXX")
+# The server runs as its own user, who must be able to enter its directory here.
+chmod 0755 "$scratch"
 cleanup() {
   for m in "$scratch"/mnt*; do
     mountpoint -q "$m" 2>/dev/null && umount -l "$m"
