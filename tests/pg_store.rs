@@ -513,6 +513,102 @@ fn a_swap_whose_connection_is_lost_mid_statement_is_resolved() {
     assert_eq!(s.anchor_map_ref().unwrap(), new);
 }
 
+/// The nodes an update made travel with its swap: stored when the swap is, also
+/// when the swap's connection is lost and the swap is made again on a new one;
+/// more than fit one message are put first.
+#[test]
+fn a_swap_carries_the_blobs_its_map_needs() {
+    let Some(db) = TestDb::new() else { return };
+    let s = create(&db);
+    let other = PgStore::open(&db.url, OpenMode::Existing).unwrap().0;
+    let made = |tag: &str, n: usize, size: usize| -> Vec<(Ref, anchorfs::Blob)> {
+        (0..n)
+            .map(|i| {
+                let mut b = format!("{tag} {i} ").into_bytes();
+                b.resize(size, i as u8);
+                (Ref::of(&b), anchorfs::Blob::from(b))
+            })
+            .collect()
+    };
+    let all_there = |blobs: &[(Ref, anchorfs::Blob)]| {
+        blobs
+            .iter()
+            .all(|(r, b)| other.get(r).is_ok_and(|got| got == *b))
+    };
+
+    let first = made("first", 3, 300);
+    s.put_and_swap(&first, None, first[0].0).unwrap();
+    assert!(all_there(&first), "the blobs came with the swap");
+    assert_eq!(other.anchor_map_ref().unwrap(), first[0].0);
+    let timed: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM anchorfs_written WHERE ref = ANY($1)",
+            &[&first.iter().map(|(r, _)| r.as_bytes().to_vec()).collect::<Vec<_>>()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(timed, 3, "each has a write time for gc's grace");
+
+    // A blob given twice is stored once; a stale old ref is a conflict that
+    // changes no ref.
+    let mut twice = made("twice", 2, 100);
+    twice.push(twice[0].clone());
+    let e = s
+        .put_and_swap(&twice, Some(Ref::of(b"stale")), twice[1].0)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e}");
+    assert_eq!(other.anchor_map_ref().unwrap(), first[0].0);
+    s.put_and_swap(&twice, Some(first[0].0), twice[1].0).unwrap();
+    assert!(all_there(&twice));
+
+    // More than one message carries: put first, then swapped.
+    let big = made("big", 3, 200 << 10);
+    s.put_and_swap(&big, Some(twice[1].0), big[2].0).unwrap();
+    assert!(all_there(&big));
+    assert_eq!(other.anchor_map_ref().unwrap(), big[2].0);
+
+    // The connection ended during the swap: read back, made again with its blobs.
+    // (The statement's text as the server shows it is cut after its start.)
+    db.client()
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE UPDATE ON anchor_map_ref
+               FOR EACH ROW EXECUTE FUNCTION slow();",
+        )
+        .unwrap();
+    let killer = {
+        let server = db.server.clone();
+        let name = db.name.clone();
+        std::thread::spawn(move || {
+            let mut admin = pg_common::connect(&server);
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(20));
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE datname = $1 AND state = 'active'
+                           AND pid <> pg_backend_pid()
+                           AND query LIKE 'BEGIN;%INSERT INTO blobs%'",
+                        &[&name],
+                    )
+                    .unwrap()
+                    .get(0);
+                if n > 0 {
+                    return n;
+                }
+            }
+            0
+        })
+    };
+    let last = made("last", 4, 500);
+    s.put_and_swap(&last, Some(big[2].0), last[3].0).unwrap();
+    assert_eq!(killer.join().unwrap(), 1, "the first attempt was ended");
+    assert_eq!(other.anchor_map_ref().unwrap(), last[3].0);
+    assert!(all_there(&last), "the swap made again carried its blobs");
+}
+
 /// Puts commit without waiting for the server's log flush; the swap after them
 /// waits for it, and its flush covers them (the module docs' argument).
 #[test]

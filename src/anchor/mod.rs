@@ -5,16 +5,20 @@
 //! Every change goes through [`update`], the one optimistic-lock loop: it reads the
 //! current map ref, hands an [`Update`] (a view of the map at that ref, collecting
 //! changes) to the caller's closure, installs the result with the store's
-//! compare-and-swap ([`crate::store::AnchorStore::swap_anchor_map`]), and on a conflict waits a
+//! compare-and-swap, handing it the blobs the closure made
+//! ([`crate::store::AnchorStore::put_and_swap`]), and on a conflict waits a
 //! jittered, growing pause and runs the closure again on fresh state.
 //!
 //! The modules: this one holds the types and the reads; `history` the codec of a
 //! history (a `schema.List` of `anchor.Anchor` messages) and Go's put rule;
-//! `update` the one write loop and the writes built on it; `sync` the merging of
+//! `update` the one write loop and the writes built on it; `made` the blobs an
+//! attempt writes, held back for its swap; `sync` the merging of
 //! stores; `proto` the proto-types records. Everything is re-exported here, so
-//! callers name `anchor::update`, `anchor::decode_history` and so on. No locks.
+//! callers name `anchor::update`, `anchor::decode_history` and so on. The one lock
+//! is `made`'s (see there).
 
 mod history;
+mod made;
 mod proto;
 mod sync;
 mod update;

@@ -6,18 +6,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 
-use crate::blob::Ref;
+use crate::blob::{Blob, Ref};
 use crate::schema::{Map, Set};
 use crate::store::{AnchorStore, Store, StoreError};
 use crate::timestamp::Timestamp;
 
 use super::history::{decode_history, encode_history, put_into_payload, NewPayload};
+use super::made::Made;
 use super::{map_ref, Anchor, AnchorError, MAX_ATTEMPTS, PROTO_TYPES_ANCHOR};
 
 /// One attempt at changing the anchor map: a view of the map at one ref that
 /// collects changes; [`update`] installs them.
 pub struct Update<'a, S: ?Sized> {
     store: &'a S,
+    /// What this attempt writes to the map (nodes, history parts), held back for
+    /// the swap.
+    made: Made<'a, S>,
     base: Ref,
     /// Changed histories, by name: the new payloads (`None`: the name goes).
     pending: BTreeMap<Vec<u8>, Option<NewPayload>>,
@@ -27,6 +31,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
     fn new(store: &'a S, map_ref: Ref) -> Self {
         Update {
             store,
+            made: Made::new(store),
             base: map_ref,
             pending: BTreeMap::new(),
         }
@@ -57,7 +62,7 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
         if self.base.is_zero() {
             return Ok(None);
         }
-        Ok(Map::lookup(self.store, &self.base, name)?)
+        Ok(Map::lookup(&self.made, &self.base, name)?)
     }
 
     /// The history of `name` as this update sees it.
@@ -107,15 +112,15 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
         at: Timestamp,
     ) -> Result<bool, AnchorError> {
         let types = self.types_map()?.unwrap_or_else(Map::empty_ref);
-        let set = match Map::lookup(self.store, &types, msg.as_bytes())? {
+        let set = match Map::lookup(&self.made, &types, msg.as_bytes())? {
             Some(p) => Ref::from_slice(&p).map_err(|e| AnchorError::BadTypesMap(e.to_string()))?,
             None => Set::empty_ref(),
         };
-        let (new_set, added) = Set::add(self.store, &set, &descriptor)?;
+        let (new_set, added) = Set::add(&self.made, &set, &descriptor)?;
         if !added {
             return Ok(false);
         }
-        let (new_types, _) = Map::set(self.store, &types, msg.as_bytes(), new_set.as_bytes())?;
+        let (new_types, _) = Map::set(&self.made, &types, msg.as_bytes(), new_set.as_bytes())?;
         let prev = self.history(PROTO_TYPES_ANCHOR)?.last().map(|a| a.at);
         // Keep the reserved history's time moving forward even if the clock does not.
         let at = match prev {
@@ -127,19 +132,19 @@ impl<'a, S: Store + ?Sized> Update<'a, S> {
     }
 
     /// Writes the changed histories into the map; returns the new map ref (the old
-    /// one if nothing changed).
-    fn finish(self) -> Result<Ref, AnchorError> {
+    /// one if nothing changed) and the blobs it needs that are not stored yet.
+    fn finish(self) -> Result<(Ref, Vec<(Ref, Blob)>), AnchorError> {
         if self.pending.is_empty() {
-            return Ok(self.base);
+            return Ok((self.base, self.made.into_blobs()));
         }
         let mut root = self.root();
         for (name, payload) in self.pending {
             root = match payload {
-                Some(p) => Map::set_in_parts(self.store, &root, name.into(), p.head, p.tail)?.0,
-                None => Map::remove(self.store, &root, &name)?.0,
+                Some(p) => Map::set_in_parts(&self.made, &root, name.into(), p.head, p.tail)?.0,
+                None => Map::remove(&self.made, &root, &name)?.0,
             };
         }
-        Ok(root)
+        Ok((root, self.made.into_blobs()))
     }
 }
 
@@ -181,11 +186,11 @@ where
         let base = old.unwrap_or(Ref::ZERO);
         let mut u = Update::new(s, base);
         let out = f(&mut u)?;
-        let new = u.finish()?;
+        let (new, made) = u.finish()?;
         if new == base {
             return Ok(out);
         }
-        match s.swap_anchor_map(old, new) {
+        match s.put_and_swap(&made, old, new) {
             Ok(()) => return Ok(out),
             Err(StoreError::Conflict) => {
                 log::debug!("anchor map update conflict (attempt {attempt}); retrying");

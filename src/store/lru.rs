@@ -175,4 +175,18 @@ impl<S: AnchorStore> AnchorStore for LruStore<S> {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         self.inner.swap_anchor_map(old, new)
     }
+
+    fn put_and_swap(
+        &self,
+        blobs: &[(Ref, Blob)],
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), StoreError> {
+        self.inner.put_and_swap(blobs, old, new)?;
+        let mut c = self.cache.lock();
+        for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= SMALL_BLOB) {
+            c.insert(*r, b.clone());
+        }
+        Ok(())
+    }
 }

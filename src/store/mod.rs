@@ -405,6 +405,25 @@ pub trait AnchorStore: Store + AnchorGetter {
     /// `new` is visible (see the module docs for the whole contract).
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError>;
 
+    /// Puts `blobs` (the nodes an update made for `new`, each with its ref), then
+    /// swaps as
+    /// [`swap_anchor_map`](AnchorStore::swap_anchor_map) does: what `put_many`
+    /// followed by the swap does, which is the default. A store across a network
+    /// does both in one round trip, with the blobs in the swap's transaction. The
+    /// blobs may be stored whatever the swap's outcome, as puts may.
+    fn put_and_swap(
+        &self,
+        blobs: &[(Ref, Blob)],
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), StoreError> {
+        if !blobs.is_empty() {
+            let slices: Vec<&[u8]> = blobs.iter().map(|(_, b)| &b[..]).collect();
+            self.put_many(&slices)?;
+        }
+        self.swap_anchor_map(old, new)
+    }
+
     /// Go's `UpdateAnchorMap`: calls `f` with the current anchor map ref (zero if
     /// none) and installs the ref it returns by
     /// [`swap_anchor_map`](AnchorStore::swap_anchor_map), so it fails with [`StoreError::Conflict`] if
@@ -513,6 +532,14 @@ impl<T: AnchorGetter + ?Sized> AnchorGetter for std::sync::Arc<T> {
 impl<T: AnchorStore + ?Sized> AnchorStore for std::sync::Arc<T> {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
         (**self).swap_anchor_map(old, new)
+    }
+    fn put_and_swap(
+        &self,
+        blobs: &[(Ref, Blob)],
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), StoreError> {
+        (**self).put_and_swap(blobs, old, new)
     }
     fn update_anchor_map(
         &self,

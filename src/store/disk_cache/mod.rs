@@ -324,6 +324,19 @@ impl<S: AnchorStore> AnchorStore for DiskCache<S> {
         self.inner.swap_anchor_map(old, new)
     }
 
+    fn put_and_swap(
+        &self,
+        blobs: &[(Ref, Blob)],
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), StoreError> {
+        self.inner.put_and_swap(blobs, old, new)?;
+        for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= SMALL_BLOB) {
+            self.keep(r, b);
+        }
+        Ok(())
+    }
+
     fn update_anchor_map(
         &self,
         f: &mut dyn FnMut(Ref) -> Result<Ref, StoreError>,

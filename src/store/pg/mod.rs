@@ -49,7 +49,9 @@
 //! map is visible that reaches a blob a crash can lose. A blob lost in a crash
 //! before any swap reached it is simply not there, as if never put. The swap's
 //! transaction is where a notification of the new ref would be sent, so that it
-//! goes out only if the swap commits.
+//! goes out only if the swap commits. The nodes an update made for the new map
+//! ([`AnchorStore::put_and_swap`]) are put in that same transaction, in the same
+//! message, so an update costs the reading of the ref and one round trip.
 //!
 //! That order holds within one run of the server only. A server that crashes
 //! and restarts between a put and the swap that anchors it (a file being
@@ -112,6 +114,10 @@ const GET_BATCH: usize = 256;
 /// How many bytes of blobs put without a log flush are kept for putting again
 /// after a restart before the store flushes the log itself (see "Durability").
 const UNFLUSHED_CAP: usize = 8 << 20;
+
+/// The most bytes of blobs a swap carries in its own message
+/// ([`AnchorStore::put_and_swap`]); more are put first.
+const FOLD_MAX: usize = 256 << 10;
 
 const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
 const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
@@ -326,6 +332,7 @@ impl PgStore {
         &self,
         old: Option<Ref>,
         new: Ref,
+        with: &[(Ref, Blob)],
         op: &dyn Fn() -> String,
         lost: postgres::Error,
         mark: u64,
@@ -354,7 +361,7 @@ impl PgStore {
             return Err(StoreError::Conflict);
         }
         let (_, stale) = self.unflushed.lock().before_flush(&conn.epoch);
-        let res = swap_on(&mut conn, old, new, &stale);
+        let res = swap_on(&mut conn, old, new, with, &stale);
         if res.is_ok() {
             self.unflushed.lock().flushed(mark);
         }
@@ -443,21 +450,24 @@ fn put_again(conn: &mut Conn, blobs: &[(Ref, Blob)]) -> Result<(), postgres::Err
     conn.client().query(&st, &params).map(|_| ())
 }
 
-/// One compare-and-swap on `conn`, with `stale` put again in its transaction
-/// first: whether it was made. `Ok` means the transaction committed, with the
-/// log flushed. With nothing to put again it is one message
-/// ([`swap_in_one_message`]).
+/// One compare-and-swap on `conn`, with the blobs `with` (those the new map
+/// needs) and `stale` put in its transaction first: whether it was made. `Ok`
+/// means the transaction committed, with the log flushed. With nothing to put
+/// again it is one message ([`swap_in_one_message`]).
 fn swap_on(
     conn: &mut Conn,
     old: Option<Ref>,
     new: Ref,
+    with: &[(Ref, Blob)],
     stale: &[(Ref, Blob)],
 ) -> Result<bool, postgres::Error> {
     if stale.is_empty() {
-        return swap_in_one_message(conn, old, new);
+        return swap_in_one_message(conn, old, new, with);
     }
     durably(conn, |conn| {
-        put_again(conn, stale)?;
+        let mut all = stale.to_vec();
+        all.extend_from_slice(with);
+        put_again(conn, &all)?;
         let n = match old {
             None => {
                 let st = conn.prepared(MAP_INSERT)?;
@@ -474,19 +484,23 @@ fn swap_on(
     })
 }
 
-/// One compare-and-swap on `conn` with nothing to put again: whether it was made.
+/// One compare-and-swap on `conn`, with the blobs `with` put in the same
+/// transaction, and nothing to put again: whether it was made.
 ///
 /// One message, so one round trip: the transaction, its synchronous commit, the
-/// conditional change and the notification of other listeners ([`CHANNEL`]),
-/// which the server sends only if the transaction commits. The refs go in as
-/// hex `bytea` literals (hex digits only: nothing to escape). An error leaves
-/// the transaction aborted, and it is rolled back.
+/// blobs and their write times (in ref order, as every put takes its row locks),
+/// the conditional change and the notification of other listeners
+/// ([`CHANNEL`]), which the server sends only if the transaction commits. Refs
+/// and blobs go in as hex digits decoded by the server (nothing to escape, and
+/// the same whatever the server's string settings). An error leaves the
+/// transaction aborted, and it is rolled back.
 fn swap_in_one_message(
     conn: &mut Conn,
     old: Option<Ref>,
     new: Ref,
+    with: &[(Ref, Blob)],
 ) -> Result<bool, postgres::Error> {
-    let lit = |r: &Ref| format!("'\\x{}'::bytea", r.to_hex());
+    let lit = |r: &Ref| format!("decode('{}', 'hex')", r.to_hex());
     let change = match old {
         None => format!("INSERT INTO anchor_map_ref (ref) VALUES ({})", lit(&new)),
         Some(old) => format!(
@@ -495,19 +509,50 @@ fn swap_in_one_message(
             lit(&old)
         ),
     };
-    let sql = format!(
-        "BEGIN; SET LOCAL synchronous_commit = on; {change}; NOTIFY {CHANNEL}, '{}'; COMMIT",
+    let mut sql = String::from("BEGIN; SET LOCAL synchronous_commit = on; ");
+    if !with.is_empty() {
+        let mut sorted: Vec<&(Ref, Blob)> = with.iter().collect();
+        sorted.sort_by_key(|(r, _)| *r);
+        sorted.dedup_by_key(|(r, _)| *r);
+        let bytes: usize = sorted.iter().map(|(_, b)| b.len()).sum();
+        sql.reserve(2 * bytes + 200 * sorted.len());
+        sql.push_str("INSERT INTO blobs (ref, data) VALUES ");
+        for (i, (r, b)) in sorted.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&lit(r));
+            sql.push_str(", decode('");
+            push_hex(&mut sql, b);
+            sql.push_str("', 'hex'))");
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING; INSERT INTO anchorfs_written (ref, at) VALUES ");
+        for (i, (r, _)) in sorted.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&lit(r));
+            sql.push_str(", now())");
+        }
+        sql.push_str(" ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at; ");
+    }
+    sql.push_str(&format!(
+        "{change}; NOTIFY {CHANNEL}, '{}'; COMMIT",
         new.to_hex()
-    );
+    ));
     match conn.client().simple_query(&sql) {
         Ok(msgs) => {
-            // The counts of BEGIN, SET, the change, NOTIFY and COMMIT, in order.
+            // The counts of each statement in order; the change's is third from
+            // the end (before NOTIFY and COMMIT).
             let changed = msgs
                 .iter()
                 .filter_map(|m| match m {
                     SimpleQueryMessage::CommandComplete(n) => Some(*n),
                     _ => None,
                 })
+                .rev()
                 .nth(2);
             Ok(changed == Some(1))
         }
@@ -520,6 +565,15 @@ fn swap_in_one_message(
             }
             Err(e)
         }
+    }
+}
+
+/// Appends the lowercase hex digits of `bytes` to `out`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
 }
 
@@ -761,10 +815,38 @@ impl AnchorGetter for PgStore {
 
 impl AnchorStore for PgStore {
     fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+        self.swap_with(old, new, &[])
+    }
+
+    /// Up to [`FOLD_MAX`] bytes of blobs go in the swap's own message; more are
+    /// put first, as any put is.
+    fn put_and_swap(
+        &self,
+        blobs: &[(Ref, Blob)],
+        old: Option<Ref>,
+        new: Ref,
+    ) -> Result<(), StoreError> {
+        if blobs.iter().map(|(_, b)| b.len()).sum::<usize>() > FOLD_MAX {
+            let slices: Vec<&[u8]> = blobs.iter().map(|(_, b)| &b[..]).collect();
+            self.put_many(&slices)?;
+            return self.swap_with(old, new, &[]);
+        }
+        self.swap_with(old, new, blobs)
+    }
+}
+
+impl PgStore {
+    /// The swap, with `with` put in its transaction.
+    fn swap_with(
+        &self,
+        old: Option<Ref>,
+        new: Ref,
+        with: &[(Ref, Blob)],
+    ) -> Result<(), StoreError> {
         let op = || format!("setting the anchor map ref of {} to {new}", self.label());
         let mut conn = self.pool.get(&op)?;
         let (mark, stale) = self.unflushed.lock().before_flush(&conn.epoch);
-        let res = swap_on(&mut conn, old, new, &stale);
+        let res = swap_on(&mut conn, old, new, with, &stale);
         if res.is_ok() {
             self.unflushed.lock().flushed(mark);
         }
@@ -777,7 +859,7 @@ impl AnchorStore for PgStore {
                     return Err(backend_error(op(), e));
                 }
                 drop(conn);
-                self.resolve_swap(old, new, &op, e, mark)
+                self.resolve_swap(old, new, with, &op, e, mark)
             }
         }
     }
