@@ -200,6 +200,38 @@ fn get_many_reads_every_miss_below_in_one_call() {
     );
 }
 
+#[test]
+fn the_memory_cache_batches_its_misses_too() {
+    let mem = Arc::new(MemStore::new());
+    let refs: Vec<Ref> = (0..6)
+        .map(|i| mem.put(&bytes(3000, i)).unwrap().0)
+        .collect();
+    let lru = LruStore::new(Counting::over(&mem), 1 << 20);
+    lru.get(&refs[0]).unwrap();
+    lru.get(&refs[5]).unwrap();
+    let missing = Ref::of(b"missing");
+    let mut ask = refs.clone();
+    ask.insert(2, missing);
+    let before = lru.inner().gets();
+    let got = lru.get_many(&ask);
+    assert_eq!(lru.inner().batches.load(Ordering::SeqCst), 1);
+    assert_eq!(lru.inner().gets() - before, 5, "the misses, in one call");
+    for (r, res) in ask.iter().zip(&got) {
+        if *r == missing {
+            assert!(matches!(res, Err(StoreError::NotFound(m)) if m == r));
+        } else {
+            assert_eq!(Ref::of(res.as_ref().unwrap()), *r, "in the order asked");
+        }
+    }
+    assert!(lru.get_many(&refs).iter().all(Result::is_ok));
+    assert_eq!(
+        lru.inner().batches.load(Ordering::SeqCst),
+        1,
+        "all hits now"
+    );
+    assert!(!lru.prefers_batches(), "as the store below");
+}
+
 /// One way of damaging a cached copy.
 type Damage<'a> = Box<dyn Fn() + 'a>;
 

@@ -544,7 +544,10 @@ fn a_swap_carries_the_blobs_its_map_needs() {
         .client()
         .query_one(
             "SELECT count(*) FROM anchorfs_written WHERE ref = ANY($1)",
-            &[&first.iter().map(|(r, _)| r.as_bytes().to_vec()).collect::<Vec<_>>()],
+            &[&first
+                .iter()
+                .map(|(r, _)| r.as_bytes().to_vec())
+                .collect::<Vec<_>>()],
         )
         .unwrap()
         .get(0);
@@ -559,7 +562,8 @@ fn a_swap_carries_the_blobs_its_map_needs() {
         .unwrap_err();
     assert!(matches!(e, StoreError::Conflict), "{e}");
     assert_eq!(other.anchor_map_ref().unwrap(), first[0].0);
-    s.put_and_swap(&twice, Some(first[0].0), twice[1].0).unwrap();
+    s.put_and_swap(&twice, Some(first[0].0), twice[1].0)
+        .unwrap();
     assert!(all_there(&twice));
 
     // More than one message carries: put first, then swapped.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anchorfs::proto::split::{Child, Node};
 use anchorfs::split::{
     read_to_vec, store_bytes, validate_root, ChunkStorers, SplitError, SplitOptions, SplitReader,
-    SplitWriter, Splitter,
+    SplitWriter, Splitter, PARALLEL_FETCHES,
 };
 use anchorfs::store::faulty::FaultyStore;
 use anchorfs::store::file::FileStore;
@@ -709,6 +709,99 @@ fn sequential_reads_fetch_each_blob_once() {
     // Every blob of the tree was fetched: nothing bypasses the store's get.
     assert_eq!(gets.len(), store.len());
     assert_eq!(counting.total.load(Ordering::Relaxed), store.len());
+}
+
+/// A store across a network, as readers see it: it prefers batches, and counts
+/// its calls; `lose` is a chunk it does not have.
+struct Batching<'a> {
+    inner: &'a MemStore,
+    gets: AtomicUsize,
+    batches: AtomicUsize,
+    lose: Option<Ref>,
+}
+
+impl Getter for Batching<'_> {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(r)
+    }
+    fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        refs.iter()
+            .map(|r| match self.lose {
+                Some(l) if l == *r => Err(StoreError::NotFound(*r)),
+                _ => self.inner.get(r),
+            })
+            .collect()
+    }
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.list_refs(after, f)
+    }
+}
+
+#[test]
+fn a_store_that_prefers_batches_gets_the_chunks_of_a_read_in_a_few_calls() {
+    let data = random_bytes(1 << 20, 8);
+    let store = MemStore::new();
+    let opts = SplitOptions {
+        bits: 12,
+        min_size: 256,
+        fanout: 4,
+    };
+    let root = store_bytes(&store, &data, opts).unwrap();
+    let batching = Batching {
+        inner: &store,
+        gets: AtomicUsize::new(0),
+        batches: AtomicUsize::new(0),
+        lose: None,
+    };
+    let reader = SplitReader::new(&batching, root).unwrap();
+    let nodes_read = batching.gets.load(Ordering::Relaxed);
+    // One read of 256 KiB, about 64 chunks: at most one batch per fetching lane.
+    let mut buf = vec![0u8; 256 << 10];
+    let n = reader.read_at(100_000, &mut buf).unwrap();
+    assert_eq!(n, buf.len());
+    assert_eq!(&buf[..], &data[100_000..100_000 + buf.len()]);
+    let batches = batching.batches.load(Ordering::Relaxed);
+    assert!(
+        (1..=PARALLEL_FETCHES).contains(&batches),
+        "{batches} batched calls"
+    );
+    // Interior nodes are still read one by one; chunks never are.
+    let node_gets = batching.gets.load(Ordering::Relaxed) - nodes_read;
+    let chunks = n / 4096;
+    assert!(
+        node_gets < chunks / 4,
+        "{node_gets} single gets for ~{chunks} chunks"
+    );
+
+    // A chunk missing from a batch is an error, not wrong bytes.
+    let tree_chunks: Vec<Ref> = {
+        let r = SplitReader::new(&store, root).unwrap();
+        r.chunks_covering(600_000, 1)
+            .unwrap()
+            .iter()
+            .map(|(_, b)| Ref::of(b))
+            .collect()
+    };
+    let losing = Batching {
+        lose: tree_chunks.first().copied(),
+        ..batching
+    };
+    let reader = SplitReader::new(&losing, root).unwrap();
+    let mut buf = vec![0u8; 128 << 10];
+    let e = reader.read_at(550_000, &mut buf).unwrap_err();
+    assert!(
+        matches!(e, SplitError::Store(StoreError::NotFound(_))),
+        "{e:?}"
+    );
 }
 
 #[test]

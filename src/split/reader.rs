@@ -346,7 +346,9 @@ impl ChunkSpot {
 }
 
 /// Fetches `spots` in order; with more than one, on up to [`PARALLEL_FETCHES`]
-/// threads, each taking every n-th chunk.
+/// threads, each taking every n-th chunk, or, from a store that
+/// [prefers batches](Getter::prefers_batches), each taking a run of them in one
+/// call.
 fn fetch_chunks<S: Getter + ?Sized>(
     store: &S,
     spots: &[&ChunkSpot],
@@ -354,6 +356,9 @@ fn fetch_chunks<S: Getter + ?Sized>(
     let lanes = spots.len().min(PARALLEL_FETCHES);
     if lanes <= 1 {
         return spots.iter().map(|s| s.fetch(store)).collect();
+    }
+    if store.prefers_batches() {
+        return fetch_in_batches(store, spots, lanes);
     }
     let mut got: Vec<Option<Result<Blob, SplitError>>> = (0..spots.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -389,6 +394,53 @@ fn fetch_chunks<S: Getter + ?Sized>(
             })
         })
         .collect()
+}
+
+/// Fetches `spots` in `lanes` runs, each one [`Getter::get_many`] on a thread of
+/// its own; each chunk is checked against its span as [`ChunkSpot::fetch`] does.
+fn fetch_in_batches<S: Getter + ?Sized>(
+    store: &S,
+    spots: &[&ChunkSpot],
+    lanes: usize,
+) -> Result<Vec<Blob>, SplitError> {
+    let per_lane = spots.len().div_ceil(lanes);
+    let fetch_run = |run: &[&ChunkSpot]| -> Result<Vec<Blob>, SplitError> {
+        let refs: Vec<Ref> = run.iter().map(|s| s.chunk).collect();
+        run.iter()
+            .zip(store.get_many(&refs))
+            .map(|(spot, got)| {
+                let b = got?;
+                check_chunk(&spot.parent, &spot.chunk, b.len(), spot.start, spot.end)?;
+                Ok(b)
+            })
+            .collect()
+    };
+    let mut runs = spots.chunks(per_lane);
+    let first = runs.next().unwrap_or(&[]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .map(|run| scope.spawn(move || fetch_run(run)))
+            .collect();
+        let mut out = fetch_run(first)?;
+        for h in handles {
+            match h.join() {
+                Ok(got) => out.extend(got?),
+                Err(_) => {
+                    return Err(SplitError::Malformed {
+                        r: Ref::ZERO,
+                        why: "a chunk fetch did not finish".into(),
+                    })
+                }
+            }
+        }
+        if out.len() != spots.len() {
+            return Err(SplitError::Malformed {
+                r: Ref::ZERO,
+                why: "a batched fetch returned too few chunks".into(),
+            });
+        }
+        Ok(out)
+    })
 }
 
 impl<G> Read for SplitReader<G>

@@ -148,6 +148,10 @@ impl<S: Getter> Getter for FaultyStore<S> {
         self.inner.blob_size(r)
     }
 
+    fn prefers_batches(&self) -> bool {
+        self.inner.prefers_batches()
+    }
+
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }

@@ -115,11 +115,47 @@ impl<S: Getter> Getter for LruStore<S> {
         self.inner.list_refs(after, f)
     }
 
+    /// Hits from memory; every miss from the store below in one call.
+    fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
+        let mut out: Vec<Option<Result<Blob, StoreError>>> = {
+            let mut c = self.cache.lock();
+            refs.iter()
+                .map(|r| c.entries.get(r).map(|b| Ok(b.clone())))
+                .collect()
+        };
+        let misses: Vec<Ref> = refs
+            .iter()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|(r, _)| *r)
+            .collect();
+        if !misses.is_empty() {
+            let mut fetched = misses.iter().zip(self.inner.get_many(&misses));
+            let mut c = self.cache.lock();
+            for slot in out.iter_mut().filter(|s| s.is_none()) {
+                if let Some((r, res)) = fetched.next() {
+                    if let Ok(b) = &res {
+                        c.insert(*r, b.clone());
+                    }
+                    *slot = Some(res);
+                }
+            }
+        }
+        out.into_iter()
+            .zip(refs)
+            .map(|(got, r)| got.unwrap_or(Err(StoreError::NotFound(*r))))
+            .collect()
+    }
+
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         if let Some(b) = self.cache.lock().entries.peek(r) {
             return Ok(b.len() as u64);
         }
         self.inner.blob_size(r)
+    }
+
+    fn prefers_batches(&self) -> bool {
+        self.inner.prefers_batches()
     }
 
     fn identity(&self) -> Option<String> {

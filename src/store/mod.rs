@@ -313,6 +313,13 @@ pub trait Getter: Send + Sync {
         refs.iter().map(|r| self.get(r)).collect()
     }
 
+    /// Whether one [`get_many`](Getter::get_many) of many refs costs much less
+    /// than as many gets: a store across a network, where each call is a round
+    /// trip. Readers of many blobs then fetch them in batches. No by default.
+    fn prefers_batches(&self) -> bool {
+        false
+    }
+
     /// The size of blob `r` as stored, without reading it where the backend can
     /// (the file store looks at its file); errors as [`get`](Getter::get). The
     /// default reads the blob.
@@ -490,6 +497,9 @@ impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     }
     fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
         (**self).get_many(refs)
+    }
+    fn prefers_batches(&self) -> bool {
+        (**self).prefers_batches()
     }
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         (**self).blob_size(r)

@@ -699,6 +699,11 @@ impl Getter for PgStore {
         out
     }
 
+    /// Each call is a round trip to the server.
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+
     fn identity(&self) -> Option<String> {
         Some(self.identity.clone())
     }
