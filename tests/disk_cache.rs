@@ -201,6 +201,52 @@ fn get_many_reads_every_miss_below_in_one_call() {
 }
 
 #[test]
+fn copies_written_behind_the_reads_are_all_there_when_settled_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemStore::new());
+    let refs: Vec<Ref> = (0..200)
+        .map(|i| mem.put(&bytes(700 + i as usize * 13, i)).unwrap().0)
+        .collect();
+    let limit = 64 << 10;
+    let cache = DiskCache::open(Counting::over(&mem), dir.path(), limit)
+        .unwrap()
+        .writing_behind();
+    for r in &refs[..20] {
+        assert_eq!(Ref::of(&cache.get(r).unwrap()), *r);
+    }
+    cache.settle();
+    for r in &refs[..20] {
+        assert!(cache.path_of(r).exists(), "a settled copy is written");
+    }
+    let before = cache.inner().gets();
+    for r in &refs[..20] {
+        cache.get(r).unwrap();
+    }
+    assert_eq!(cache.inner().gets(), before, "served from the copies");
+    // Many more than the bound holds, batched and not: the bound holds once
+    // settled, and the last ones read are the ones kept.
+    let got = cache.get_many(&refs[20..120]);
+    assert!(got.iter().all(Result::is_ok));
+    for r in &refs[120..] {
+        cache.get(r).unwrap();
+    }
+    cache.settle();
+    assert!(cache.cached_bytes() <= limit);
+    assert!(bytes_on_disk(dir.path()) <= limit);
+    assert!(cache.path_of(&refs[199]).exists());
+    // Dropped with copies waiting: they are written first.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(Counting::over(&mem), dir.path(), 1 << 20)
+        .unwrap()
+        .writing_behind();
+    let got = cache.get_many(&refs[..50]);
+    assert!(got.iter().all(Result::is_ok));
+    let paths: Vec<_> = refs[..50].iter().map(|r| cache.path_of(r)).collect();
+    drop(cache);
+    assert!(paths.iter().all(|p| p.exists()), "every copy was written");
+}
+
+#[test]
 fn the_memory_cache_batches_its_misses_too() {
     let mem = Arc::new(MemStore::new());
     let refs: Vec<Ref> = (0..6)

@@ -35,7 +35,9 @@ pub(super) fn open_store(
     }
     let store: Arc<dyn DeletingStore> =
         match disk_cache_dir(&*opened.store, opts, default_cache_base) {
-            Some(dir) => match DiskCache::open(opened.store.clone(), &dir, opts.cache_size) {
+            Some(dir) => match DiskCache::open(opened.store.clone(), &dir, opts.cache_size)
+                .map(DiskCache::writing_behind)
+            {
                 Ok(cache) => {
                     log::info!(
                         "caching {}'s blobs in {} (at most {} bytes)",

@@ -35,14 +35,17 @@
 //! Locks: `index`, held only to look up, add, promote or drop entries (never while
 //! a file is read or written, or the store below is called).
 
+mod behind;
 mod files;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lru::LruCache;
 use parking_lot::Mutex;
 
+use self::behind::Behind;
 use self::files::{Files, Lookup};
 use super::{
     AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, MapWatch, Store, StoreError,
@@ -57,6 +60,14 @@ pub const SMALL_BLOB: usize = 16 << 10;
 /// a bound of bytes (see the [module docs](self)).
 pub struct DiskCache<S> {
     inner: S,
+    copies: Arc<Copies>,
+    /// The thread writing copies, when they are written behind the reads.
+    behind: Option<Behind>,
+}
+
+/// The files and what this process knows of them, shared with the thread that
+/// writes copies behind the reads.
+struct Copies {
     files: Files,
     index: Mutex<Index>,
 }
@@ -115,13 +126,35 @@ impl<S> DiskCache<S> {
         for f in found {
             victims.extend(index.used(f.r, f.size));
         }
-        let cache = DiskCache {
-            inner,
+        let copies = Copies {
             files,
             index: Mutex::new(index),
         };
-        cache.remove_copies(&victims);
-        Ok(cache)
+        copies.remove_copies(&victims);
+        Ok(DiskCache {
+            inner,
+            copies: Arc::new(copies),
+            behind: None,
+        })
+    }
+
+    /// The same cache, writing the copies of what it reads on a thread of its
+    /// own, so a read returns without waiting for its copy to be written (up to
+    /// [`behind::QUEUED_MAX`] bytes waiting; past that a reader writes its copy
+    /// itself). Copies still waiting are written before the cache is dropped,
+    /// and [`settle`](DiskCache::settle) waits for them.
+    pub fn writing_behind(mut self) -> DiskCache<S> {
+        if self.behind.is_none() {
+            self.behind = Behind::start(self.copies.clone());
+        }
+        self
+    }
+
+    /// Waits until every copy handed to the writing thread is written.
+    pub fn settle(&self) {
+        if let Some(b) = &self.behind {
+            b.settle();
+        }
     }
 
     /// The store below the cache.
@@ -131,19 +164,37 @@ impl<S> DiskCache<S> {
 
     /// The cache directory.
     pub fn dir(&self) -> &Path {
-        self.files.dir()
+        self.copies.files.dir()
     }
 
     /// The file that holds `r`'s copy when it is cached.
     pub fn path_of(&self, r: &Ref) -> PathBuf {
-        self.files.path_of(r)
+        self.copies.files.path_of(r)
     }
 
     /// The bytes of the copies this cache counts.
     pub fn cached_bytes(&self) -> u64 {
-        self.index.lock().bytes
+        self.copies.index.lock().bytes
     }
 
+    fn cached(&self, r: &Ref, max: u64) -> Option<Blob> {
+        self.copies.cached(r, max)
+    }
+
+    /// Keeps a copy of `blob` (see [`Copies::keep`]), behind the caller when a
+    /// thread writes copies.
+    fn keep(&self, r: &Ref, blob: &Blob) {
+        if !self.copies.wanted(r, blob.len()) {
+            return;
+        }
+        match &self.behind {
+            Some(b) if b.hand_over(*r, blob.clone()) => {}
+            _ => self.copies.keep(r, blob),
+        }
+    }
+}
+
+impl Copies {
     /// `r`'s copy, checked, if it has at most `max` bytes.
     fn cached(&self, r: &Ref, max: u64) -> Option<Blob> {
         match self.files.read(r, max) {
@@ -160,15 +211,18 @@ impl<S> DiskCache<S> {
         }
     }
 
-    /// Keeps a copy of `blob`, unless it is larger than the whole bound or
-    /// already counted.
+    /// Whether a copy of `r` (of `size` bytes) is worth writing: not larger than
+    /// the whole bound, not already counted.
+    fn wanted(&self, r: &Ref, size: usize) -> bool {
+        let index = self.index.lock();
+        size as u64 <= index.limit && !index.entries.contains(r)
+    }
+
+    /// Keeps a copy of `blob`, unless it is not [`wanted`](Copies::wanted).
     fn keep(&self, r: &Ref, blob: &[u8]) {
         let size = blob.len() as u64;
-        {
-            let index = self.index.lock();
-            if size > index.limit || index.entries.contains(r) {
-                return;
-            }
+        if !self.wanted(r, blob.len()) {
+            return;
         }
         if self.files.write(r, blob) {
             let victims = self.index.lock().used(*r, size);
@@ -207,7 +261,7 @@ impl<S: Getter> Getter for DiskCache<S> {
     }
 
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
-        if self.index.lock().entries.contains(r) {
+        if self.copies.index.lock().entries.contains(r) {
             return Ok(true);
         }
         self.inner.contains(r)
@@ -254,7 +308,7 @@ impl<S: Getter> Getter for DiskCache<S> {
 
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         // A size from a copy only once the copy checks out.
-        let known = self.index.lock().entries.contains(r);
+        let known = self.copies.index.lock().entries.contains(r);
         if known {
             if let Some(b) = self.cached(r, MAX_BLOB_SIZE) {
                 return Ok(b.len() as u64);
@@ -284,7 +338,7 @@ impl<S: Store> Store for DiskCache<S> {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let (r, added) = self.inner.put(blob)?;
         if blob.len() <= SMALL_BLOB {
-            self.keep(&r, blob);
+            self.keep(&r, &Blob::copy_from_slice(blob));
         }
         Ok((r, added))
     }
@@ -302,7 +356,7 @@ impl<S: Store> Store for DiskCache<S> {
         let put = self.inner.put_many(blobs)?;
         for (blob, (r, _)) in blobs.iter().zip(&put) {
             if blob.len() <= SMALL_BLOB {
-                self.keep(r, blob);
+                self.keep(r, &Blob::copy_from_slice(blob));
             }
         }
         Ok(put)
@@ -351,8 +405,8 @@ impl<S: AnchorStore> AnchorStore for DiskCache<S> {
 
 impl<S: DeletingStore> DeletingStore for DiskCache<S> {
     fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
-        self.index.lock().forget(r);
-        self.files.remove(r);
+        self.copies.index.lock().forget(r);
+        self.copies.files.remove(r);
         self.inner.delete(r)
     }
 
