@@ -14,6 +14,9 @@ use crate::blob::{Blob, Ref};
 /// Written blobs up to this size are cached on the way in.
 const SMALL_BLOB: usize = 16 << 10;
 
+/// The largest node of a newly installed map the cache keeps.
+const MAP_NODE_MAX: usize = 64 << 10;
+
 /// Caches the blobs of an inner store, keeping at most `capacity` bytes.
 pub struct LruStore<S> {
     inner: S,
@@ -219,8 +222,11 @@ impl<S: AnchorStore> AnchorStore for LruStore<S> {
         new: Ref,
     ) -> Result<(), StoreError> {
         self.inner.put_and_swap(blobs, old, new)?;
+        // The nodes of the map just installed, which the refresh after a commit
+        // and the next update read, up to a size: one leaf of a long history is
+        // hundreds of KiB, superseded at the next commit.
         let mut c = self.cache.lock();
-        for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= SMALL_BLOB) {
+        for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= MAP_NODE_MAX) {
             c.insert(*r, b.clone());
         }
         Ok(())

@@ -389,7 +389,8 @@ impl<S: AnchorStore> AnchorStore for DiskCache<S> {
         new: Ref,
     ) -> Result<(), StoreError> {
         self.inner.put_and_swap(blobs, old, new)?;
-        for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= SMALL_BLOB) {
+        // The map's nodes, which a remount reads first, whatever their size.
+        for (r, b) in blobs {
             self.keep(r, b);
         }
         Ok(())

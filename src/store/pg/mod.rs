@@ -116,8 +116,10 @@ const GET_BATCH: usize = 256;
 const UNFLUSHED_CAP: usize = 8 << 20;
 
 /// The most bytes of blobs a swap carries in its own message
-/// ([`AnchorStore::put_and_swap`]); more are put first.
-const FOLD_MAX: usize = 256 << 10;
+/// ([`AnchorStore::put_and_swap`]); more are put first, in binary: in the
+/// message they go as hex, twice their size, which past this costs more than
+/// the round trip it saves.
+const FOLD_MAX: usize = 32 << 10;
 
 const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
 const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
