@@ -7,6 +7,8 @@
 mod pg_common;
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -611,6 +613,123 @@ fn a_swap_carries_the_blobs_its_map_needs() {
     assert_eq!(killer.join().unwrap(), 1, "the first attempt was ended");
     assert_eq!(other.anchor_map_ref().unwrap(), last[3].0);
     assert!(all_there(&last), "the swap made again carried its blobs");
+}
+
+/// A relay between the store and the server, on a Unix socket of its own, that
+/// can lose the reply to a commit: armed, it ends the connection that gets the
+/// server's `COMMIT` completion instead of passing it on, so the transaction is
+/// committed and the client never hears so.
+struct ReplyLosingRelay {
+    dir: tempfile::TempDir,
+    port: String,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    lost: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReplyLosingRelay {
+    fn start(db: &TestDb) -> ReplyLosingRelay {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let mut c = db.client();
+        let dirs: String = c
+            .query_one("SHOW unix_socket_directories", &[])
+            .unwrap()
+            .get(0);
+        let port: String = c.query_one("SHOW port", &[]).unwrap().get(0);
+        let server_dir = dirs
+            .split(',')
+            .map(str::trim)
+            .find(|d| d.starts_with('/'))
+            .expect("the test server listens on a Unix socket")
+            .to_string();
+        let upstream = Path::new(&server_dir).join(format!(".s.PGSQL.{port}"));
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(format!(".s.PGSQL.{port}"))).unwrap();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, l) = (armed.clone(), lost.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut &c2, &mut &s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Both);
+                });
+                let (a, l) = (a.clone(), l.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = match (&server).read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let commit = b"C\0\0\0\x0bCOMMIT\0";
+                        if buf[..n].windows(commit.len()).any(|w| w == commit)
+                            && a.swap(false, Ordering::SeqCst)
+                        {
+                            l.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if (&client).write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        ReplyLosingRelay {
+            dir,
+            port,
+            armed,
+            lost,
+        }
+    }
+
+    /// The URL of `db` through the relay.
+    fn url(&self, db: &TestDb) -> String {
+        let user = db
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map_or("postgres", |(u, _)| u);
+        let host = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://{user}@{host}:{}/{}", self.port, db.name)
+    }
+}
+
+/// The reply to a committed swap lost with its connection: the ref read back on
+/// a new connection is the new one, so the swap succeeded, once, with its blobs.
+#[test]
+fn a_swap_committed_whose_reply_is_lost_is_known_to_have_been_made() {
+    use std::sync::atomic::Ordering;
+    let Some(db) = TestDb::new() else { return };
+    let first = create(&db);
+    let relay = ReplyLosingRelay::start(&db);
+    let s = PgStore::open(&relay.url(&db), OpenMode::Existing)
+        .unwrap()
+        .0;
+    let (a, _) = s.put(b"first map").unwrap();
+    s.swap_anchor_map(None, a).unwrap();
+    let node = anchorfs::Blob::from_static(b"a node of the second map");
+    let b = Ref::of(&node);
+    relay.armed.store(true, Ordering::SeqCst);
+    s.put_and_swap(&[(b, node.clone())], Some(a), b).unwrap();
+    assert_eq!(relay.lost.load(Ordering::SeqCst), 1, "the reply was lost");
+    assert_eq!(first.anchor_map_ref().unwrap(), b);
+    assert_eq!(first.get(&b).unwrap(), node);
+    // Not made twice: a swap from the old ref now is a conflict, and the store
+    // carries on through the relay.
+    let e = s.swap_anchor_map(Some(a), Ref::of(b"other")).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e}");
+    let (c, _) = s.put(b"third map").unwrap();
+    s.swap_anchor_map(Some(b), c).unwrap();
+    assert_eq!(first.anchor_map_ref().unwrap(), c);
 }
 
 /// Puts commit without waiting for the server's log flush; the swap after them
