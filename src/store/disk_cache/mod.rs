@@ -46,7 +46,7 @@ use parking_lot::Mutex;
 use self::files::{Files, Lookup};
 use super::{
     AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, MapWatch, Store, StoreError,
-    MAX_BLOB_SIZE,
+    StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -274,6 +274,10 @@ impl<S: Getter> Getter for DiskCache<S> {
     fn capacity(&self) -> Option<Capacity> {
         self.inner.capacity()
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.inner.recorded_settings()
+    }
 }
 
 impl<S: Store> Store for DiskCache<S> {
@@ -306,6 +310,10 @@ impl<S: Store> Store for DiskCache<S> {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        self.inner.record_settings(settings)
     }
 }
 
