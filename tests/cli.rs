@@ -880,11 +880,31 @@ fn expire_prints_what_it_drops() {
     // The split kind records survive, so content still reads as split.
     assert_eq!(json(ok(&store, &["ls", "--json"]))[0]["kind"], "split");
 
-    fails(
+    // --keep 0, as Go allows: every entry older than the time goes, and with it
+    // every anchor whose entries all do.
+    ok_in(&store, &["put", "c", "--at", "2035-01-01T00:00:00Z"], b"c0");
+    let dropped = text(ok(
         &store,
         &["expire", "--before", "2030-01-01T00:00:00Z", "--keep", "0"],
+    ));
+    assert_eq!(dropped.lines().count(), 2, "{dropped}");
+    assert!(dropped.lines().any(|l| l.ends_with(" a")), "{dropped}");
+    assert!(dropped.lines().any(|l| l.ends_with(" b")), "{dropped}");
+    fails(&store, &["get", "a"], 2, &["a"]);
+    fails(&store, &["get", "b"], 2, &["b"]);
+    assert_eq!(
+        ok(&store, &["get", "c", "--at", "2036-01-01T00:00:00Z"]),
+        b"c0",
+        "a newer entry stays"
+    );
+    let ls = json(ok(&store, &["ls", "--json"]));
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    ok(&store, &["fsck"]);
+    fails(
+        &store,
+        &["expire", "--before", "2030-01-01T00:00:00Z", "--keep", "-1"],
         1,
-        &["0"],
+        &["-1"],
     );
     fails(
         &store,

@@ -229,8 +229,9 @@ struct ExpireArgs {
     /// Drop entries older than this time
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     before: Timestamp,
-    /// Keep at least this many entries of every anchor (at least 1)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Keep at least this many entries of every anchor; with 0, an anchor whose
+    /// every entry is older than TIME is removed
+    #[arg(long, value_name = "N")]
     keep: u64,
     /// Print what would be dropped without changing the store
     #[arg(long)]
