@@ -129,25 +129,30 @@ pub fn read_all<G: AnchorGetter + ?Sized>(g: &G, r: &Ref) -> Result<Vec<u8>, Con
     Ok(out)
 }
 
-/// Stores everything `input` yields as a split tree; returns the root (zero ref for
-/// empty input). Nothing is anchored yet.
-pub fn store<S: Store + ?Sized, R: Read>(s: &S, input: R) -> Result<Ref, ContentError> {
-    Ok(split::store_from(s, input, SplitOptions::default())?)
+/// The split options every writer of `s` uses: its chunking setting (Go's for a
+/// store that records none; see `store::settings`).
+pub fn split_options<G: Getter + ?Sized>(g: &G) -> Result<SplitOptions, ContentError> {
+    Ok(g.settings()?.chunking.into())
 }
 
-/// Like [`store`], with the chunks hashed and stored on `storers` while the input is
-/// read.
+/// Stores everything `input` yields as a split tree, cut as the store's setting
+/// says ([`split_options`]); returns the root (zero ref for empty input). Nothing
+/// is anchored yet.
+pub fn store<S: Store + ?Sized, R: Read>(s: &S, input: R) -> Result<Ref, ContentError> {
+    let opts = split_options(s)?;
+    Ok(split::store_from(s, input, opts)?)
+}
+
+/// Like [`store`], with the options given (the store's, read once by a caller
+/// that writes much) and the chunks hashed and stored on `storers` while the
+/// input is read.
 pub fn store_with<R: Read>(
     s: std::sync::Arc<dyn Store>,
     input: R,
+    opts: SplitOptions,
     storers: &std::sync::Arc<split::ChunkStorers>,
 ) -> Result<Ref, ContentError> {
-    Ok(split::store_from_with(
-        s,
-        input,
-        SplitOptions::default(),
-        storers,
-    )?)
+    Ok(split::store_from_with(s, input, opts, storers)?)
 }
 
 /// Within an anchor map update: records that `root` is a split tree root (the Go way,

@@ -192,6 +192,7 @@ fn all_refs(s: &FileStore) -> Vec<Ref> {
 fn help_everywhere_and_bad_command_lines() {
     for sub in [
         &[][..],
+        &["init"],
         &["put"],
         &["get"],
         &["cat"],
@@ -879,11 +880,31 @@ fn expire_prints_what_it_drops() {
     // The split kind records survive, so content still reads as split.
     assert_eq!(json(ok(&store, &["ls", "--json"]))[0]["kind"], "split");
 
-    fails(
+    // --keep 0, as Go allows: every entry older than the time goes, and with it
+    // every anchor whose entries all do.
+    ok_in(&store, &["put", "c", "--at", "2035-01-01T00:00:00Z"], b"c0");
+    let dropped = text(ok(
         &store,
         &["expire", "--before", "2030-01-01T00:00:00Z", "--keep", "0"],
+    ));
+    assert_eq!(dropped.lines().count(), 2, "{dropped}");
+    assert!(dropped.lines().any(|l| l.ends_with(" a")), "{dropped}");
+    assert!(dropped.lines().any(|l| l.ends_with(" b")), "{dropped}");
+    fails(&store, &["get", "a"], 2, &["a"]);
+    fails(&store, &["get", "b"], 2, &["b"]);
+    assert_eq!(
+        ok(&store, &["get", "c", "--at", "2036-01-01T00:00:00Z"]),
+        b"c0",
+        "a newer entry stays"
+    );
+    let ls = json(ok(&store, &["ls", "--json"]));
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    ok(&store, &["fsck"]);
+    fails(
+        &store,
+        &["expire", "--before", "2030-01-01T00:00:00Z", "--keep", "-1"],
         1,
-        &["0"],
+        &["-1"],
     );
     fails(
         &store,
@@ -997,6 +1018,8 @@ fn gc_refuses_a_damaged_store() {
 #[test]
 fn damaged_and_missing_blobs() {
     let (_d, store) = new_store();
+    // Go's chunking, so that 1 MiB is several chunks.
+    ok(&store, &["init", "--chunking", "go"]);
     let data = pseudo_random(1 << 20, 5);
     let root = printed_ref(ok_in(&store, &["put", "data"], &data));
     ok_in(&store, &["put", "other"], b"other content");
@@ -1212,4 +1235,213 @@ fn a_back_dated_put_that_moves_a_version_says_so() {
         &["put", "n", "--at", "2026-05-01T00:00:00Z"],
         b"may",
     );
+}
+
+/// The chunk lengths of the split tree `root` in a file store, in stream order.
+fn chunk_lengths(s: &FileStore, root: &Ref) -> Vec<usize> {
+    use prost::Message;
+    let node = anchorfs::proto::split::Node::decode(&s.get(root).unwrap()[..]).unwrap();
+    let mut out = Vec::new();
+    for c in &node.nodes {
+        out.extend(chunk_lengths(s, &Ref::from_slice(&c.r#ref).unwrap()));
+    }
+    for c in &node.leaves {
+        out.push(s.blob_len(&Ref::from_slice(&c.r#ref).unwrap()).unwrap() as usize);
+    }
+    out
+}
+
+/// The store's recorded settings, as the library reads them.
+fn recorded(store: &Path) -> Option<anchorfs::store::StoreSettings> {
+    FileStore::open(store).unwrap().recorded_settings().unwrap()
+}
+
+#[test]
+fn init_records_the_chunking_asked_for() {
+    use anchorfs::store::{Chunking, StoreSettings};
+    let dir = TempDir::new().unwrap();
+    let cases: [(&[&str], Chunking, &str); 6] = [
+        (
+            &[],
+            Chunking::NEW_STORE,
+            "1 MiB average (bits 20, minimum 256 KiB, fan-out 8)",
+        ),
+        (
+            &["--chunking", "default"],
+            Chunking::NEW_STORE,
+            "1 MiB average",
+        ),
+        (
+            &["--chunking", "go"],
+            Chunking::GO,
+            "64 KiB average (bits 16, minimum 1 KiB, fan-out 8)",
+        ),
+        (
+            &["--chunk-size", "64KiB"],
+            Chunking::for_bits(16),
+            "64 KiB average (bits 16, minimum 16 KiB",
+        ),
+        (
+            &["--chunk-size", "256K"],
+            Chunking::for_bits(18),
+            "256 KiB average",
+        ),
+        (
+            &["--chunk-size", "4194304"],
+            Chunking::for_bits(22),
+            "4 MiB average (bits 22, minimum 1 MiB",
+        ),
+    ];
+    for (i, (opts, want, says)) in cases.into_iter().enumerate() {
+        let store = dir.path().join(format!("s{i}"));
+        let out = text(ok(&store, &[&["init"][..], opts].concat()));
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.starts_with("chunks: "), "{out}");
+        assert!(out.contains(says), "{opts:?}: {out}");
+        assert_eq!(
+            recorded(&store),
+            Some(StoreSettings { chunking: want }),
+            "{opts:?}"
+        );
+        // A second init refuses, whatever it asks for, and changes nothing.
+        for again in [&["init"][..], &["init", "--chunking", "go"]] {
+            fails(&store, again, 1, &["already a store"]);
+        }
+        assert_eq!(recorded(&store), Some(StoreSettings { chunking: want }));
+        ok(&store, &["fsck"]);
+        assert_eq!(text(ok(&store, &["map-ref"])), "none\n");
+    }
+    // A store without a record (as Go makes one) is there too, and keeps none.
+    let go = dir.path().join("go");
+    FileStore::create(&go).unwrap();
+    fails(&go, &["init"], 1, &["already a store"]);
+    assert_eq!(recorded(&go), None);
+    // A directory that holds something else is not made a store.
+    let other = dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("notes.txt"), b"mine").unwrap();
+    fails(&other, &["init"], 1, &["not an anchorfs store"]);
+    assert!(!other.join("blobs").exists());
+}
+
+#[test]
+fn init_refuses_sizes_it_cannot_take_and_creates_nothing() {
+    let dir = TempDir::new().unwrap();
+    let store = dir.path().join("s");
+    for (opts, mentions) in [
+        (&["--chunk-size", "3000"][..], &["3000", "power of two"][..]),
+        (&["--chunk-size", "8MiB"], &["8388608", "4 MiB"]),
+        (&["--chunk-size", "2KiB"], &["2048", "4 KiB"]),
+        (&["--chunk-size", "1KB"], &["ambiguous"]),
+        (&["--chunk-size", "1.5M"], &["1.5M"]),
+        (&["--chunk-size", "lots"], &["lots"]),
+        (
+            &["--chunk-size", "1MiB", "--chunking", "go"],
+            &["--chunking"],
+        ),
+        (&["--chunking", "big"], &["big"]),
+    ] {
+        fails(&store, &[&["init"][..], opts].concat(), 1, mentions);
+        assert!(!store.exists(), "{opts:?} created {}", store.display());
+    }
+    let out = bare().arg("init").assert().code(1).get_output().clone();
+    one_line_mentioning(&out.stderr, &["--store", "ANCHORFS_STORE"]);
+}
+
+#[test]
+fn put_cuts_content_as_the_store_records() {
+    use anchorfs::split::Splitter;
+    use anchorfs::store::Chunking;
+    let dir = TempDir::new().unwrap();
+    let data = pseudo_random(6 << 20, 8);
+    let file = dir.path().join("big.bin");
+    fs::write(&file, &data).unwrap();
+    let f = file.to_str().unwrap();
+    let splitter = |c: Chunking| -> Vec<usize> {
+        Splitter::chunks(&c.into(), &data)
+            .unwrap()
+            .iter()
+            .map(|&(l, _)| l as usize)
+            .collect()
+    };
+
+    // A store put creates gets the new default: about 1 MiB chunks.
+    let fresh = dir.path().join("fresh");
+    let r = printed_ref(ok(&fresh, &["put", "big", f]));
+    let chunks = chunk_lengths(&FileStore::open(&fresh).unwrap(), &r);
+    assert_eq!(chunks, splitter(Chunking::NEW_STORE));
+    assert!(
+        chunks[..chunks.len() - 1].iter().all(|&l| l >= 256 << 10),
+        "{chunks:?}"
+    );
+    assert!((2..=12).contains(&chunks.len()), "{chunks:?}");
+    assert!(ok(&fresh, &["get", "big"]) == data);
+
+    // One initialised with 64KiB chunks.
+    let small = dir.path().join("small");
+    ok(&small, &["init", "--chunk-size", "64KiB"]);
+    let r = printed_ref(ok(&small, &["put", "big", f]));
+    let chunks = chunk_lengths(&FileStore::open(&small).unwrap(), &r);
+    assert_eq!(chunks, splitter(Chunking::for_bits(16)));
+    assert!(chunks.len() > 40, "{}", chunks.len());
+    assert!(ok(&small, &["get", "big"]) == data);
+
+    // A store without a record (Go's, or an older one) keeps Go's chunking, and
+    // so does one initialised with --chunking go: the same tree, blob for blob.
+    let go = dir.path().join("go");
+    FileStore::create(&go).unwrap();
+    let r_go = printed_ref(ok(&go, &["put", "big", f]));
+    assert_eq!(
+        recorded(&go),
+        None,
+        "put records nothing in a store that was there"
+    );
+    assert_eq!(
+        chunk_lengths(&FileStore::open(&go).unwrap(), &r_go),
+        splitter(Chunking::GO)
+    );
+    let explicit = dir.path().join("explicit");
+    ok(&explicit, &["init", "--chunking", "go"]);
+    assert_eq!(printed_ref(ok(&explicit, &["put", "big", f])), r_go);
+
+    // A small file is one chunk in a new store.
+    let little = pseudo_random(200 << 10, 9);
+    let r = printed_ref(ok_in(&fresh, &["put", "little"], &little));
+    assert_eq!(
+        chunk_lengths(&FileStore::open(&fresh).unwrap(), &r),
+        vec![little.len()]
+    );
+}
+
+#[test]
+fn sync_into_a_new_store_copies_blobs_as_they_are_and_records_the_default() {
+    use anchorfs::store::StoreSettings;
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    ok(&src, &["init", "--chunk-size", "64KiB"]);
+    let data = pseudo_random(3 << 20, 10);
+    let r = printed_ref(ok_in(&src, &["put", "big"], &data));
+    let dst = dir.path().join("dst");
+    let out = cli(&src)
+        .arg("sync")
+        .arg(&dst)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("anchorfs: created a new store at {}\n", dst.display())
+    );
+    assert_eq!(recorded(&dst), Some(StoreSettings::NEW_STORE));
+    // The tree came over verbatim: the same root, the same 64 KiB-style chunks.
+    assert_eq!(printed_ref(ok(&dst, &["get", "big", "--ref-only"])), r);
+    assert_eq!(
+        chunk_lengths(&FileStore::open(&dst).unwrap(), &r),
+        chunk_lengths(&FileStore::open(&src).unwrap(), &r)
+    );
+    // What is written there afterwards is cut as the destination records.
+    let r2 = printed_ref(ok_in(&dst, &["put", "big2"], &data));
+    assert_ne!(r2, r);
+    assert!(chunk_lengths(&FileStore::open(&dst).unwrap(), &r2).len() < 8);
 }

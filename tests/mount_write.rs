@@ -738,3 +738,97 @@ fn an_in_place_edit_through_mmap_makes_a_new_version() {
     ]));
     assert_eq!(fs::read(m.path("db/latest")).unwrap(), want);
 }
+
+/// The chunk lengths of the split tree `root`, in stream order.
+fn chunk_lengths(s: &FileStore, root: &anchorfs::Ref) -> Vec<usize> {
+    use prost::Message;
+    let node = anchorfs::proto::split::Node::decode(&s.get(root).unwrap()[..]).unwrap();
+    let mut out = Vec::new();
+    for c in &node.nodes {
+        out.extend(chunk_lengths(
+            s,
+            &anchorfs::Ref::from_slice(&c.r#ref).unwrap(),
+        ));
+    }
+    for c in &node.leaves {
+        let r = anchorfs::Ref::from_slice(&c.r#ref).unwrap();
+        out.push(s.blob_len(&r).unwrap() as usize);
+    }
+    out
+}
+
+#[test]
+fn writes_and_in_place_edits_are_cut_as_the_store_records() {
+    use anchorfs::split::Splitter;
+    use anchorfs::store::{Chunking, StoreSettings};
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    FileStore::create(&go).unwrap(); // no record: Go's
+    let made = dir.path().join("made"); // the mount creates it: the new default
+    let small = dir.path().join("small");
+    let settings = StoreSettings {
+        chunking: Chunking::for_average(64 << 10).unwrap(),
+    };
+    anchorfs::store::create(small.as_os_str(), &settings).unwrap();
+    let old: Vec<u8> = {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    };
+    for (store, chunking) in [
+        (&go, Chunking::GO),
+        (&made, Chunking::NEW_STORE),
+        (&small, settings.chunking),
+    ] {
+        let m = Mounted::new(store, "");
+        fs::create_dir(m.path("big")).unwrap();
+        fs::write(m.path("big/file"), &old).unwrap();
+        // A write into the middle of the version, in place.
+        let mut want = old.clone();
+        want[1_500_000..1_500_016].copy_from_slice(b"sixteen bytes!!!");
+        {
+            use std::os::unix::fs::FileExt;
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(m.path("big/latest"))
+                .unwrap();
+            f.write_all_at(b"sixteen bytes!!!", 1_500_000).unwrap();
+        }
+        assert!(
+            common::eventually(Duration::from_secs(5), || contents(&m, b"big")
+                == vec![old.clone(), want.clone()]),
+            "{}: two versions",
+            store.display()
+        );
+        let s = FileStore::open(store).unwrap();
+        assert_eq!(s.settings().unwrap().chunking, chunking);
+        let history = anchor::history(&s, b"big").unwrap();
+        for (a, data) in history.iter().zip([&old, &want]) {
+            let expect: Vec<usize> = Splitter::chunks(&chunking.into(), data)
+                .unwrap()
+                .iter()
+                .map(|&(l, _)| l as usize)
+                .collect();
+            assert_eq!(chunk_lengths(&s, &a.r), expect, "{}", store.display());
+        }
+        if chunking == Chunking::GO {
+            // Exactly the tree any writer with Go's options makes.
+            let root = anchorfs::split::store_bytes(
+                &anchorfs::store::mem::MemStore::new(),
+                &want,
+                Default::default(),
+            )
+            .unwrap();
+            assert_eq!(history[1].r, root);
+        }
+    }
+}

@@ -815,3 +815,75 @@ fn a_watch_wakes_on_another_handle_s_swap_and_after_the_server_ends_its_connecti
         "a swap after the reconnection wakes it"
     );
 }
+
+#[test]
+fn settings_are_one_row_of_a_table_of_ours_recorded_once() {
+    use anchorfs::store::StoreSettings;
+    let Some(db) = TestDb::new() else { return };
+    let o = store::open(db.url.as_ref(), OpenMode::Create).unwrap();
+    assert!(o.created && o.fresh);
+    assert_eq!(
+        o.store.recorded_settings().unwrap(),
+        Some(StoreSettings::NEW_STORE)
+    );
+    let row: String = db
+        .client()
+        .query_one("SELECT settings FROM anchorfs_settings", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(row, StoreSettings::NEW_STORE.encode());
+    // A second record keeps the first, from another handle too.
+    let s = create(&db);
+    assert_eq!(
+        s.record_settings(&StoreSettings::GO).unwrap(),
+        StoreSettings::NEW_STORE
+    );
+    let e = store::create(db.url.as_ref(), &StoreSettings::GO)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::AlreadyAStore { .. }), "{e}");
+    let n: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM anchorfs_settings", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // A record that does not decode stops writers, with a typed error.
+    db.client()
+        .execute(
+            "UPDATE anchorfs_settings SET settings = 'anchorfs-settings 9'",
+            &[],
+        )
+        .unwrap();
+    match s.settings() {
+        Err(StoreError::BadSettings { store, .. }) => {
+            assert!(store.contains("anchorfs_settings"), "{store}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(anchorfs::content::store(&s, &b"data"[..]).is_err());
+}
+
+#[test]
+fn a_database_go_made_has_no_settings_and_gets_none() {
+    use anchorfs::store::StoreSettings;
+    let Some(db) = TestDb::new() else { return };
+    db.client().batch_execute(GO_DDL).unwrap();
+    let go_tables = ["blobs", "anchor_map_ref"];
+    let before = described_tables(&db, &go_tables);
+    let o = store::open(db.url.as_ref(), OpenMode::Create).unwrap();
+    assert!(!o.created && !o.fresh, "the store was there");
+    assert_eq!(o.store.recorded_settings().unwrap(), None);
+    assert_eq!(o.store.settings().unwrap(), StoreSettings::GO);
+    assert!(table_names(&db).contains("anchorfs_settings"));
+    assert_eq!(
+        described_tables(&db, &go_tables),
+        before,
+        "Go's tables untouched"
+    );
+    let e = store::create(db.url.as_ref(), &StoreSettings::NEW_STORE)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::AlreadyAStore { .. }), "{e}");
+    assert_eq!(o.store.recorded_settings().unwrap(), None);
+}

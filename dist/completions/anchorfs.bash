@@ -37,6 +37,9 @@ _anchorfs() {
             anchorfs,help)
                 cmd="anchorfs__subcmd__help"
                 ;;
+            anchorfs,init)
+                cmd="anchorfs__subcmd__init"
+                ;;
             anchorfs,log)
                 cmd="anchorfs__subcmd__log"
                 ;;
@@ -76,6 +79,9 @@ _anchorfs() {
             anchorfs__subcmd__help,help)
                 cmd="anchorfs__subcmd__help__subcmd__help"
                 ;;
+            anchorfs__subcmd__help,init)
+                cmd="anchorfs__subcmd__help__subcmd__init"
+                ;;
             anchorfs__subcmd__help,log)
                 cmd="anchorfs__subcmd__help__subcmd__log"
                 ;;
@@ -101,7 +107,7 @@ _anchorfs() {
 
     case "${cmd}" in
         anchorfs)
-            opts="-s -h -V --store --escaped --help --version mount put get cat ls log map-ref expire sync gc fsck completions help"
+            opts="-s -h -V --store --escaped --help --version init mount put get cat ls log map-ref expire sync gc fsck completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -271,7 +277,7 @@ _anchorfs() {
             return 0
             ;;
         anchorfs__subcmd__help)
-            opts="mount put get cat ls log map-ref expire sync gc fsck completions help"
+            opts="init mount put get cat ls log map-ref expire sync gc fsck completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -382,6 +388,20 @@ _anchorfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        anchorfs__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         anchorfs__subcmd__help__subcmd__log)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -459,6 +479,36 @@ _anchorfs() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        anchorfs__subcmd__init)
+            opts="-s -h --chunk-size --chunking --store --escaped --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunking)
+                    COMPREPLY=($(compgen -W "go default" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -142,7 +142,9 @@ pub(super) fn put(spec: Option<&OsString>, escaped: bool, a: PutArgs) -> anyhow:
                 // Chunks are hashed and stored on threads of their own while the
                 // input is read: a direct write of each waits for the disk.
                 let storers = ChunkStorers::new(STORING_THREADS);
-                let root = content::store_with(opened.shared(), &mut reader, &storers)
+                let opts = content::split_options(s)
+                    .with_context(|| format!("reading the settings of store {label}"))?;
+                let root = content::store_with(opened.shared(), &mut reader, opts, &storers)
                     .with_context(|| format!("storing {from} in store {label}"))?;
                 content::put_split(s, &name, root, at)
                     .with_context(|| format!("anchoring {shown} in store {label}"))?;

@@ -304,12 +304,16 @@ pub fn anchorfs_1() -> String {
         "A file store is a directory: blobs/HH/HHHH/HEX holds the blobs, anchormapref \
          the ref of the anchor map, anchormapref.lock the writers' lock. A mount and put \
          keep anchorfs-sizes (a cache of content sizes) and a mount anchorfs-modes (the \
-         modes files were written with) beside them; deleting either is safe. put, sync \
-         and mount create a missing store and say so on stderr (created a new store at \
-         PATH); the other commands refuse a directory that is not a store.",
+         modes files were written with) beside them; deleting either is safe. \
+         anchorfs-settings records the store's chunking, chosen when it was created (by \
+         init, or 1 MiB chunks when put, sync or a mount created it); a store without it, \
+         as every store Go made, has Go's 64 KiB chunks. init, put, sync and mount create \
+         a missing store and say so on stderr (created a new store at PATH); the other \
+         commands refuse a directory that is not a store.",
     );
     page.sh("EXAMPLES").example(&[
         "export ANCHORFS_STORE=$HOME/anchorfs-store",
+        "anchorfs init --chunk-size 1MiB             # an empty store, 1 MiB chunks",
         "echo 'first draft' | anchorfs put notes     # anchor notes (prints the ref)",
         "anchorfs put notes draft.txt                # a second version",
         "anchorfs log notes                          # the history, oldest first",

@@ -8,6 +8,7 @@
 
 mod content_cmds;
 pub mod docs;
+mod init;
 mod listing;
 mod maint;
 mod naming;
@@ -79,6 +80,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create an empty store, choosing how its content is cut into chunks
+    #[command(after_help = init::AFTER_HELP)]
+    Init(InitArgs),
     /// Mount a store as a file system (also run as mount.anchorfs, by mount(8))
     #[command(
         long_about = crate::mount::LONG_ABOUT,
@@ -129,6 +133,20 @@ enum Command {
                             fish: anchorfs completions fish | source\n\
                             The Debian package installs them for bash, zsh and fish.")]
     Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// The average chunk size: a power of two from 4KiB to 4MiB, with K/KiB or
+    /// M/MiB (binary units) or in bytes: 1MiB, 256K, 65536. The minimum chunk is a
+    /// quarter of it. Default 1MiB
+    #[arg(long, value_name = "SIZE", value_parser = init::parse_size)]
+    chunk_size: Option<u64>,
+    /// A named chunking: `go` for Go's defaults (64 KiB average, 1 KiB minimum:
+    /// what a store without a recorded setting has, so Go and anchorfs writers of
+    /// the same content share chunks), `default` for the default of new stores
+    #[arg(long, value_name = "NAME", value_enum, conflicts_with = "chunk_size")]
+    chunking: Option<init::Named>,
 }
 
 #[derive(Args, Debug)]
@@ -211,8 +229,9 @@ struct ExpireArgs {
     /// Drop entries older than this time
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     before: Timestamp,
-    /// Keep at least this many entries of every anchor (at least 1)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Keep at least this many entries of every anchor; with 0, an anchor whose
+    /// every entry is older than TIME is removed
+    #[arg(long, value_name = "N")]
     keep: u64,
     /// Print what would be dropped without changing the store
     #[arg(long)]
@@ -361,6 +380,7 @@ fn usage_error(e: clap::Error) -> i32 {
 
 fn run(store: Option<&OsString>, escaped: bool, command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Init(a) => init::init(store, a),
         Command::Put(a) => content_cmds::put(store, escaped, a),
         Command::Get(a) => content_cmds::get(store, escaped, a),
         Command::Cat(a) => content_cmds::cat(store, a),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::store::{self as backends, DeletingStore, Store, StoreError};
+use crate::store::{self as backends, DeletingStore, Store, StoreError, StoreSettings};
 
 pub(crate) use crate::store::OpenMode as Mode;
 
@@ -46,6 +46,26 @@ pub(crate) fn open_given(spec: Option<&OsString>, mode: Mode) -> anyhow::Result<
         Some(s) => open(s, mode),
         None => bail!("no store given: use --store STORE or set ANCHORFS_STORE"),
     }
+}
+
+/// Creates the store `spec` names, with `settings` recorded; a store already
+/// there is refused.
+pub(crate) fn create(spec: &OsStr, settings: &StoreSettings) -> anyhow::Result<Opened> {
+    let opened = match backends::create(spec, settings) {
+        Ok(o) => o,
+        Err(
+            e @ (StoreError::NotAStore { .. }
+            | StoreError::BadSpec { .. }
+            | StoreError::AlreadyAStore { .. }),
+        ) => return Err(e.into()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating store {}", Path::new(spec).display()))
+        }
+    };
+    Ok(Opened {
+        label: opened.label,
+        store: opened.store,
+    })
 }
 
 /// Opens the store `spec` names.

@@ -173,6 +173,16 @@ impl AnchorFs {
             .mode_log
             .as_deref()
             .map(|p| modes::ModeLog::open(p, !opts.read_only));
+        // Every file this mount writes is cut as the store's setting says. A
+        // read-only mount writes none, so a record it cannot read stops nothing.
+        let split_opts = match store.settings() {
+            Ok(s) => s.chunking.into(),
+            Err(e) if opts_read_only => {
+                log::warn!("mount: {e}; the mount is read-only, so it writes nothing");
+                crate::split::SplitOptions::default()
+            }
+            Err(e) => return Err(FsError::from_store(e)),
+        };
         let fs = AnchorFs {
             ns: Namespace::new(store.clone(), size_log),
             handles: Handles::default(),
@@ -181,6 +191,7 @@ impl AnchorFs {
             staging: staging::Staging::new(
                 store.clone(),
                 crate::split::ChunkStorers::new(crate::split::STORING_THREADS),
+                split_opts,
                 store.local_dir().map(std::path::Path::to_path_buf),
             ),
             committer: committer::Committer::new(store.clone()),

@@ -33,7 +33,7 @@
 use std::io;
 
 use crate::blob::Ref;
-use crate::store::StoreError;
+use crate::store::{Chunking, StoreError};
 
 mod node;
 mod reader;
@@ -159,6 +159,17 @@ impl Default for SplitOptions {
             bits: 16,
             min_size: 1024,
             fanout: 8,
+        }
+    }
+}
+
+impl From<Chunking> for SplitOptions {
+    /// The options of a store's chunking setting (`store::settings`).
+    fn from(c: Chunking) -> SplitOptions {
+        SplitOptions {
+            bits: c.bits,
+            min_size: c.min_size as usize,
+            fanout: c.fanout,
         }
     }
 }

@@ -4,7 +4,9 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
-use super::{AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError};
+use super::{
+    AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError, StoreSettings,
+};
 use crate::blob::{Blob, Ref};
 
 /// Wraps a store; each kind of call can be made to fail with a chosen errno.
@@ -163,6 +165,10 @@ impl<S: Getter> Getter for FaultyStore<S> {
     fn capacity(&self) -> Option<Capacity> {
         self.inner.capacity()
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.inner.recorded_settings()
+    }
 }
 
 impl<S: Store> Store for FaultyStore<S> {
@@ -182,6 +188,10 @@ impl<S: Store> Store for FaultyStore<S> {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        self.inner.record_settings(settings)
     }
 }
 

@@ -5,7 +5,12 @@
 //! ROOT/blobs/HH/HHHH/HEX      one file per blob
 //! ROOT/anchormapref           the current anchor map ref, 32 raw bytes
 //! ROOT/anchormapref.lock      the writers' lock (O_CREAT|O_EXCL; stale after 60 s)
+//! ROOT/anchorfs-settings      ours: the store's settings (absent: Go's)
 //! ```
+//!
+//! The settings record ([`super::settings`]) is written once, under the writers'
+//! lock and only if there is none: to a temp file, fsynced, renamed into place,
+//! and the directory fsynced. Go never reads it.
 //!
 //! Crash safety: a blob is written to a hidden temp file in its own directory and
 //! renamed into place, so no partial blob ever appears under a final name from a
@@ -50,8 +55,8 @@ use sha2::{Digest, Sha256};
 
 use super::sys::{self, c_name, Kind};
 use super::{
-    verified, AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, OpenMode, Opened,
-    Refusal, Store, StoreError, MAX_BLOB_SIZE,
+    settings, verified, AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, OpenMode,
+    Opened, Refusal, Store, StoreError, StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -63,6 +68,8 @@ const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(150);
 
 const MAP_REF_FILE: &str = "anchormapref";
 const LOCK_FILE: &str = "anchormapref.lock";
+/// The store's settings record: ours, beside Go's files.
+pub const SETTINGS_FILE: &str = "anchorfs-settings";
 const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -86,6 +93,7 @@ pub(super) fn open_spec(dir: &std::ffi::OsStr, mode: OpenMode) -> Result<Opened,
         label: Path::new(dir).display().to_string(),
         store: std::sync::Arc::new(store),
         created,
+        fresh: created,
     })
 }
 
@@ -623,6 +631,46 @@ impl FileStore {
         }
     }
 
+    fn settings_path(&self) -> PathBuf {
+        self.root.join(SETTINGS_FILE)
+    }
+
+    /// The settings record, if there is one: a regular file of at most
+    /// [`settings::MAX_RECORD`] bytes that decodes, else refused or an error.
+    fn read_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        let path = self.settings_path();
+        let name = c_name(SETTINGS_FILE);
+        let read_err = |e| StoreError::io(format!("reading {}", path.display()), e);
+        let f = match sys::open_read(self.root_fd.as_fd(), &name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                let dir = self.root_fd.as_fd();
+                return Err(open_error(dir, &name, e, Kind::File, path, "reading"));
+            }
+        };
+        let st = sys::fstat(f.as_fd()).map_err(read_err)?;
+        let max = settings::MAX_RECORD as u64;
+        let why = if st.kind != Kind::File {
+            Some(refusal_for(st.kind, Kind::File))
+        } else if st.len > max {
+            Some(Refusal::TooLarge { size: st.len, max })
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(StoreError::Refused { path, why });
+        }
+        let mut b = Vec::new();
+        (&f).take(max + 1).read_to_end(&mut b).map_err(read_err)?;
+        StoreSettings::decode(&b)
+            .map(Some)
+            .map_err(|source| StoreError::BadSettings {
+                store: path.display().to_string(),
+                source,
+            })
+    }
+
     /// A temp file beside the map ref holding `r`, not yet flushed.
     fn stage_map_ref(&self, r: &Ref) -> Result<TempFile<'_>, StoreError> {
         let mut tmp = TempFile::new_in(self.root_fd.as_fd(), self.modes.file)
@@ -839,6 +887,10 @@ impl Getter for FileStore {
         Some(&self.local)
     }
 
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.read_settings()
+    }
+
     fn capacity(&self) -> Option<Capacity> {
         let v = sys::fstatvfs(self.root_fd.as_fd())
             .inspect_err(|e| log::debug!("statvfs of store {}: {e}", self.root.display()))
@@ -971,6 +1023,27 @@ impl Store for FileStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.flush_blobs().map(|_| ())
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        if let Some(found) = self.read_settings()? {
+            return Ok(found);
+        }
+        let path = self.settings_path();
+        let write_err = |e| StoreError::io(format!("writing {}", path.display()), e);
+        let mut tmp = TempFile::new_in(self.root_fd.as_fd(), self.modes.file).map_err(write_err)?;
+        tmp.file
+            .write_all(settings.encode().as_bytes())
+            .map_err(write_err)?;
+        tmp.file.sync_all().map_err(write_err)?;
+        // Under the writers' lock, so two first writers agree on one record.
+        let _lock = self.lock()?;
+        if let Some(found) = self.read_settings()? {
+            return Ok(found);
+        }
+        tmp.persist(&c_name(SETTINGS_FILE)).map_err(write_err)?;
+        sys::fsync(self.root_fd.as_fd()).map_err(write_err)?;
+        Ok(*settings)
     }
 }
 

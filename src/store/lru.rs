@@ -8,7 +8,9 @@ use std::path::Path;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use super::{AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError};
+use super::{
+    AnchorGetter, AnchorStore, Capacity, Getter, MapWatch, Store, StoreError, StoreSettings,
+};
 use crate::blob::{Blob, Ref};
 
 /// Written blobs up to this size are cached on the way in.
@@ -172,6 +174,10 @@ impl<S: Getter> Getter for LruStore<S> {
     fn capacity(&self) -> Option<Capacity> {
         self.inner.capacity()
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.inner.recorded_settings()
+    }
 }
 
 impl<S: Store> Store for LruStore<S> {
@@ -197,6 +203,10 @@ impl<S: Store> Store for LruStore<S> {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        self.inner.record_settings(settings)
     }
 }
 

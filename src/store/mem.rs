@@ -6,8 +6,12 @@
 //! store tells of other hosts' commits; one made with [`MemStore::new`] (and
 //! `mem:`) gives none and is polled.
 //!
-//! Locks: `blobs` (a read-write lock over the blob map) and `map_ref` (the anchor
-//! map ref), each held only for the map operation itself, never together, and
+//! Its settings ([`super::settings`]) are kept in memory: [`MemStore::new`] has
+//! none (Go's, as the tests that compare with Go expect), and `mem:` records
+//! [`StoreSettings::NEW_STORE`], as any store created by an opener does.
+//!
+//! Locks: `blobs` (a read-write lock over the blob map), `map_ref` (the anchor
+//! map ref) and `settings`, each held only for the operation itself, never together, and
 //! never while a caller's closure runs. The change signal's own lock is taken
 //! after `map_ref` is released.
 
@@ -21,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{
     AnchorGetter, AnchorStore, ChangeSignal, DeletingStore, Getter, MapWatch, OpenMode, Opened,
-    Store, StoreError,
+    Store, StoreError, StoreSettings,
 };
 use crate::blob::{Blob, Ref};
 
@@ -38,6 +42,7 @@ pub(super) fn open_spec(rest: &OsStr, _mode: OpenMode) -> Result<Opened, StoreEr
     Ok(Opened {
         store: Arc::new(MemStore::new()),
         created: false,
+        fresh: true,
         label: "mem:".into(),
     })
 }
@@ -49,6 +54,7 @@ pub(super) fn open_spec(rest: &OsStr, _mode: OpenMode) -> Result<Opened, StoreEr
 pub struct MemStore {
     blobs: RwLock<HashMap<Ref, (Blob, SystemTime), foldhash::fast::RandomState>>,
     map_ref: Mutex<Option<Ref>>,
+    settings: Mutex<Option<StoreSettings>>,
     /// Told of every successful swap, if the store gives watches.
     changes: Option<ChangeSignal>,
 }
@@ -121,6 +127,10 @@ impl Getter for MemStore {
         }
         Ok(())
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        Ok(*self.settings.lock())
+    }
 }
 
 impl Store for MemStore {
@@ -137,6 +147,10 @@ impl Store for MemStore {
     fn put_blob(&self, blob: Blob) -> Result<(Ref, bool), StoreError> {
         let r = Ref::of(&blob);
         self.insert(r, blob)
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        Ok(*self.settings.lock().get_or_insert(*settings))
     }
 }
 

@@ -25,6 +25,10 @@
 //! - [`AnchorStore`] requires `swap_anchor_map`, the compare-and-swap;
 //!   `update_anchor_map` is provided on top of it.
 //! - [`DeletingStore`] requires `delete` and `written_at`, for gc.
+//! - The store's settings ([`settings`]): [`Getter::recorded_settings`] (default:
+//!   none recorded, so Go's) and [`Store::record_settings`] (default: refused). A
+//!   backend that can hold a record keeps it beside Go's data, where Go does not
+//!   look, and [`open`] records [`StoreSettings::NEW_STORE`] in a store it created.
 //!
 //! Errors are [`StoreError`]s: [`StoreError::NotFound`] for an absent blob,
 //! [`StoreError::Damaged`] for bytes that do not hash to their ref (use
@@ -52,10 +56,12 @@ pub mod lru;
 pub mod mem;
 mod open;
 pub mod pg;
+pub mod settings;
 mod sys;
 pub mod watch;
 
-pub use open::{open, OpenMode, Opened};
+pub use open::{create, open, OpenMode, Opened};
+pub use settings::{Chunking, SettingsError, StoreSettings};
 pub use watch::{ChangeSignal, MapWatch};
 
 use std::error::Error as StdError;
@@ -67,8 +73,9 @@ use std::time::SystemTime;
 use crate::blob::{Blob, Ref};
 
 /// The largest blob a store holds: 256 MiB. No chunk or node a writer of the format
-/// makes comes near it (chunks are cut where a 16-bit checksum hits, so the mean is
-/// 64 KiB; nodes hold at most 128 members); only a raw blob put whole can be larger,
+/// makes comes near it (chunks are cut where a checksum of at most 22 bits hits, so
+/// the mean is at most 4 MiB: see [`settings::MAX_CHUNK_BITS`]; nodes hold at most
+/// 128 members); only a raw blob put whole can be larger,
 /// and the file store refuses to write one, or to read a file larger than this
 /// without reading it (a sparse file or a device in place of a blob never costs
 /// more memory than this).
@@ -164,6 +171,25 @@ pub enum StoreError {
         /// What is wrong with it.
         why: Refusal,
     },
+    /// The store's settings record ([`settings`]) is there but does not decode:
+    /// writers cannot know how to write, so they refuse.
+    #[error("the settings of store {store} are unreadable: {source}")]
+    BadSettings {
+        /// The store, or the file or table holding the record.
+        store: String,
+        /// What is wrong with the record.
+        #[source]
+        source: SettingsError,
+    },
+    /// A store is already there where one was to be created.
+    #[error("{store} is already a store (its settings were chosen when it was created)")]
+    AlreadyAStore {
+        /// The store as messages name it.
+        store: String,
+    },
+    /// The store cannot do what was asked (a store that keeps no settings).
+    #[error("{0}")]
+    Unsupported(String),
     /// A blob larger than any blob the store holds ([`MAX_BLOB_SIZE`]).
     #[error("a blob of {size} bytes is larger than the {max} bytes a blob can have")]
     BlobTooLarge {
@@ -348,6 +374,19 @@ pub trait Getter: Send + Sync {
     fn capacity(&self) -> Option<Capacity> {
         None
     }
+
+    /// The settings recorded in the store ([`settings`]); `None` (the default)
+    /// when it has none, as every store Go made: its writers then use Go's
+    /// ([`StoreSettings::GO`]). A record that does not decode is
+    /// [`StoreError::BadSettings`].
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        Ok(None)
+    }
+
+    /// The settings every writer of the store uses: the recorded ones, or Go's.
+    fn settings(&self) -> Result<StoreSettings, StoreError> {
+        self.recorded_settings().map(StoreSettings::in_force)
+    }
 }
 
 /// The room a store has, in the terms of `statvfs`.
@@ -388,6 +427,19 @@ pub trait Store: Getter {
     /// Makes every blob put so far durable. Stores that are not durable do nothing.
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Records `settings` as the store's if it has none yet, durably, and
+    /// atomically with respect to every other writer recording at once (one
+    /// record wins, and all see it); a record already there is kept as it is.
+    /// Returns the settings in force afterwards. The default refuses
+    /// ([`StoreError::Unsupported`]): a store that cannot keep a record keeps
+    /// Go's settings.
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        let _ = settings;
+        Err(StoreError::Unsupported(
+            "this store cannot record settings".into(),
+        ))
     }
 }
 
@@ -513,6 +565,12 @@ impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     fn capacity(&self) -> Option<Capacity> {
         (**self).capacity()
     }
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        (**self).recorded_settings()
+    }
+    fn settings(&self) -> Result<StoreSettings, StoreError> {
+        (**self).settings()
+    }
 }
 
 impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
@@ -527,6 +585,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()
+    }
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        (**self).record_settings(settings)
     }
 }
 

@@ -13,12 +13,17 @@
 //! | `DIR`, `file:DIR` | the file store in `DIR` ([`super::file`]) |
 //! | `mem:` | a new, empty store in memory ([`super::mem`]) |
 //! | `postgres://USER@HOST[:PORT]/DB`, `postgresql://...` | the store in a PostgreSQL database ([`super::pg`]) |
+//!
+//! A store an open makes (and every `mem:` store) gets its settings recorded
+//! here, in one place for every backend: [`StoreSettings::NEW_STORE`] from
+//! [`open`], the caller's from [`create`]. A store that was there keeps what it
+//! has, a record or none (Go's settings).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::{file, mem, pg, DeletingStore, StoreError};
+use super::{file, mem, pg, DeletingStore, StoreError, StoreSettings};
 
 /// Whether an opener may create a missing store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +41,9 @@ pub struct Opened {
     /// Whether this open created it (a caller says so, so a mistyped path is
     /// noticed).
     pub created: bool,
+    /// Whether the store is new: created by this open, or a `mem:` store (new
+    /// every time, and not worth a message). Its settings are recorded then.
+    pub fresh: bool,
     /// How messages name it: a file store's directory as given, `mem:`.
     pub label: String,
 }
@@ -56,9 +64,38 @@ const BACKENDS: &[(&str, Opener)] = &[
 const DEFAULT_SCHEME: &str = "file";
 
 /// Opens the store `spec` names (see the module docs for the forms), creating it
-/// if missing with [`OpenMode::Create`]. An unknown scheme or an empty path is
-/// [`StoreError::BadSpec`]; nothing is created then.
+/// if missing with [`OpenMode::Create`], with [`StoreSettings::NEW_STORE`]
+/// recorded. An unknown scheme or an empty path is [`StoreError::BadSpec`];
+/// nothing is created then.
 pub fn open(spec: &OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
+    let opened = open_backend(spec, mode)?;
+    if opened.fresh {
+        opened.store.record_settings(&StoreSettings::NEW_STORE)?;
+    }
+    Ok(opened)
+}
+
+/// Creates the store `spec` names with `settings` recorded, as `anchorfs init`
+/// does. A store already there is refused ([`StoreError::AlreadyAStore`]) and
+/// left as it is, whatever settings it has: a store's settings are chosen once.
+pub fn create(spec: &OsStr, settings: &StoreSettings) -> Result<Opened, StoreError> {
+    let opened = open_backend(spec, OpenMode::Create)?;
+    if !opened.fresh {
+        return Err(StoreError::AlreadyAStore {
+            store: opened.label,
+        });
+    }
+    let got = opened.store.record_settings(settings)?;
+    if got != *settings {
+        // Another writer created it in the same moment, with other settings.
+        return Err(StoreError::AlreadyAStore {
+            store: opened.label,
+        });
+    }
+    Ok(opened)
+}
+
+fn open_backend(spec: &OsStr, mode: OpenMode) -> Result<Opened, StoreError> {
     let (scheme, rest) = match split_scheme(spec.as_bytes()) {
         Some((scheme, rest)) => (scheme, OsStr::from_bytes(rest)),
         None => (DEFAULT_SCHEME.as_bytes(), spec),

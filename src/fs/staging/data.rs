@@ -17,7 +17,7 @@ use crate::blob::Ref;
 use crate::content::{self, Kind};
 use crate::fs::overlay::Overlay;
 use crate::fs::{FsError, SharedStore};
-use crate::split::{SplitOptions, SplitWriter};
+use crate::split::SplitWriter;
 
 /// Where a staged file's bytes are.
 pub(crate) enum Data {
@@ -197,7 +197,7 @@ impl Staging {
         let root = crate::split::store_from_with(
             self.store.clone(),
             file.take(len),
-            SplitOptions::default(),
+            self.split_opts,
             &self.storers,
         )
         .map_err(FsError::from_split)?;
@@ -216,7 +216,7 @@ impl Staging {
         let root = crate::split::store_from_with(
             self.store.clone(),
             o.cursor(),
-            SplitOptions::default(),
+            self.split_opts,
             &self.storers,
         )
         .map_err(FsError::from_split)?;
@@ -235,8 +235,8 @@ impl Staging {
             Err(crate::split::SplitError::Store(e)) => Err(FsError::from_store(e)),
             Err(_) => Ok((r, Kind::Raw)),
             Ok(_) => {
-                let root =
-                    content::store(&*self.store, buf).map_err(|e| FsError::from_content(r, e))?;
+                let root = crate::split::store_bytes(&*self.store, buf, self.split_opts)
+                    .map_err(|e| FsError::from_content(r, e.into()))?;
                 Ok((root, Kind::Split))
             }
         }
@@ -245,7 +245,7 @@ impl Staging {
     /// A split writer for content written in order: its chunks are stored on
     /// threads of their own, so a write returns while earlier chunks are stored.
     pub(crate) fn stream_writer(&self) -> Result<SplitWriter<SharedStore>, FsError> {
-        SplitWriter::with_storers(self.store.clone(), SplitOptions::default(), &self.storers)
+        SplitWriter::with_storers(self.store.clone(), self.split_opts, &self.storers)
             .map_err(FsError::from_split)
     }
 

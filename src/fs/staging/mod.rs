@@ -36,7 +36,7 @@ use super::inode::NodeKey;
 use super::{FsError, SharedStore};
 use crate::blob::Ref;
 use crate::fs::sync::Mutex;
-use crate::split::ChunkStorers;
+use crate::split::{ChunkStorers, SplitOptions};
 use crate::timestamp::Timestamp;
 use data::Data;
 
@@ -189,6 +189,9 @@ pub(crate) struct Staging {
     store: SharedStore,
     /// Store the chunks of files written in order, for every writer.
     storers: Arc<ChunkStorers>,
+    /// How every file is cut into chunks: the store's setting, read once at the
+    /// mount (a store's setting never changes once recorded).
+    split_opts: SplitOptions,
     /// Where spool files are made (else the system's temporary directory).
     spool_dir: Option<PathBuf>,
     /// Version inodes this mount has opened for writing through (copy-on-write in
@@ -233,11 +236,12 @@ pub(crate) fn same_anchor(a: &NodeKey, b: &NodeKey) -> bool {
 pub(crate) const MOVED_WRITE_LIFE: Duration = Duration::from_secs(5);
 
 impl Staging {
-    /// No files yet; bytes go to `store`, split on `storers`, spooled in
-    /// `spool_dir`.
+    /// No files yet; bytes go to `store`, cut as `split_opts` say (the store's
+    /// setting) and stored on `storers`, spooled in `spool_dir`.
     pub fn new(
         store: SharedStore,
         storers: Arc<ChunkStorers>,
+        split_opts: SplitOptions,
         spool_dir: Option<PathBuf>,
     ) -> Staging {
         Staging {
@@ -246,6 +250,7 @@ impl Staging {
             next_id: AtomicU64::new(0),
             store,
             storers,
+            split_opts,
             spool_dir,
             written_over: Mutex::new(HashSet::new()),
             in_place: Mutex::new(HashMap::new()),

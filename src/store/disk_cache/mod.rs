@@ -49,7 +49,7 @@ use self::behind::Behind;
 use self::files::{Files, Lookup};
 use super::{
     AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, MapWatch, Store, StoreError,
-    MAX_BLOB_SIZE,
+    StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -332,6 +332,10 @@ impl<S: Getter> Getter for DiskCache<S> {
     fn capacity(&self) -> Option<Capacity> {
         self.inner.capacity()
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.inner.recorded_settings()
+    }
 }
 
 impl<S: Store> Store for DiskCache<S> {
@@ -364,6 +368,10 @@ impl<S: Store> Store for DiskCache<S> {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        self.inner.record_settings(settings)
     }
 }
 

@@ -13,7 +13,8 @@
 //!
 //! Go's `blobs (ref, data)` and `anchor_map_ref (ref, singleton)`, made with
 //! Go's own DDL ([`GO_SCHEMA`]); this store's `anchorfs_written` (write times,
-//! for gc) and `anchorfs_sync` ([`OUR_SCHEMA`]). Opening checks every table of
+//! for gc), `anchorfs_sync` and `anchorfs_settings` (the store's settings, in
+//! `settings.rs`) ([`OUR_SCHEMA`]). Opening checks every table of
 //! those names against the schema and refuses a database where one differs,
 //! changing nothing ([`StoreError::NotAStore`]). [`OpenMode::Create`] makes what
 //! is missing; [`OpenMode::Existing`] refuses a database without Go's tables
@@ -79,6 +80,7 @@
 mod listen;
 mod pool;
 mod schema;
+mod settings;
 
 pub use listen::CHANNEL;
 pub use pool::{ConnConfig, PgError};
@@ -97,7 +99,7 @@ use postgres::SimpleQueryMessage;
 use self::pool::{backend_error, Conn, Pool};
 use super::{
     verified, AnchorGetter, AnchorStore, DeletingStore, Getter, MapWatch, OpenMode, Opened, Store,
-    StoreError, MAX_BLOB_SIZE,
+    StoreError, StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -184,6 +186,7 @@ fn open_spec(scheme: &str, rest: &OsStr, mode: OpenMode) -> Result<Opened, Store
         label: store.label().to_string(),
         store: Arc::new(store),
         created,
+        fresh: created,
     })
 }
 
@@ -709,6 +712,10 @@ impl Getter for PgStore {
     fn identity(&self) -> Option<String> {
         Some(self.identity.clone())
     }
+
+    fn recorded_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
+        self.read_settings()
+    }
 }
 
 impl Store for PgStore {
@@ -793,6 +800,10 @@ impl Store for PgStore {
         })?;
         self.unflushed.lock().flushed(mark);
         Ok(())
+    }
+
+    fn record_settings(&self, settings: &StoreSettings) -> Result<StoreSettings, StoreError> {
+        self.insert_settings(settings)
     }
 }
 

@@ -25,8 +25,9 @@ CREATE TABLE IF NOT EXISTS anchor_map_ref (
 ";
 
 /// This store's own tables: when each blob was last written (for gc's grace
-/// period; a blob Go wrote has no row until gc first asks), and the one row that
-/// `sync` rewrites to make the server flush its log.
+/// period; a blob Go wrote has no row until gc first asks), the one row that
+/// `sync` rewrites to make the server flush its log, and the one row of the
+/// store's settings (none: Go's; see `settings.rs`).
 pub const OUR_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS anchorfs_written (
   ref BYTEA PRIMARY KEY NOT NULL,
@@ -36,6 +37,11 @@ CREATE TABLE IF NOT EXISTS anchorfs_written (
 CREATE TABLE IF NOT EXISTS anchorfs_sync (
   singleton BOOLEAN PRIMARY KEY NOT NULL DEFAULT TRUE CHECK (singleton),
   at TIMESTAMP WITH TIME ZONE NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS anchorfs_settings (
+  singleton BOOLEAN PRIMARY KEY NOT NULL DEFAULT TRUE CHECK (singleton),
+  settings TEXT NOT NULL
 );
 ";
 
@@ -90,6 +96,15 @@ pub const TABLES: &[Table] = &[
         columns: &[
             ("singleton", "boolean", false, Some("true")),
             ("at", "timestamp with time zone", false, None),
+        ],
+        constraints: &["CHECK (singleton)", "PRIMARY KEY (singleton)"],
+    },
+    Table {
+        name: "anchorfs_settings",
+        go: false,
+        columns: &[
+            ("singleton", "boolean", false, Some("true")),
+            ("settings", "text", false, None),
         ],
         constraints: &["CHECK (singleton)", "PRIMARY KEY (singleton)"],
     },
