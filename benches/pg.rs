@@ -21,16 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchorfs::anchor;
+use anchorfs::split::{SplitOptions, Splitter};
 use anchorfs::store::pg::{ConnConfig, PgStore};
-use anchorfs::store::OpenMode;
+use anchorfs::store::{OpenMode, Store, StoreSettings};
 use anchorfs::{Ref, Timestamp};
 
 /// Repetitions of the small figures, whose median is taken.
 const REPS: usize = 200;
-/// The chunk size of the floors' inserts and selects (the split's average).
-const CHUNK: usize = 64 << 10;
-/// Chunks per statement in the floors.
-const BATCH: usize = 64;
+/// Bytes of chunks per statement in the floors (at least one chunk).
+const BATCH_BYTES: usize = 8 << 20;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -97,6 +96,10 @@ fn run(url: &str, bin: &Path, size_mb: usize, scratch: &Path) -> Res<()> {
 
     // One uncontended anchor update, against one conditional UPDATE commit.
     let (store, _) = PgStore::open(url, OpenMode::Create)?;
+    // A new store's chunking, as `anchorfs init` records it.
+    let settings = store.record_settings(&StoreSettings::NEW_STORE)?;
+    println!("chunking: {}", settings.chunking);
+    let opts = SplitOptions::from(settings.chunking);
     let store = Arc::new(store);
     let mut floor = connect(url)?;
     floor.batch_execute(
@@ -183,13 +186,18 @@ fn run(url: &str, bin: &Path, size_mb: usize, scratch: &Path) -> Res<()> {
         std::io::copy(&mut from, &mut to)?;
     }
     let cp = t.elapsed();
+    // The floor's chunks are the store's: the source cut with the same options.
+    let lengths: Vec<usize> = Splitter::chunks(&opts, &std::fs::read(&src)?)?
+        .into_iter()
+        .map(|(len, _)| len as usize)
+        .collect();
     let t = Instant::now();
-    insert_chunks(&mut floor, &src)?;
+    insert_chunks(&mut floor, &src, &lengths)?;
     let insert = t.elapsed();
     rows.push(Row {
         work: "big `cp` into the mount (MB/s)",
         ours: format!("{:.0}", mbps(bytes, cp)),
-        floor_what: "inserting the same bytes as 64 KiB `bytea` chunks",
+        floor_what: "inserting the same chunks as `bytea`",
         floor: format!("{:.0}", mbps(bytes, insert)),
         ratio: insert.as_secs_f64() / cp.as_secs_f64(),
         target: "≥ 0.7×",
@@ -389,31 +397,29 @@ fn read_all(path: &Path) -> Res<usize> {
     }
 }
 
-/// The floor of a big write: `src` cut into 64 KiB chunks, inserted as `bytea`
-/// rows `BATCH` at a time with asynchronous commits, then one synchronous commit
-/// (as the store's puts and its swap do).
-fn insert_chunks(c: &mut postgres::Client, src: &Path) -> Res<()> {
+/// The floor of a big write: `src` cut into chunks of `lengths`, inserted as
+/// `bytea` rows about [`BATCH_BYTES`] at a time with asynchronous commits, then
+/// one synchronous commit (as the store's puts and its swap do).
+fn insert_chunks(c: &mut postgres::Client, src: &Path, lengths: &[usize]) -> Res<()> {
     c.batch_execute("SET synchronous_commit = off")?;
     let stmt = c.prepare(
         "INSERT INTO bench_floor_blobs (ref, data) \
          SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
     )?;
     let mut f = File::open(src)?;
-    loop {
-        let mut refs: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-        let mut datas: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-        for _ in 0..BATCH {
-            let mut chunk = vec![0u8; CHUNK];
-            let n = read_full(&mut f, &mut chunk)?;
-            if n == 0 {
-                break;
+    let mut lengths = lengths.iter().peekable();
+    while lengths.peek().is_some() {
+        let mut refs: Vec<Vec<u8>> = Vec::new();
+        let mut datas: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        while let Some(&len) = lengths.next_if(|_| bytes < BATCH_BYTES) {
+            let mut chunk = vec![0u8; len];
+            if read_full(&mut f, &mut chunk)? != len {
+                return Err("the source is shorter than its chunks".into());
             }
-            chunk.truncate(n);
+            bytes += len;
             refs.push(Ref::of(&chunk).as_bytes().to_vec());
             datas.push(chunk);
-        }
-        if refs.is_empty() {
-            break;
         }
         c.execute(&stmt, &[&refs, &datas])?;
     }
@@ -422,16 +428,31 @@ fn insert_chunks(c: &mut postgres::Client, src: &Path) -> Res<()> {
 }
 
 /// The floor of a first read: every chunk inserted by [`insert_chunks`], selected
-/// by ref `BATCH*4` at a time; the bytes read.
+/// by ref about [`BATCH_BYTES`] at a time; the bytes read.
 fn select_chunks(c: &mut postgres::Client) -> Res<usize> {
-    let refs: Vec<Vec<u8>> = c
-        .query("SELECT ref FROM bench_floor_blobs", &[])?
+    let rows: Vec<(Vec<u8>, i64)> = c
+        .query(
+            "SELECT ref, octet_length(data)::int8 FROM bench_floor_blobs",
+            &[],
+        )?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
     let stmt = c.prepare("SELECT data FROM bench_floor_blobs WHERE ref = ANY($1)")?;
+    let mut batches: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for (r, len) in rows {
+        if bytes >= BATCH_BYTES {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += len as usize;
+        if let Some(b) = batches.last_mut() {
+            b.push(r);
+        }
+    }
     let mut total = 0;
-    for batch in refs.chunks(BATCH * 4) {
+    for batch in &batches {
         for row in c.query(&stmt, &[&batch])? {
             let data: &[u8] = row.get(0);
             total += data.len();
