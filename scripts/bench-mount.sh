@@ -21,6 +21,9 @@
 #   BENCH_DIR        where to make the scratch directory (default: REPO/target);
 #                    it must be on a real disk, not tmpfs
 #   KEEP=1           keep the scratch directory (the stores and logs) at the end
+#   CHUNKING         how the anchorfs store cuts content: empty (default) for what a
+#                    new store gets, or an `anchorfs init` option: `go` (Go's 64 KiB),
+#                    or a size such as 256KiB
 #
 # It is a benchmark, not a test: CI does not run it. It installs bindfs, restic,
 # borgbackup, fio and FUSE bindings with apt-get, builds anchorfs in release mode, drops
@@ -38,6 +41,7 @@ CACHE_CURVE=${CACHE_CURVE:-"16M 64M 256M"}
 WRITERS=${WRITERS:-4}
 RAND_MB=${RAND_MB:-64}
 KEEP=${KEEP:-0}
+CHUNKING=${CHUNKING:-}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_US=${EPOCHREALTIME/./}
@@ -399,6 +403,11 @@ AMNT=$T/anchorfs.mnt
 bench_anchorfs_write() {
     AFS_PHASE=write
     local r v=() f i=0
+    case $CHUNKING in
+    "") ;;
+    go | default) "$AFS" --store "$STORE" init --chunking "$CHUNKING" >/dev/null ;;
+    *) "$AFS" --store "$STORE" init --chunk-size "$CHUNKING" >/dev/null ;;
+    esac
     afs_mount "$STORE" "$AMNT"
     mkdir "$AMNT/big"
     for ((r = 0; r < BIG_REPS; r++)); do
@@ -914,6 +923,7 @@ say "== machine"
 say "   $(nproc) cores, $(awk '/^model name/ { sub(/^[^:]*: /, ""); print; exit }' /proc/cpuinfo), $(free -h | awk '/^Mem:/ { print $2 }') memory, kernel $(uname -r)"
 say "   scratch: $T ($(df -T "$T" | awk 'NR == 2 { print $1 ", " $2 }'))"
 say "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "   anchorfs chunking: ${CHUNKING:-a new store's default}"
 say "   baselines:"
 baseline_status
 
