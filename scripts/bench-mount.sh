@@ -923,7 +923,7 @@ say "== machine"
 say "   $(nproc) cores, $(awk '/^model name/ { sub(/^[^:]*: /, ""); print; exit }' /proc/cpuinfo), $(free -h | awk '/^Mem:/ { print $2 }') memory, kernel $(uname -r)"
 say "   scratch: $T ($(df -T "$T" | awk 'NR == 2 { print $1 ", " $2 }'))"
 say "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-say "   anchorfs chunking: ${CHUNKING:-a new store's default}"
+say "   anchorfs chunking: ${CHUNKING:-the default of new stores}"
 say "   baselines:"
 baseline_status
 
