@@ -26,6 +26,8 @@ use super::mountinfo::{is_mounted, raise_read_ahead};
 use super::store::open_store;
 use super::{poller, MountArgs};
 
+/// The most bytes of chunks waiting to be stored in the kernel's page cache.
+const FILL_QUEUE_BYTES: usize = 8 << 20;
 /// Set in the daemon's environment: report readiness on stdout, then detach.
 pub(super) const READY_ENV: &str = "ANCHORFS_DAEMON_READY";
 
@@ -197,12 +199,22 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
 
     // Verified chunks for the kernel's page cache (random reads of versions), stored
     // from a thread of their own: storing waits for the pages' locks, which reads
-    // in flight hold until their replies. A full queue drops what it cannot take
-    // (filling is only ahead of reads).
+    // in flight hold until their replies. A full queue (by count, or by bytes: a
+    // chunk may be MiBs) drops what it cannot take (filling is only ahead of reads).
     {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let (fill_tx, fill_rx) = std::sync::mpsc::sync_channel::<(u64, u64, crate::Blob)>(256);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
         core.set_page_filler(Box::new(move |ino, offset, data| {
-            let _ = fill_tx.try_send((ino, offset, data));
+            let len = data.len();
+            if q.fetch_add(len, Ordering::SeqCst) + len > FILL_QUEUE_BYTES {
+                q.fetch_sub(len, Ordering::SeqCst);
+                return;
+            }
+            if fill_tx.try_send((ino, offset, data)).is_err() {
+                q.fetch_sub(len, Ordering::SeqCst);
+            }
         }));
         let notifier = session.notifier();
         std::thread::Builder::new()
@@ -210,6 +222,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
             .spawn(move || {
                 while let Ok((ino, offset, data)) = fill_rx.recv() {
                     crate::fs::fuse::fill_pages(&notifier, ino, offset, &data);
+                    queued.fetch_sub(data.len(), Ordering::SeqCst);
                 }
             })?;
     }

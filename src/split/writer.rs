@@ -25,8 +25,11 @@ use super::{SplitError, SplitOptions, MAX_BLOCK};
 const BLOCK: usize = 256 << 10;
 /// Blocks the chunking thread may be behind before the writer waits for it.
 const MAX_INFLIGHT: usize = 6;
-/// Chunks being stored on storing threads before the writer waits for one.
+/// Chunks being stored on storing threads before the writer waits for one...
 const MAX_STORING: usize = 96;
+/// ...or bytes of them (with large chunks the count alone would let a writer
+/// hold a hundred MiB).
+const MAX_STORING_BYTES: u64 = 12 << 20;
 
 /// How long [`SplitWriter::collect`] waits for storing threads.
 #[derive(Clone, Copy)]
@@ -87,6 +90,8 @@ where
     storing_base: u64,
     /// Chunks handed to the storing threads whose refs have not come back.
     unstored: usize,
+    /// The bytes of those chunks.
+    unstored_bytes: u64,
     /// Chunks go to the storing threads: set with the chunking thread's start.
     handing_off: bool,
 }
@@ -146,6 +151,7 @@ where
             storing: VecDeque::new(),
             storing_base: 0,
             unstored: 0,
+            unstored_bytes: 0,
             handing_off: false,
         }
     }
@@ -259,6 +265,7 @@ where
                     r: None,
                 });
                 self.unstored += 1;
+                self.unstored_bytes += len;
                 self.collect(Wait::Room)?;
             }
             None => {
@@ -319,7 +326,10 @@ where
                 return Ok(());
             }
             let block = match wait {
-                Wait::Room => self.unstored > MAX_STORING,
+                Wait::Room => {
+                    self.unstored > MAX_STORING
+                        || (self.unstored > 1 && self.unstored_bytes > MAX_STORING_BYTES)
+                }
                 Wait::All => true,
             };
             let (seq, r) = if block {
@@ -336,6 +346,7 @@ where
                 .checked_sub(self.storing_base)
                 .ok_or(SplitError::Worker)?;
             let slot = self.storing.get_mut(i as usize).ok_or(SplitError::Worker)?;
+            self.unstored_bytes = self.unstored_bytes.saturating_sub(slot.len);
             slot.r = Some(r?);
         }
     }
