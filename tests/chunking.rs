@@ -197,8 +197,8 @@ fn trees_of_the_new_default_read_back_by_the_format_s_rules() {
     );
     let mean = data.len() / chunks.len();
     assert!(
-        (600 << 10..4 << 20).contains(&mean),
-        "mean chunk {mean} is about 1 MiB plus the minimum"
+        (150 << 10..1 << 20).contains(&mean),
+        "mean chunk {mean} is about 256 KiB plus the minimum"
     );
     // The chunks are exactly the splitter's, for the store's options.
     let want: Vec<usize> = Splitter::chunks(&Chunking::NEW_STORE.into(), &data)
@@ -297,7 +297,7 @@ fn created_stores_record_the_new_default_and_keep_their_record() {
     let file = path.join(SETTINGS_FILE);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.starts_with("anchorfs-settings 1\n"), "{text}");
-    assert!(text.contains("chunk-bits 20\n"), "{text}");
+    assert!(text.contains("chunk-bits 18\n"), "{text}");
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600

@@ -1264,12 +1264,12 @@ fn init_records_the_chunking_asked_for() {
         (
             &[],
             Chunking::NEW_STORE,
-            "1 MiB average (bits 20, minimum 256 KiB, fan-out 8)",
+            "256 KiB average (bits 18, minimum 64 KiB, fan-out 8)",
         ),
         (
             &["--chunking", "default"],
             Chunking::NEW_STORE,
-            "1 MiB average",
+            "256 KiB average",
         ),
         (
             &["--chunking", "go"],
@@ -1282,9 +1282,9 @@ fn init_records_the_chunking_asked_for() {
             "64 KiB average (bits 16, minimum 16 KiB",
         ),
         (
-            &["--chunk-size", "256K"],
-            Chunking::for_bits(18),
-            "256 KiB average",
+            &["--chunk-size", "1M"],
+            Chunking::for_bits(20),
+            "1 MiB average (bits 20, minimum 256 KiB",
         ),
         (
             &["--chunk-size", "4194304"],
@@ -1365,16 +1365,16 @@ fn put_cuts_content_as_the_store_records() {
             .collect()
     };
 
-    // A store put creates gets the new default: about 1 MiB chunks.
+    // A store put creates gets the new default: about 256 KiB chunks.
     let fresh = dir.path().join("fresh");
     let r = printed_ref(ok(&fresh, &["put", "big", f]));
     let chunks = chunk_lengths(&FileStore::open(&fresh).unwrap(), &r);
     assert_eq!(chunks, splitter(Chunking::NEW_STORE));
     assert!(
-        chunks[..chunks.len() - 1].iter().all(|&l| l >= 256 << 10),
+        chunks[..chunks.len() - 1].iter().all(|&l| l >= 64 << 10),
         "{chunks:?}"
     );
-    assert!((2..=12).contains(&chunks.len()), "{chunks:?}");
+    assert!((6..=48).contains(&chunks.len()), "{chunks:?}");
     assert!(ok(&fresh, &["get", "big"]) == data);
 
     // One initialised with 64KiB chunks.
@@ -1443,5 +1443,10 @@ fn sync_into_a_new_store_copies_blobs_as_they_are_and_records_the_default() {
     // What is written there afterwards is cut as the destination records.
     let r2 = printed_ref(ok_in(&dst, &["put", "big2"], &data));
     assert_ne!(r2, r);
-    assert!(chunk_lengths(&FileStore::open(&dst).unwrap(), &r2).len() < 8);
+    let go_cut = chunk_lengths(&FileStore::open(&src).unwrap(), &r).len();
+    let new_cut = chunk_lengths(&FileStore::open(&dst).unwrap(), &r2).len();
+    assert!(
+        new_cut * 2 < go_cut,
+        "{new_cut} chunks against Go's {go_cut}"
+    );
 }

@@ -306,7 +306,7 @@ pub fn anchorfs_1() -> String {
          keep anchorfs-sizes (a cache of content sizes) and a mount anchorfs-modes (the \
          modes files were written with) beside them; deleting either is safe. \
          anchorfs-settings records the store's chunking, chosen when it was created (by \
-         init, or 1 MiB chunks when put, sync or a mount created it); a store without it, \
+         init, or 256 KiB chunks when put, sync or a mount created it); a store without it, \
          as every store Go made, has Go's 64 KiB chunks. init, put, sync and mount create \
          a missing store and say so on stderr (created a new store at PATH); the other \
          commands refuse a directory that is not a store.",

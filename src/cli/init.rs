@@ -13,7 +13,7 @@ pub(super) const AFTER_HELP: &str =
     "Every writer of the store (put, a mount, sync's merges) cuts content the way \
      recorded here; it is chosen once, and init refuses a store that is already there \
      (whatever its setting). A store that put, sync or a mount creates gets the \
-     default (1MiB). A store without a recorded setting, as every store Go made, keeps \
+     default (256KiB). A store without a recorded setting, as every store Go made, keeps \
      Go's chunking. Larger chunks mean fewer blobs for large files; a small change \
      then stores a larger chunk again.";
 
@@ -22,7 +22,7 @@ pub(super) const AFTER_HELP: &str =
 pub(super) enum Named {
     /// Go's defaults: 64 KiB average, 1 KiB minimum, fan-out 8
     Go,
-    /// The default of new stores: 1 MiB average, 256 KiB minimum, fan-out 8
+    /// The default of new stores: 256 KiB average, 64 KiB minimum, fan-out 8
     Default,
 }
 

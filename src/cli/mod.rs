@@ -139,7 +139,7 @@ enum Command {
 struct InitArgs {
     /// The average chunk size: a power of two from 4KiB to 4MiB, with K/KiB or
     /// M/MiB (binary units) or in bytes: 1MiB, 256K, 65536. The minimum chunk is a
-    /// quarter of it. Default 1MiB
+    /// quarter of it. Default 256KiB
     #[arg(long, value_name = "SIZE", value_parser = init::parse_size)]
     chunk_size: Option<u64>,
     /// A named chunking: `go` for Go's defaults (64 KiB average, 1 KiB minimum:

@@ -12,8 +12,8 @@
 //!
 //! ```text
 //! anchorfs-settings 1
-//! chunk-bits 20
-//! chunk-min-size 262144
+//! chunk-bits 18
+//! chunk-min-size 65536
 //! chunk-fanout 8
 //! ```
 //!
@@ -67,10 +67,10 @@ impl Chunking {
         fanout: 8,
     };
 
-    /// The default for new stores: 20 bits (1 MiB), minimum 256 KiB, fan-out 8.
+    /// The default for new stores: 18 bits (256 KiB), minimum 64 KiB, fan-out 8.
     /// Large files are a few hundred chunks per GiB, and a file smaller than the
     /// minimum is one chunk (see docs/PERFORMANCE.md for what was measured).
-    pub const NEW_STORE: Chunking = Chunking::for_bits(20);
+    pub const NEW_STORE: Chunking = Chunking::for_bits(18);
 
     /// Chunks averaging 2^bits bytes, with a minimum of a quarter of that and
     /// fan-out 8 (no check of `bits`: see [`Chunking::for_average`]).
@@ -130,7 +130,7 @@ impl Chunking {
 }
 
 impl fmt::Display for Chunking {
-    /// `1 MiB average (bits 20, minimum 256 KiB, fan-out 8)`.
+    /// `256 KiB average (bits 18, minimum 64 KiB, fan-out 8)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -360,18 +360,18 @@ mod tests {
     }
 
     #[test]
-    fn the_new_default_is_one_mib() {
+    fn the_new_default_is_256_kib() {
         assert_eq!(
             Chunking::NEW_STORE,
             Chunking {
-                bits: 20,
-                min_size: 256 << 10,
+                bits: 18,
+                min_size: 64 << 10,
                 fanout: 8
             }
         );
         assert_eq!(
             Chunking::NEW_STORE.to_string(),
-            "1 MiB average (bits 20, minimum 256 KiB, fan-out 8)"
+            "256 KiB average (bits 18, minimum 64 KiB, fan-out 8)"
         );
         assert_eq!(
             Chunking::GO.to_string(),
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn chunk_sizes_are_powers_of_two_in_range() {
-        assert_eq!(Chunking::for_average(1 << 20), Ok(Chunking::NEW_STORE));
+        assert_eq!(Chunking::for_average(256 << 10), Ok(Chunking::NEW_STORE));
         assert_eq!(Chunking::for_average(4096).unwrap().bits, 12);
         assert_eq!(Chunking::for_average(4 << 20).unwrap().bits, 22);
         for bad in [0, 1, 2048, 3000, 65535, 8 << 20, u64::MAX] {
