@@ -464,6 +464,32 @@ fn batches_write_times_deletes_and_damage() {
     );
 }
 
+/// A thread that, within two seconds, ends the connection to `db` whose
+/// active statement is `LIKE pattern`; it returns how many it ended.
+fn end_connection_running(db: &TestDb, pattern: &'static str) -> std::thread::JoinHandle<i64> {
+    let server = db.server.clone();
+    let name = db.name.clone();
+    std::thread::spawn(move || {
+        let mut admin = pg_common::connect(&server);
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(20));
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = $1 AND state = 'active'
+                       AND pid <> pg_backend_pid() AND query LIKE $2",
+                    &[&name, &pattern],
+                )
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return n;
+            }
+        }
+        0
+    })
+}
+
 #[test]
 fn a_swap_whose_connection_is_lost_mid_statement_is_resolved() {
     let Some(db) = TestDb::new() else { return };
@@ -480,30 +506,7 @@ fn a_swap_whose_connection_is_lost_mid_statement_is_resolved() {
                FOR EACH ROW EXECUTE FUNCTION slow();",
         )
         .unwrap();
-    let killer = {
-        let server = db.server.clone();
-        let name = db.name.clone();
-        std::thread::spawn(move || {
-            let mut admin = pg_common::connect(&server);
-            for _ in 0..100 {
-                std::thread::sleep(Duration::from_millis(20));
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                         WHERE datname = $1 AND state = 'active'
-                           AND pid <> pg_backend_pid()
-                           AND query LIKE '%UPDATE anchor_map_ref%'",
-                        &[&name],
-                    )
-                    .unwrap()
-                    .get(0);
-                if n > 0 {
-                    return n;
-                }
-            }
-            0
-        })
-    };
+    let killer = end_connection_running(&db, "%UPDATE anchor_map_ref%");
     // The lost attempt did not commit: the ref read back is still `old`, so the
     // conditional update is made once more, on a new connection.
     s.swap_anchor_map(Some(old), new).unwrap();
@@ -584,30 +587,7 @@ fn a_swap_carries_the_blobs_its_map_needs() {
                FOR EACH ROW EXECUTE FUNCTION slow();",
         )
         .unwrap();
-    let killer = {
-        let server = db.server.clone();
-        let name = db.name.clone();
-        std::thread::spawn(move || {
-            let mut admin = pg_common::connect(&server);
-            for _ in 0..100 {
-                std::thread::sleep(Duration::from_millis(20));
-                let n: i64 = admin
-                    .query_one(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                         WHERE datname = $1 AND state = 'active'
-                           AND pid <> pg_backend_pid()
-                           AND query LIKE 'BEGIN;%INSERT INTO blobs%'",
-                        &[&name],
-                    )
-                    .unwrap()
-                    .get(0);
-                if n > 0 {
-                    return n;
-                }
-            }
-            0
-        })
-    };
+    let killer = end_connection_running(&db, "BEGIN;%INSERT INTO blobs%");
     let last = made("last", 4, 500);
     s.put_and_swap(&last, Some(big[2].0), last[3].0).unwrap();
     assert_eq!(killer.join().unwrap(), 1, "the first attempt was ended");

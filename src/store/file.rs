@@ -600,9 +600,17 @@ impl FileStore {
         verified(r, Blob::from(data))
     }
 
-    fn read_map_ref(&self) -> Result<Option<Ref>, StoreError> {
-        let path = self.map_ref_path();
-        let name = c_name(MAP_REF_FILE);
+    /// Up to `take` bytes of the store's own file `file` (beside `blobs/`) and its
+    /// size, or `None` if it is missing; anything but a regular file is refused
+    /// unread, and so is one larger than `max`, if given.
+    fn read_own_file(
+        &self,
+        file: &str,
+        max: Option<u64>,
+        take: u64,
+    ) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let path = self.root.join(file);
+        let name = c_name(file);
         let read_err = |e| StoreError::io(format!("reading {}", path.display()), e);
         let f = match sys::open_read(self.root_fd.as_fd(), &name) {
             Ok(f) => f,
@@ -613,20 +621,29 @@ impl FileStore {
             }
         };
         let st = sys::fstat(f.as_fd()).map_err(read_err)?;
-        if st.kind != Kind::File {
-            return Err(StoreError::Refused {
-                path,
-                why: refusal_for(st.kind, Kind::File),
-            });
+        let why = match max {
+            _ if st.kind != Kind::File => Some(refusal_for(st.kind, Kind::File)),
+            Some(max) if st.len > max => Some(Refusal::TooLarge { size: st.len, max }),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(StoreError::Refused { path, why });
         }
+        let mut b = Vec::new();
+        (&f).take(take).read_to_end(&mut b).map_err(read_err)?;
+        Ok(Some((b, st.len)))
+    }
+
+    fn read_map_ref(&self) -> Result<Option<Ref>, StoreError> {
         // One byte more than a ref, to tell a longer file.
-        let mut b = Vec::with_capacity(33);
-        (&f).take(33).read_to_end(&mut b).map_err(read_err)?;
+        let Some((b, len)) = self.read_own_file(MAP_REF_FILE, None, 33)? else {
+            return Ok(None);
+        };
         match Ref::from_slice(&b) {
             Ok(r) => Ok(Some(r)),
             Err(_) => Err(StoreError::BadAnchorMapRef {
-                path,
-                len: usize::try_from(st.len).unwrap_or(usize::MAX),
+                path: self.map_ref_path(),
+                len: usize::try_from(len).unwrap_or(usize::MAX),
             }),
         }
     }
@@ -638,35 +655,14 @@ impl FileStore {
     /// The settings record, if there is one: a regular file of at most
     /// [`settings::MAX_RECORD`] bytes that decodes, else refused or an error.
     fn read_settings(&self) -> Result<Option<StoreSettings>, StoreError> {
-        let path = self.settings_path();
-        let name = c_name(SETTINGS_FILE);
-        let read_err = |e| StoreError::io(format!("reading {}", path.display()), e);
-        let f = match sys::open_read(self.root_fd.as_fd(), &name) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                let dir = self.root_fd.as_fd();
-                return Err(open_error(dir, &name, e, Kind::File, path, "reading"));
-            }
-        };
-        let st = sys::fstat(f.as_fd()).map_err(read_err)?;
         let max = settings::MAX_RECORD as u64;
-        let why = if st.kind != Kind::File {
-            Some(refusal_for(st.kind, Kind::File))
-        } else if st.len > max {
-            Some(Refusal::TooLarge { size: st.len, max })
-        } else {
-            None
+        let Some((b, _)) = self.read_own_file(SETTINGS_FILE, Some(max), max + 1)? else {
+            return Ok(None);
         };
-        if let Some(why) = why {
-            return Err(StoreError::Refused { path, why });
-        }
-        let mut b = Vec::new();
-        (&f).take(max + 1).read_to_end(&mut b).map_err(read_err)?;
         StoreSettings::decode(&b)
             .map(Some)
             .map_err(|source| StoreError::BadSettings {
-                store: path.display().to_string(),
+                store: self.settings_path().display().to_string(),
                 source,
             })
     }
