@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anchorfs::anchor;
 use anchorfs::split::{SplitOptions, Splitter};
+use anchorfs::store::lru::LruStore;
 use anchorfs::store::pg::{ConnConfig, PgStore};
 use anchorfs::store::{OpenMode, Store, StoreSettings};
 use anchorfs::{Ref, Timestamp};
@@ -100,7 +101,9 @@ fn run(url: &str, bin: &Path, size_mb: usize, scratch: &Path) -> Res<()> {
     let settings = store.record_settings(&StoreSettings::NEW_STORE)?;
     println!("chunking: {}", settings.chunking);
     let opts = SplitOptions::from(settings.chunking);
-    let store = Arc::new(store);
+    // As a mount holds it: behind a memory cache, which keeps the nodes of the
+    // map it just installed, so an update reads no node back.
+    let store = Arc::new(LruStore::new(store, 64 << 20));
     let mut floor = connect(url)?;
     floor.batch_execute(
         "CREATE TABLE bench_floor_ref (ref BYTEA NOT NULL);

@@ -587,7 +587,7 @@ fn a_swap_carries_the_blobs_its_map_needs() {
                FOR EACH ROW EXECUTE FUNCTION slow();",
         )
         .unwrap();
-    let killer = end_connection_running(&db, "BEGIN;%INSERT INTO blobs%");
+    let killer = end_connection_running(&db, "%INSERT INTO blobs%UPDATE anchor_map_ref%");
     let last = made("last", 4, 500);
     s.put_and_swap(&last, Some(big[2].0), last[3].0).unwrap();
     assert_eq!(killer.join().unwrap(), 1, "the first attempt was ended");
@@ -596,9 +596,11 @@ fn a_swap_carries_the_blobs_its_map_needs() {
 }
 
 /// A relay between the store and the server, on a Unix socket of its own, that
-/// can lose the reply to a commit: armed, it ends the connection that gets the
-/// server's `COMMIT` completion instead of passing it on, so the transaction is
-/// committed and the client never hears so.
+/// can lose the reply to a committed swap: armed, it ends the connection that
+/// gets the completion of a one-row `SELECT` (the swap's statement: the server
+/// sends it with the ready-for-query that follows the statement's commit)
+/// instead of passing it on, so the transaction is committed and the client
+/// never hears so.
 struct ReplyLosingRelay {
     dir: tempfile::TempDir,
     port: String,
@@ -647,7 +649,7 @@ impl ReplyLosingRelay {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        let commit = b"C\0\0\0\x0bCOMMIT\0";
+                        let commit = b"C\0\0\0\x0dSELECT 1\0";
                         if buf[..n].windows(commit.len()).any(|w| w == commit)
                             && a.swap(false, Ordering::SeqCst)
                         {
@@ -744,7 +746,7 @@ fn a_swap_flushes_the_log_past_every_put_before_it() {
 }
 
 #[test]
-fn a_watch_wakes_on_another_handle_s_swap_and_after_the_server_ends_its_connection() {
+fn a_watch_wakes_on_another_handle_s_swap_not_its_own_and_after_the_server_ends_its_connection() {
     let Some(db) = TestDb::new() else { return };
     let watcher = create(&db);
     let writer = create(&db);
@@ -762,6 +764,14 @@ fn a_watch_wakes_on_another_handle_s_swap_and_after_the_server_ends_its_connecti
     assert!(
         !watch.wait(Duration::from_millis(300)),
         "nothing changed yet"
+    );
+    // The watched handle's own swaps wake nobody: their writer shows them.
+    for i in 0..5u8 {
+        anchor::put(&watcher, b"own", Ref::of(&[i]), Timestamp::now()).unwrap();
+    }
+    assert!(
+        !watch.wait(Duration::from_millis(500)),
+        "its own swaps do not wake it"
     );
     let start = std::time::Instant::now();
     anchor::put(&writer, b"a", Ref::of(b"one"), Timestamp::now()).unwrap();

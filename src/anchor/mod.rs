@@ -26,7 +26,7 @@ mod update;
 pub use history::{apply_put, decode_history, encode_history, moved_by_put};
 pub use proto::{descriptor_proto, put_proto, type_records, types_in, types_of};
 pub use sync::{copy_blobs, sync};
-pub use update::{expire, put, put_batch, update, Update};
+pub use update::{expire, put, put_batch, update, update_with, Installed, Update};
 
 use std::fmt;
 

@@ -169,37 +169,127 @@ impl Backoff {
     }
 }
 
+/// What an update did to the anchor map ref: the ref it started from and the one
+/// it left (the same when nothing changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Installed {
+    /// The map ref the successful attempt started from (`None`: no map).
+    pub old: Option<Ref>,
+    /// The map ref the update left.
+    pub new: Option<Ref>,
+}
+
 /// The optimistic-lock loop every writer uses: runs `f` on the current map, installs
 /// its changes by compare-and-swap, and retries on "update conflict" with jittered
 /// backoff, up to [`MAX_ATTEMPTS`] times. `f` may run several times; only the last
 /// run's changes and result count.
 pub fn update<S, T>(
     s: &S,
-    mut f: impl FnMut(&mut Update<'_, S>) -> Result<T, AnchorError>,
+    f: impl FnMut(&mut Update<'_, S>) -> Result<T, AnchorError>,
 ) -> Result<T, AnchorError>
 where
     S: AnchorStore + ?Sized,
 {
+    update_with(s, &[], f).map(|(out, _)| out)
+}
+
+/// One attempt of [`update_with`], from the map ref `old`.
+enum Attempt<T> {
+    Done(T, Installed),
+    Conflict,
+    /// Reading the map or making the changes failed, before any swap.
+    NotMade(AnchorError),
+    /// The swap failed otherwise than by a conflict.
+    Failed(AnchorError),
+}
+
+/// [`update`], with `with`: blobs the changes refer to (a new version's
+/// content), stored with the attempt's own nodes, so that a store across a
+/// network puts them in the swap's round trip ([`AnchorStore::put_and_swap`]).
+/// They are stored even if the update changes nothing. Also returns the map refs
+/// the successful attempt went from and to.
+///
+/// The first attempt starts from the map ref the store already knows
+/// ([`AnchorGetter::known_map_ref`](crate::store::AnchorGetter::known_map_ref)),
+/// if it keeps one: a stale one fails the swap (or the reading of its map), and
+/// the update reads the ref and starts again at once, without counting that
+/// attempt or backing off.
+pub fn update_with<S, T>(
+    s: &S,
+    with: &[(Ref, Blob)],
+    mut f: impl FnMut(&mut Update<'_, S>) -> Result<T, AnchorError>,
+) -> Result<(T, Installed), AnchorError>
+where
+    S: AnchorStore + ?Sized,
+{
     let mut backoff = Backoff::new();
-    for attempt in 1..=MAX_ATTEMPTS {
-        let old = map_ref(s)?;
-        let base = old.unwrap_or(Ref::ZERO);
+    let mut guess = s.known_map_ref();
+    let mut conflicts = 0;
+    loop {
+        let guessed = guess.is_some();
+        let old = match guess.take() {
+            Some(known) => known,
+            None => map_ref(s)?,
+        };
+        match attempt(s, old, with, &mut f) {
+            Attempt::Done(out, installed) => return Ok((out, installed)),
+            Attempt::Conflict | Attempt::NotMade(_) if guessed => {
+                log::debug!("anchor map update from the known ref was stale; reading the ref");
+            }
+            Attempt::Conflict => {
+                conflicts += 1;
+                if conflicts >= MAX_ATTEMPTS {
+                    return Err(AnchorError::RetriesExhausted(MAX_ATTEMPTS));
+                }
+                log::debug!("anchor map update conflict (attempt {conflicts}); retrying");
+                backoff.wait();
+            }
+            Attempt::NotMade(e) | Attempt::Failed(e) => return Err(e),
+        }
+    }
+}
+
+fn attempt<S, T>(
+    s: &S,
+    old: Option<Ref>,
+    with: &[(Ref, Blob)],
+    f: &mut impl FnMut(&mut Update<'_, S>) -> Result<T, AnchorError>,
+) -> Attempt<T>
+where
+    S: AnchorStore + ?Sized,
+{
+    let base = old.unwrap_or(Ref::ZERO);
+    let made = (|| {
         let mut u = Update::new(s, base);
         let out = f(&mut u)?;
         let (new, made) = u.finish()?;
-        if new == base {
-            return Ok(out);
-        }
-        match s.put_and_swap(&made, old, new) {
-            Ok(()) => return Ok(out),
-            Err(StoreError::Conflict) => {
-                log::debug!("anchor map update conflict (attempt {attempt}); retrying");
-                backoff.wait();
+        Ok((out, new, made))
+    })();
+    let (out, new, mut blobs) = match made {
+        Ok(v) => v,
+        Err(e) => return Attempt::NotMade(e),
+    };
+    if new == base {
+        if !with.is_empty() {
+            let slices: Vec<&[u8]> = with.iter().map(|(_, b)| &b[..]).collect();
+            if let Err(e) = s.put_many(&slices) {
+                return Attempt::Failed(e.into());
             }
-            Err(e) => return Err(e.into()),
         }
+        return Attempt::Done(out, Installed { old, new: old });
     }
-    Err(AnchorError::RetriesExhausted(MAX_ATTEMPTS))
+    blobs.extend_from_slice(with);
+    match s.put_and_swap(&blobs, old, new) {
+        Ok(()) => Attempt::Done(
+            out,
+            Installed {
+                old,
+                new: Some(new),
+            },
+        ),
+        Err(StoreError::Conflict) => Attempt::Conflict,
+        Err(e) => Attempt::Failed(e.into()),
+    }
 }
 
 /// Go's Put: anchors `name` to `r` at time `at`.
@@ -260,4 +350,125 @@ pub fn expire<S: AnchorStore + ?Sized>(
         }
         Ok(dropped)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::store::mem::MemStore;
+    use crate::store::{AnchorGetter, Getter};
+
+    /// A memory store that claims to know the map ref `guess` and counts the
+    /// reads of the real one.
+    struct Guessing {
+        inner: MemStore,
+        guess: Mutex<Option<Option<Ref>>>,
+        reads: AtomicUsize,
+    }
+
+    impl Getter for Guessing {
+        fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+            self.inner.get(r)
+        }
+        fn list_refs(
+            &self,
+            after: &Ref,
+            f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.list_refs(after, f)
+        }
+    }
+    impl Store for Guessing {
+        fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
+            self.inner.put(blob)
+        }
+    }
+    impl AnchorGetter for Guessing {
+        fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.anchor_map_ref()
+        }
+        fn known_map_ref(&self) -> Option<Option<Ref>> {
+            *self.guess.lock()
+        }
+    }
+    impl AnchorStore for Guessing {
+        fn swap_anchor_map(&self, old: Option<Ref>, new: Ref) -> Result<(), StoreError> {
+            self.inner.swap_anchor_map(old, new)
+        }
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::new(secs, 0).unwrap()
+    }
+
+    fn guessing() -> Guessing {
+        Guessing {
+            inner: MemStore::new(),
+            guess: Mutex::new(None),
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    fn names(s: &Guessing) -> Vec<Vec<u8>> {
+        let root = s.inner.anchor_map_ref().unwrap();
+        Map::entries(&s.inner, &root)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.to_vec())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn an_update_starts_from_the_known_ref_without_reading_it() {
+        let s = guessing();
+        let (_, first) = update_with(&s, &[], |u| u.put(b"a", Ref::of(b"1"), t(1))).unwrap();
+        assert_eq!(s.reads.load(Ordering::SeqCst), 1, "nothing known: read");
+        *s.guess.lock() = Some(first.new);
+        let (_, second) = update_with(&s, &[], |u| u.put(b"b", Ref::of(b"2"), t(2))).unwrap();
+        assert_eq!(s.reads.load(Ordering::SeqCst), 1, "known: not read again");
+        assert_eq!(second.old, first.new);
+        assert_eq!(names(&s), vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn a_stale_known_ref_costs_one_attempt_and_loses_nothing() {
+        let s = guessing();
+        let (_, first) = update_with(&s, &[], |u| u.put(b"a", Ref::of(b"1"), t(1))).unwrap();
+        update(&s, |u| u.put(b"b", Ref::of(b"2"), t(2))).unwrap();
+        // Known: the map before b was added (a conflict).
+        *s.guess.lock() = Some(first.new);
+        let (_, third) = update_with(&s, &[], |u| u.put(b"c", Ref::of(b"3"), t(3))).unwrap();
+        assert_ne!(third.old, first.new, "started again from the real ref");
+        assert_eq!(names(&s), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        // Known: a map none of whose nodes is in the store (reading it fails).
+        *s.guess.lock() = Some(Some(Ref::of(b"no such map")));
+        update(&s, |u| u.put(b"d", Ref::of(b"4"), t(4))).unwrap();
+        assert_eq!(names(&s).len(), 4);
+    }
+
+    #[test]
+    fn blobs_given_with_an_update_are_stored_even_if_nothing_changes() {
+        let s = guessing();
+        let content = Blob::from_static(b"a version's content");
+        let r = Ref::of(&content);
+        let (_, installed) =
+            update_with(&s, &[(r, content.clone())], |u| u.put(b"a", r, t(1))).unwrap();
+        assert!(installed.new.is_some() && installed.new != installed.old);
+        assert_eq!(s.inner.get(&r).unwrap(), content);
+        let other = Blob::from_static(b"more content");
+        let o = Ref::of(&other);
+        // The same put again changes nothing, and still stores what it was given.
+        let (changed, same) =
+            update_with(&s, &[(o, other.clone())], |u| u.put(b"a", r, t(1))).unwrap();
+        assert!(!changed);
+        assert_eq!(same.old, same.new);
+        assert_eq!(s.inner.get(&o).unwrap(), other);
+    }
 }

@@ -12,7 +12,7 @@
 use super::committer::version_time;
 use super::staging::CommitState;
 use super::{names, AnchorFs, Fh, FsError, StagedId};
-use crate::anchor;
+use crate::anchor::{self, Installed};
 
 impl AnchorFs {
     /// Commits the staged file `id` if it has changes and a normal name: stores the
@@ -48,11 +48,12 @@ impl AnchorFs {
         let anchor_name = g.anchor.clone();
         // Writes from here on make the file dirty again, for the next commit.
         g.dirty = false;
-        let stored = self.staging.store_data(&mut g);
-        let root = match stored {
-            Ok((root, kind, len)) => {
+        let stored = self.staging.stage_data(&mut g);
+        let (root, staged) = match stored {
+            Ok(staged) => {
+                let (root, kind, len, _) = staged;
                 self.note_meta(&root, kind, len);
-                (root, kind)
+                ((root, kind), staged)
             }
             Err(e) => {
                 // The content could not be stored: nothing becomes a version, not
@@ -86,10 +87,13 @@ impl AnchorFs {
         }
         // The group commit may wait for other handles: do not hold this file's lock.
         drop(g);
-        let res = self.committer.commit(&anchor_name, root, at);
+        let res = self
+            .committer
+            .commit(&anchor_name, root, at, staged.3.clone());
         let mut g = f.lock();
         match res {
-            Ok(()) => {
+            Ok(installed) => {
+                self.staging.committed_data(&mut g, &staged);
                 if matches!(g.state, CommitState::Committing) {
                     g.state = CommitState::Committed(root.0);
                 }
@@ -105,7 +109,7 @@ impl AnchorFs {
                 }
                 // A directory made by `mkdir` stays until the refresh shows its
                 // anchor (which a failed refresh does not).
-                self.after_commit();
+                self.after_commit(Some(installed));
                 Ok(())
             }
             Err(cause) => {
@@ -125,8 +129,8 @@ impl AnchorFs {
     /// After a commit: the new version is listed at once. If the anchors cannot be
     /// read now, the namespace stays stale and the next look at them reads them
     /// again (see [`refresh_if_stale`](Self::refresh_if_stale)).
-    pub(super) fn after_commit(&self) {
-        match self.refresh() {
+    pub(super) fn after_commit(&self, installed: Option<Installed>) {
+        match self.ns.refresh_after(installed) {
             Ok(inv) => self.invalidate(inv),
             Err(e) => log::warn!("re-reading anchors after a commit: {e}"),
         }

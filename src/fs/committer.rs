@@ -12,16 +12,18 @@ use std::sync::Arc;
 use super::group_commit::GroupCommit;
 use super::view::AnchorView;
 use super::{Cause, SharedStore};
-use crate::anchor;
-use crate::blob::Ref;
+use crate::anchor::{self, Installed};
+use crate::blob::{Blob, Ref};
 use crate::content::{self, Kind};
 use crate::timestamp::Timestamp;
 
-/// One version to anchor: the anchor's name, the content's root and kind, its time.
-type Item = (Vec<u8>, Ref, Kind, Timestamp);
+/// One version to anchor: the anchor's name, the content's root and kind, its time,
+/// and its content's blob if that is still to be stored.
+type Item = (Vec<u8>, Ref, Kind, Timestamp, Option<(Ref, Blob)>);
 
-/// What a batch's anchor map update came to, shared by every commit in it.
-type Outcome = Result<(), Arc<Cause>>;
+/// What a batch's anchor map update came to, shared by every commit in it: the
+/// map refs it went from and to, or what failed.
+pub(crate) type Outcome = Result<Installed, Arc<Cause>>;
 
 /// Anchors versions, grouping concurrent commits into one anchor map update
 /// ([`GroupCommit`]).
@@ -39,17 +41,25 @@ impl Committer {
         }
     }
 
-    /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably; returns what
+    /// Anchors `anchor` to `root` (content of `kind`) at `at`, durably, storing
+    /// `held` (the content's blob, not stored yet) with the update; returns what
     /// failed. A split root gets its type record in the same update.
-    pub fn commit(&self, anchor: &[u8], (root, kind): (Ref, Kind), at: Timestamp) -> Outcome {
-        let item = (anchor.to_vec(), root, kind, at);
+    pub fn commit(
+        &self,
+        anchor: &[u8],
+        (root, kind): (Ref, Kind),
+        at: Timestamp,
+        held: Option<(Ref, Blob)>,
+    ) -> Outcome {
+        let item = (anchor.to_vec(), root, kind, at, held);
         self.group.commit(item, |items| self.apply(&items))
     }
 
     /// One anchor map update holding every item of a batch.
     fn apply(&self, items: &[Item]) -> Outcome {
-        let res = anchor::update(&*self.store, |u| {
-            for (name, root, kind, at) in items {
+        let with: Vec<(Ref, Blob)> = items.iter().filter_map(|i| i.4.clone()).collect();
+        let res = anchor::update_with(&*self.store, &with, |u| {
+            for (name, root, kind, at, _) in items {
                 if *kind == Kind::Split {
                     content::record_split(u, *root, *at)?;
                 }
@@ -58,9 +68,9 @@ impl Committer {
             Ok(())
         });
         match res {
-            Ok(()) => {
+            Ok(((), installed)) => {
                 log::debug!("committed {} version(s) in one update", items.len());
-                Ok(())
+                Ok(installed)
             }
             Err(e) => {
                 log::error!("committing {} version(s): {e}", items.len());

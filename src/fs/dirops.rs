@@ -207,9 +207,9 @@ impl AnchorFs {
             }
         }
         let (kind, _) = self.content_meta(&r)?;
-        let res = self.committer.commit(&anchor, (r, kind), at);
-        res.map_err(|cause| FsError::from_update("anchoring a ref", cause))?;
-        self.after_commit();
+        let res = self.committer.commit(&anchor, (r, kind), at, None);
+        let installed = res.map_err(|cause| FsError::from_update("anchoring a ref", cause))?;
+        self.after_commit(Some(installed));
         // The kernel wants a symlink back: the anchor's `latest`, which now points at
         // the new version (or a newer one).
         let dir = self.lookup_key(super::inode::ROOT_INO, &names::escape(&anchor))?;

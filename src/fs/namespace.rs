@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use super::inode::{InodeTable, NodeKey, ROOT_INO};
 use super::view::{AnchorView, Snapshot};
 use super::{names, sizes, Cause, FsError, Ino, Invalidations, SharedStore};
-use crate::anchor;
+use crate::anchor::{self, Installed};
 use crate::blob::Ref;
 use crate::content::{self, ContentError, Kind};
 
@@ -101,10 +101,21 @@ impl Namespace {
     /// [stale](Self::is_stale) until a refresh succeeds; one that succeeds drops the
     /// directories made by `mkdir` whose anchors it shows.
     pub fn refresh(&self) -> Result<Invalidations, FsError> {
+        self.refresh_after(None)
+    }
+
+    /// [`refresh`](Self::refresh) after an update of this mount's that moved the
+    /// map ref from `installed.old` to `installed.new`: if the snapshot is of
+    /// `old`, `new` is newer and is read without asking the store for its ref (a
+    /// round trip on a store across a network); otherwise the ref is read.
+    pub fn refresh_after(&self, installed: Option<Installed>) -> Result<Invalidations, FsError> {
         // One refresh at a time (a commit's and the poller's), so an older map can
         // never replace a newer one.
         let _serial = self.refreshing.lock();
-        let res = self.reread();
+        let known = installed
+            .filter(|i| i.new.is_some() && !self.is_stale() && self.snapshot().map_ref == i.old)
+            .map(|i| i.new);
+        let res = self.reread(known);
         self.stale.store(res.is_err(), Ordering::Release);
         if res.is_ok() {
             let snap = self.snapshot();
@@ -116,8 +127,11 @@ impl Namespace {
     }
 
     /// The work of [`refresh`](Self::refresh), under `refreshing`.
-    fn reread(&self) -> Result<Invalidations, FsError> {
-        let map_ref = anchor::map_ref(&*self.store).map_err(FsError::from_anchor)?;
+    fn reread(&self, known: Option<Option<Ref>>) -> Result<Invalidations, FsError> {
+        let map_ref = match known {
+            Some(r) => r,
+            None => anchor::map_ref(&*self.store).map_err(FsError::from_anchor)?,
+        };
         let old = self.snapshot();
         if old.map_ref == map_ref && map_ref.is_some() {
             return Ok(Invalidations::default());

@@ -42,7 +42,7 @@ mod storers;
 mod tree;
 mod writer;
 
-pub use node::validate_root;
+pub use node::{decodes_as_node, validate_root};
 pub use reader::{read_to_vec, SplitReader, PARALLEL_FETCHES};
 pub use rolling::{level_of, window_checksum, Cut, Splitter, WINDOW};
 pub use storers::{ChunkStorers, STORING_THREADS};

@@ -126,6 +126,13 @@ pub(super) fn check_chunk(
     Ok(())
 }
 
+/// Whether the blob `blob` (whose ref is `r`) decodes as a split tree node, so
+/// that [`validate_root`] may take it for a root: bytes that do not are surely
+/// raw content.
+pub fn decodes_as_node(r: &Ref, blob: &[u8]) -> bool {
+    DecNode::decode(r, blob).is_ok()
+}
+
 /// Checks strictly that `root` is the root of a split tree in `g` and returns the
 /// content size: every node decodes and is consistent with itself and its parent,
 /// the root starts at offset 0, and every chunk is present (checked with

@@ -206,6 +206,13 @@ impl<S: AnchorGetter> AnchorGetter for FaultyStore<S> {
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         self.inner.watch()
     }
+
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.inner.known_map_ref()
+    }
 }
 
 impl<S: AnchorStore> AnchorStore for FaultyStore<S> {

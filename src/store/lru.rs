@@ -218,6 +218,10 @@ impl<S: AnchorGetter> AnchorGetter for LruStore<S> {
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         self.inner.watch()
     }
+
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        self.inner.known_map_ref()
+    }
 }
 
 impl<S: AnchorStore> AnchorStore for LruStore<S> {

@@ -454,6 +454,15 @@ pub trait AnchorGetter: Getter {
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         None
     }
+
+    /// The anchor map ref as this process last saw it (read, or installed by a
+    /// swap of its own; `Some(None)`: no map), for a store where reading it costs
+    /// a round trip. Only a guess that may be stale: the first attempt of
+    /// [`crate::anchor::update`] starts from it, and the compare-and-swap catches
+    /// a stale one. `None` (the default): read the ref.
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        None
+    }
 }
 
 /// A store whose anchor map ref can be changed, by compare-and-swap only.
@@ -597,6 +606,9 @@ impl<T: AnchorGetter + ?Sized> AnchorGetter for std::sync::Arc<T> {
     }
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         (**self).watch()
+    }
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        (**self).known_map_ref()
     }
 }
 

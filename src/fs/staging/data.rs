@@ -13,7 +13,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 
 use super::{StagedFile, Staging};
-use crate::blob::Ref;
+use crate::blob::{Blob, Ref};
 use crate::content::{self, Kind};
 use crate::fs::overlay::Overlay;
 use crate::fs::{FsError, SharedStore};
@@ -37,6 +37,11 @@ pub(crate) enum Data {
     /// Stored (after a commit, or seeded from a version).
     Stored { root: Ref, kind: Kind, len: u64 },
 }
+
+/// A staged file's content ready for its commit: its root, kind and length,
+/// and the one blob still to be stored with the commit, if any
+/// ([`Staging::stage_data`]).
+pub(crate) type Staged = (Ref, Kind, u64, Option<(Ref, Blob)>);
 
 /// Content up to this size is kept in memory while written and stored as one raw
 /// blob; larger content streams into a split tree.
@@ -182,6 +187,36 @@ impl Staging {
                 f.keep_or_break(kept, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// What [`store_data`](Self::store_data) does, except for small content in
+    /// memory that becomes one raw blob: that blob is not stored here but
+    /// returned, for the commit to store with its anchor map update (in the same
+    /// round trip, on a store across a network), and the file keeps its bytes;
+    /// [`committed_data`](Self::committed_data) ends that once the version is in.
+    pub(crate) fn stage_data(&self, f: &mut StagedFile) -> Result<Staged, FsError> {
+        if let Data::Small(buf) = &f.data {
+            let r = Ref::of(buf);
+            if !buf.is_empty() && !crate::split::decodes_as_node(&r, buf) {
+                let len = buf.len() as u64;
+                return Ok((r, Kind::Raw, len, Some((r, Blob::copy_from_slice(buf)))));
+            }
+        }
+        self.store_data(f)
+            .map(|(r, kind, len)| (r, kind, len, None))
+    }
+
+    /// After the commit of what [`stage_data`](Self::stage_data) returned, with the
+    /// blob it held back now stored: a file not written since reads it from the
+    /// store.
+    pub(crate) fn committed_data(&self, f: &mut StagedFile, (root, kind, len, held): &Staged) {
+        if held.is_some() && !f.dirty && matches!(f.data, Data::Small(_)) {
+            f.data = Data::Stored {
+                root: *root,
+                kind: *kind,
+                len: *len,
+            };
         }
     }
 

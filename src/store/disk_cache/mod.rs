@@ -383,6 +383,10 @@ impl<S: AnchorGetter> AnchorGetter for DiskCache<S> {
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         self.inner.watch()
     }
+
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        self.inner.known_map_ref()
+    }
 }
 
 impl<S: AnchorStore> AnchorStore for DiskCache<S> {

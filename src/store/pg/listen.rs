@@ -4,13 +4,16 @@
 //! connection of its own.
 //!
 //! One thread per store, started by the first watch: it connects, runs
-//! `LISTEN`, and wakes every watch ([`ChangeSignal`]) on each notification. When
+//! `LISTEN`, and wakes every watch ([`ChangeSignal`]) on each notification but
+//! those of the store's own swaps (the new ref is that of one of the store's
+//! latest swaps), whose writer shows them itself. When
 //! the connection fails (the server restarted, the network dropped) it connects
 //! again, once a second, and wakes the watches once it listens again, since
 //! changes made while it was deaf were not heard. A writer that does not notify
 //! (Go's store) is still seen by the mount's poll.
 //!
-//! Locks: none of its own; the signal's (see [`crate::store::watch`]).
+//! Locks: none of its own; the signal's (see [`crate::store::watch`]) and the
+//! store's own swap, each taken alone and briefly.
 //!
 //! [`AnchorGetter::watch`]: crate::store::AnchorGetter::watch
 
@@ -21,6 +24,8 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::pool::{describe, ConnConfig};
+use super::OwnSwaps;
+use crate::blob::Ref;
 use crate::store::watch::ChangeSignal;
 
 /// The notification channel of anchor map swaps; the payload is the new ref in hex.
@@ -41,13 +46,15 @@ pub(super) struct Listener {
 
 impl Listener {
     /// Starts listening with the settings `config`.
-    pub fn start(config: ConnConfig) -> std::io::Result<Listener> {
+    /// `own`: the new refs of the store's latest swaps, whose notifications wake
+    /// nobody.
+    pub fn start(config: ConnConfig, own: OwnSwaps) -> std::io::Result<Listener> {
         let signal = ChangeSignal::new();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (signal.clone(), stop.clone());
         std::thread::Builder::new()
             .name("anchorfs-pg-listen".into())
-            .spawn(move || listen(&config, &s, &st))?;
+            .spawn(move || listen(&config, &s, &st, &own))?;
         Ok(Listener { signal, stop })
     }
 
@@ -64,7 +71,7 @@ impl Drop for Listener {
 }
 
 /// The thread's loop: listen until told to stop, reconnecting after failures.
-fn listen(config: &ConnConfig, signal: &ChangeSignal, stop: &AtomicBool) {
+fn listen(config: &ConnConfig, signal: &ChangeSignal, stop: &AtomicBool, own: &OwnSwaps) {
     let mut failed_before = false;
     while !stop.load(Ordering::Acquire) {
         let mut client = match config.connect() {
@@ -104,7 +111,14 @@ fn listen(config: &ConnConfig, signal: &ChangeSignal, stop: &AtomicBool) {
                 iter.next()
             };
             match heard {
-                Ok(Some(_)) => signal.notify(),
+                Ok(Some(n)) => {
+                    let new = Ref::from_hex(n.payload()).ok();
+                    if new.is_some_and(|r| own.lock().contains(&r)) {
+                        log::trace!("heard this store's own swap to {}", n.payload());
+                    } else {
+                        signal.notify();
+                    }
+                }
                 Ok(None) if client.is_closed() => break,
                 Ok(None) => {}
                 Err(e) => {

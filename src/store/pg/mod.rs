@@ -94,7 +94,6 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use postgres::types::ToSql;
-use postgres::SimpleQueryMessage;
 
 use self::pool::{backend_error, Conn, Pool};
 use super::{
@@ -117,11 +116,10 @@ const GET_BATCH: usize = 256;
 /// after a restart before the store flushes the log itself (see "Durability").
 const UNFLUSHED_CAP: usize = 8 << 20;
 
-/// The most bytes of blobs a swap carries in its own message
-/// ([`AnchorStore::put_and_swap`]); more are put first, in binary: in the
-/// message they go as hex, twice their size, which past this costs more than
-/// the round trip it saves.
-const FOLD_MAX: usize = 32 << 10;
+/// The most bytes of blobs a swap carries in its own statement
+/// ([`AnchorStore::put_and_swap`]); more are put first, in statements of their
+/// own, so that one message stays a bounded size.
+const FOLD_MAX: usize = 4 << 20;
 
 const GET: &str = "SELECT data FROM blobs WHERE ref = $1";
 const GET_MANY: &str = "SELECT ref, data FROM blobs WHERE ref = ANY($1)";
@@ -140,8 +138,37 @@ WITH input AS (
 )
 SELECT ref FROM added";
 const MAP_REF: &str = "SELECT ref FROM anchor_map_ref";
-const MAP_INSERT: &str = "INSERT INTO anchor_map_ref (ref) VALUES ($1)";
-const MAP_UPDATE: &str = "UPDATE anchor_map_ref SET ref = $1 WHERE ref = $2";
+/// The swap with no map yet ([`swap_on`]): $1 the new ref, $2 and $3 the refs
+/// and bytes of the blobs it needs, $4 the notification channel. A second first
+/// map violates `singleton`'s uniqueness: an error, a conflict.
+const SWAP_FIRST: &str = "
+WITH input AS (
+  SELECT * FROM unnest($2::bytea[], $3::bytea[]) AS t(ref, data)
+), added AS (
+  INSERT INTO blobs (ref, data) SELECT ref, data FROM input ON CONFLICT DO NOTHING
+), touched AS (
+  INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM input
+  ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at
+), changed AS (
+  INSERT INTO anchor_map_ref (ref) VALUES ($1) RETURNING ref
+)
+SELECT set_config('synchronous_commit', 'on', true), pg_notify($4, encode(ref, 'hex'))
+FROM changed";
+/// The swap from the map $5 ([`swap_on`]), otherwise as [`SWAP_FIRST`]: no row
+/// returned, no row changed, a conflict.
+const SWAP_UPDATE: &str = "
+WITH input AS (
+  SELECT * FROM unnest($2::bytea[], $3::bytea[]) AS t(ref, data)
+), added AS (
+  INSERT INTO blobs (ref, data) SELECT ref, data FROM input ON CONFLICT DO NOTHING
+), touched AS (
+  INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM input
+  ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at
+), changed AS (
+  UPDATE anchor_map_ref SET ref = $1 WHERE ref = $5 RETURNING ref
+)
+SELECT set_config('synchronous_commit', 'on', true), pg_notify($4, encode(ref, 'hex'))
+FROM changed";
 const DELETE: &str = "
 WITH gone AS (DELETE FROM blobs WHERE ref = $1 RETURNING ref),
      times AS (DELETE FROM anchorfs_written WHERE ref = $1)
@@ -198,7 +225,20 @@ pub struct PgStore {
     /// [`AnchorGetter::watch`]; locked only to start it or take its signal.
     listener: parking_lot::Mutex<Option<listen::Listener>>,
     unflushed: Mutex<Unflushed>,
+    /// The map ref as last read or installed here ([`AnchorGetter::known_map_ref`]);
+    /// locked only to set or copy it.
+    known: Mutex<Option<Option<Ref>>>,
+    /// The new refs of this store's latest swaps (each added before its swap is
+    /// sent, taken out if it fails), whose notifications the listener ignores;
+    /// locked only to add, take out or look.
+    own_swaps: OwnSwaps,
 }
+
+/// The new refs of a store's latest swaps that may have been made, newest last.
+pub(super) type OwnSwaps = Arc<Mutex<VecDeque<Ref>>>;
+
+/// How many of its latest swaps a store remembers as its own.
+const OWN_SWAPS: usize = 16;
 
 /// Blobs whose puts returned before the server's log was known to be flushed
 /// past them, in the order they returned, each with the run of the server that
@@ -301,6 +341,8 @@ impl PgStore {
             identity,
             listener: parking_lot::Mutex::new(None),
             unflushed: Mutex::new(Unflushed::default()),
+            known: Mutex::new(None),
+            own_swaps: OwnSwaps::default(),
         };
         Ok((store, created))
     }
@@ -456,9 +498,19 @@ fn put_again(conn: &mut Conn, blobs: &[(Ref, Blob)]) -> Result<(), postgres::Err
 }
 
 /// One compare-and-swap on `conn`, with the blobs `with` (those the new map
-/// needs) and `stale` put in its transaction first: whether it was made. `Ok`
-/// means the transaction committed, with the log flushed. With nothing to put
-/// again it is one message ([`swap_in_one_message`]).
+/// needs) and `stale` put in its transaction: whether it was made. `Ok(true)`
+/// means the transaction committed with the log flushed.
+///
+/// One statement ([`SWAP_FIRST`] or [`SWAP_UPDATE`]), prepared once per
+/// connection and sent with binary parameters, so one round trip and one plan:
+/// the blobs and their write times (in ref order, as every put takes its row
+/// locks), the conditional change, and, only if the change was made, the
+/// transaction's synchronous commit (`set_config(.., true)` lasts until its
+/// commit) and the notification of other listeners ([`CHANNEL`]), which the
+/// server sends only once the transaction commits. A swap that changes nothing
+/// commits its blobs as any put does, without waiting for the log; the next
+/// attempt puts what it needs again. An error rolls the statement's
+/// transaction back whole.
 fn swap_on(
     conn: &mut Conn,
     old: Option<Ref>,
@@ -466,120 +518,24 @@ fn swap_on(
     with: &[(Ref, Blob)],
     stale: &[(Ref, Blob)],
 ) -> Result<bool, postgres::Error> {
-    if stale.is_empty() {
-        return swap_in_one_message(conn, old, new, with);
-    }
-    durably(conn, |conn| {
-        let mut all = stale.to_vec();
-        all.extend_from_slice(with);
-        put_again(conn, &all)?;
-        let n = match old {
-            None => {
-                let st = conn.prepared(MAP_INSERT)?;
-                conn.client().execute(&st, &[&key(&new)])?
-            }
-            Some(old) => {
-                let st = conn.prepared(MAP_UPDATE)?;
-                conn.client().execute(&st, &[&key(&new), &key(&old)])?
-            }
-        };
-        conn.client()
-            .batch_execute(&format!("NOTIFY {CHANNEL}, '{}'", new.to_hex()))?;
-        Ok(n == 1)
-    })
-}
-
-/// One compare-and-swap on `conn`, with the blobs `with` put in the same
-/// transaction, and nothing to put again: whether it was made.
-///
-/// One message, so one round trip: the transaction, its synchronous commit, the
-/// blobs and their write times (in ref order, as every put takes its row locks),
-/// the conditional change and the notification of other listeners
-/// ([`CHANNEL`]), which the server sends only if the transaction commits. Refs
-/// and blobs go in as hex digits decoded by the server (nothing to escape, and
-/// the same whatever the server's string settings). An error leaves the
-/// transaction aborted, and it is rolled back.
-fn swap_in_one_message(
-    conn: &mut Conn,
-    old: Option<Ref>,
-    new: Ref,
-    with: &[(Ref, Blob)],
-) -> Result<bool, postgres::Error> {
-    let lit = |r: &Ref| format!("decode('{}', 'hex')", r.to_hex());
-    let change = match old {
-        None => format!("INSERT INTO anchor_map_ref (ref) VALUES ({})", lit(&new)),
-        Some(old) => format!(
-            "UPDATE anchor_map_ref SET ref = {} WHERE ref = {}",
-            lit(&new),
-            lit(&old)
-        ),
+    let mut sorted: Vec<&(Ref, Blob)> = stale.iter().chain(with).collect();
+    sorted.sort_by_key(|(r, _)| *r);
+    sorted.dedup_by_key(|(r, _)| *r);
+    let keys: Vec<&[u8]> = sorted.iter().map(|(r, _)| key(r)).collect();
+    let data: Vec<&[u8]> = sorted.iter().map(|(_, b)| &b[..]).collect();
+    let rows = match old {
+        None => {
+            let st = conn.prepared(SWAP_FIRST)?;
+            let params: [&(dyn ToSql + Sync); 4] = [&key(&new), &keys, &data, &CHANNEL];
+            conn.client().query(&st, &params)?
+        }
+        Some(old) => {
+            let st = conn.prepared(SWAP_UPDATE)?;
+            let params: [&(dyn ToSql + Sync); 5] = [&key(&new), &keys, &data, &CHANNEL, &key(&old)];
+            conn.client().query(&st, &params)?
+        }
     };
-    let mut sql = String::from("BEGIN; SET LOCAL synchronous_commit = on; ");
-    if !with.is_empty() {
-        let mut sorted: Vec<&(Ref, Blob)> = with.iter().collect();
-        sorted.sort_by_key(|(r, _)| *r);
-        sorted.dedup_by_key(|(r, _)| *r);
-        let bytes: usize = sorted.iter().map(|(_, b)| b.len()).sum();
-        sql.reserve(2 * bytes + 200 * sorted.len());
-        sql.push_str("INSERT INTO blobs (ref, data) VALUES ");
-        for (i, (r, b)) in sorted.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&lit(r));
-            sql.push_str(", decode('");
-            push_hex(&mut sql, b);
-            sql.push_str("', 'hex'))");
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING; INSERT INTO anchorfs_written (ref, at) VALUES ");
-        for (i, (r, _)) in sorted.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&lit(r));
-            sql.push_str(", now())");
-        }
-        sql.push_str(" ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at; ");
-    }
-    sql.push_str(&format!(
-        "{change}; NOTIFY {CHANNEL}, '{}'; COMMIT",
-        new.to_hex()
-    ));
-    match conn.client().simple_query(&sql) {
-        Ok(msgs) => {
-            // The counts of each statement in order; the change's is third from
-            // the end (before NOTIFY and COMMIT).
-            let changed = msgs
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                    _ => None,
-                })
-                .rev()
-                .nth(2);
-            Ok(changed == Some(1))
-        }
-        Err(e) => {
-            if !conn.client().is_closed() {
-                if let Err(e) = conn.client().batch_execute("ROLLBACK") {
-                    log::debug!("rolling back: {}", pool::describe(&e));
-                    conn.poisoned = true;
-                }
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Appends the lowercase hex digits of `bytes` to `out`.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
+    Ok(rows.len() == 1)
 }
 
 impl Getter for PgStore {
@@ -811,7 +767,13 @@ impl AnchorGetter for PgStore {
     fn anchor_map_ref(&self) -> Result<Ref, StoreError> {
         let op = || format!("reading the anchor map ref of {}", self.label());
         let raw = self.pool.run(&op, |c| self.read_map_ref(c))?;
-        self.decode_map_ref(raw)?.ok_or(StoreError::NoAnchorMap)
+        let cur = self.decode_map_ref(raw)?;
+        *self.known.lock() = Some(cur);
+        cur.ok_or(StoreError::NoAnchorMap)
+    }
+
+    fn known_map_ref(&self) -> Option<Option<Ref>> {
+        *self.known.lock()
     }
 
     /// Wakes on every swap of this database by a writer that notifies (every
@@ -819,7 +781,7 @@ impl AnchorGetter for PgStore {
     fn watch(&self) -> Option<Box<dyn MapWatch>> {
         let mut listener = self.listener.lock();
         if listener.is_none() {
-            match listen::Listener::start(self.pool.config().clone()) {
+            match listen::Listener::start(self.pool.config().clone(), self.own_swaps.clone()) {
                 Ok(l) => *listener = Some(l),
                 Err(e) => {
                     log::warn!("not listening for changes on {}: {e}", self.label());
@@ -854,8 +816,31 @@ impl AnchorStore for PgStore {
 }
 
 impl PgStore {
-    /// The swap, with `with` put in its transaction.
+    /// The swap, with `with` put in its transaction; what it comes to is the
+    /// known map ref: `new`, or unknown.
     fn swap_with(
+        &self,
+        old: Option<Ref>,
+        new: Ref,
+        with: &[(Ref, Blob)],
+    ) -> Result<(), StoreError> {
+        // Before the swap is sent: its notification may be heard before it returns.
+        {
+            let mut own = self.own_swaps.lock();
+            if own.len() == OWN_SWAPS {
+                own.pop_front();
+            }
+            own.push_back(new);
+        }
+        let res = self.swap_once(old, new, with);
+        if res.is_err() {
+            self.own_swaps.lock().retain(|r| *r != new);
+        }
+        *self.known.lock() = res.is_ok().then_some(Some(new));
+        res
+    }
+
+    fn swap_once(
         &self,
         old: Option<Ref>,
         new: Ref,
