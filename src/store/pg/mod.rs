@@ -39,7 +39,8 @@
 //! Each connection runs with `synchronous_commit = off` by default, so a put
 //! returns once its rows are committed and visible, without waiting for the
 //! server to flush its write-ahead log. The swap (and [`Store::sync`]) commits
-//! with `SET LOCAL synchronous_commit = on`: its commit returns only once the log
+//! with `synchronous_commit` on for its transaction (`SET LOCAL`, or in the swap's
+//! one statement `set_config(.., true)`): its commit returns only once the log
 //! is flushed up to its commit record, and the new ref becomes visible only
 //! after that flush. The log is one sequence for the whole server, written and
 //! flushed in order (PostgreSQL's documentation on asynchronous commit: a
