@@ -139,10 +139,13 @@ WITH input AS (
 )
 SELECT ref FROM added";
 const MAP_REF: &str = "SELECT ref FROM anchor_map_ref";
-/// The swap with no map yet ([`swap_on`]): $1 the new ref, $2 and $3 the refs
-/// and bytes of the blobs it needs, $4 the notification channel. A second first
-/// map violates `singleton`'s uniqueness: an error, a conflict.
-const SWAP_FIRST: &str = "
+/// The text of a swap statement ([`swap_on`]) whose change of `anchor_map_ref`
+/// is `$change`, returning the ref: $1 the new ref, $2 and $3 the refs and bytes
+/// of the blobs it needs, $4 the notification channel.
+macro_rules! swap_statement {
+    ($change:literal) => {
+        concat!(
+            "
 WITH input AS (
   SELECT * FROM unnest($2::bytea[], $3::bytea[]) AS t(ref, data)
 ), added AS (
@@ -151,25 +154,22 @@ WITH input AS (
   INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM input
   ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at
 ), changed AS (
-  INSERT INTO anchor_map_ref (ref) VALUES ($1) RETURNING ref
+  ",
+            $change,
+            "
 )
 SELECT set_config('synchronous_commit', 'on', true), pg_notify($4, encode(ref, 'hex'))
-FROM changed";
-/// The swap from the map $5 ([`swap_on`]), otherwise as [`SWAP_FIRST`]: no row
-/// returned, no row changed, a conflict.
-const SWAP_UPDATE: &str = "
-WITH input AS (
-  SELECT * FROM unnest($2::bytea[], $3::bytea[]) AS t(ref, data)
-), added AS (
-  INSERT INTO blobs (ref, data) SELECT ref, data FROM input ON CONFLICT DO NOTHING
-), touched AS (
-  INSERT INTO anchorfs_written (ref, at) SELECT ref, now() FROM input
-  ON CONFLICT (ref) DO UPDATE SET at = EXCLUDED.at
-), changed AS (
-  UPDATE anchor_map_ref SET ref = $1 WHERE ref = $5 RETURNING ref
-)
-SELECT set_config('synchronous_commit', 'on', true), pg_notify($4, encode(ref, 'hex'))
-FROM changed";
+FROM changed"
+        )
+    };
+}
+/// The swap with no map yet. A second first map violates `singleton`'s
+/// uniqueness: an error, a conflict.
+const SWAP_FIRST: &str =
+    swap_statement!("INSERT INTO anchor_map_ref (ref) VALUES ($1) RETURNING ref");
+/// The swap from the map $5: no row returned, no row changed, a conflict.
+const SWAP_UPDATE: &str =
+    swap_statement!("UPDATE anchor_map_ref SET ref = $1 WHERE ref = $5 RETURNING ref");
 const DELETE: &str = "
 WITH gone AS (DELETE FROM blobs WHERE ref = $1 RETURNING ref),
      times AS (DELETE FROM anchorfs_written WHERE ref = $1)
