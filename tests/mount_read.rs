@@ -480,6 +480,42 @@ fn daemon_mode_sigterm_and_umount() {
     assert!(!common::is_mounted(&m.mnt), "no mount left behind");
 }
 
+/// A daemon whose mount was unmounted from outside ends without touching whatever
+/// has been mounted on its mount point since (a remount, a restarted service).
+#[test]
+fn a_daemon_ending_late_leaves_a_newer_mount_on_its_mount_point_alone() {
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("store");
+    let store = FileStore::create(&sp).unwrap();
+    put(&store, b"doc", b"still here", "2026-01-01T00:00:00Z");
+    let mut old = Mounted::new(&sp, "");
+    // An open directory keeps the lazily unmounted mount's connection, and so the
+    // old daemon, alive while the new mount goes on the same point.
+    let held = fs::File::open(old.path("doc")).unwrap();
+    let (code, _, err) = run("umount", &[OsStr::new("-l"), old.mnt.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!common::is_mounted(&old.mnt));
+    let (code, _, err) = run(
+        common::binary().to_str().unwrap(),
+        &[OsStr::new("mount"), sp.as_os_str(), old.mnt.as_os_str()],
+    );
+    assert_eq!(code, 0, "{err}");
+    drop(held);
+    let status = old.wait_exit(Duration::from_secs(10));
+    let listed = common::is_mounted(&old.mnt);
+    let read = fs::read(old.path("doc/latest"));
+    let _ = run("umount", &[old.mnt.as_os_str()]);
+    assert_eq!(status, Some(0), "the old daemon ends when its mount goes");
+    assert!(
+        listed,
+        "the new mount is still there after the old daemon ended"
+    );
+    assert_eq!(read.unwrap(), b"still here");
+}
+
 #[test]
 fn mount_t_anchorfs_through_the_installed_helper() {
     if fuse_skipped() {

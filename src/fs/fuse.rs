@@ -20,12 +20,21 @@ use super::{AnchorFs, Attr, Caller, Entry, Fh, FileKind, FsError, Ino, Invalidat
 pub struct FuseAdapter {
     core: Arc<AnchorFs>,
     xattrs: bool,
+    on_destroy: parking_lot::Mutex<Option<EndHook>>,
 }
+
+/// Run once when the session's request threads have ended (see
+/// [`FuseAdapter::on_destroy`]).
+pub type EndHook = Box<dyn FnOnce() + Send>;
 
 impl FuseAdapter {
     /// Serves `core`.
     pub fn new(core: Arc<AnchorFs>) -> FuseAdapter {
-        FuseAdapter { core, xattrs: true }
+        FuseAdapter {
+            core,
+            xattrs: true,
+            on_destroy: parking_lot::Mutex::new(None),
+        }
     }
 
     /// Whether to serve extended attributes. Without, every xattr request answers
@@ -33,6 +42,13 @@ impl FuseAdapter {
     /// per file fewer).
     pub fn with_xattrs(self, xattrs: bool) -> FuseAdapter {
         FuseAdapter { xattrs, ..self }
+    }
+
+    /// Runs `hook` when the session's request threads have ended, before `fuser`
+    /// tears the session down (and unmounts its mount point, if it thinks it must).
+    pub fn on_destroy(self, hook: EndHook) -> FuseAdapter {
+        *self.on_destroy.lock() = Some(hook);
+        self
     }
 }
 
@@ -182,6 +198,12 @@ impl Filesystem for FuseAdapter {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_background(64);
         Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Some(hook) = self.on_destroy.get_mut().take() {
+            hook();
+        }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

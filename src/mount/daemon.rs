@@ -4,17 +4,19 @@
 //! line each on the daemon's stdout: `note MSG`, `ready`, `error MSG`).
 //!
 //! The calls into libc (signals, the allocator, the process's ids and session) are
-//! each behind a small function at the end. Owns no locks.
+//! each behind a small function at the end.
 //!
 //! Threads: the session's request threads (fuser's), `anchorfs-inval` (kernel
 //! invalidations), `anchorfs-fill` (page filling), `anchorfs-poll` (the
-//! [`poller`], stopped and joined after the session ends) and `anchorfs-signals`.
+//! [`poller`], stopped and joined when the session ends, by [`Ending`]) and
+//! `anchorfs-signals`. [`Ending`] owns its one lock (the poller's handle), taken
+//! only to set and to take it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -22,7 +24,7 @@ use crate::fs::fuse::{invalidate, FuseAdapter};
 use crate::fs::modes::ModePolicy;
 use crate::fs::{AnchorFs, FsOptions, Invalidations};
 
-use super::mountinfo::{is_mounted, raise_read_ahead};
+use super::mountinfo::{is_mounted, mount_device, raise_read_ahead};
 use super::store::open_store;
 use super::{poller, MountArgs};
 
@@ -159,11 +161,20 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     }
     config.n_threads = Some(4);
     config.clone_fd = true;
-    let mut session = match fuser::Session::new(
-        FuseAdapter::new(core.clone()).with_xattrs(!args.opts.no_xattr),
-        &args.mountpoint,
-        &config,
-    ) {
+    let stop = Arc::new(poller::Stop::new());
+    let ending = Arc::new(Ending {
+        stop: stop.clone(),
+        poller: parking_lot::Mutex::new(None),
+        mountpoint: args.mountpoint.clone(),
+        device: OnceLock::new(),
+    });
+    let adapter = {
+        let ending = ending.clone();
+        FuseAdapter::new(core.clone())
+            .with_xattrs(!args.opts.no_xattr)
+            .on_destroy(Box::new(move || ending.at_session_end()))
+    };
+    let mut session = match fuser::Session::new(adapter, &args.mountpoint, &config) {
         Ok(s) => s,
         Err(e) => {
             return Err(fail(
@@ -178,7 +189,6 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     };
     let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
-    let stop = Arc::new(poller::Stop::new());
 
     // Kernel cache entries made stale by this mount's own commits and writes, passed
     // on from a thread of their own (never from inside a request).
@@ -245,12 +255,14 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
             })?
     };
 
-    if !is_mounted(&args.mountpoint) {
+    *ending.poller.lock() = Some(poller);
+    let Some(device) = mount_device(&args.mountpoint) else {
         return Err(fail(
             ready,
             anyhow!("the mount did not appear at {}", args.mountpoint.display()),
         ));
-    }
+    };
+    let _ = ending.device.set(device);
 
     // SIGTERM / SIGINT: unmount, which ends the session loop. Started once the
     // mount is known to be there: a signal that came earlier (as soon as the mount
@@ -269,10 +281,46 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     log::info!("mounted {} on {}", args.source, args.mountpoint.display());
     ready(Status::Live);
     let res = session.run();
-    stop.stop();
-    let _ = poller.join();
-    log::info!("unmounted {}", args.mountpoint.display());
+    ending.finish();
     res.context("serving the mount")
+}
+
+/// How the daemon ends once the session's request threads are done.
+///
+/// `fuser` (0.18) then unmounts the mount point by its path even when the kernel
+/// has already unmounted this mount (`umount` from outside): its check of the FUSE
+/// connection reads a dead connection as a live one. If another mount has been put
+/// on the same point in the meantime (a remount, a restarted service), that would
+/// unmount it. So when the mount point no longer holds this mount's device, the
+/// daemon finishes at the end of the session and exits before `fuser` can.
+struct Ending {
+    stop: Arc<poller::Stop>,
+    poller: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    mountpoint: PathBuf,
+    /// The device (`MAJOR:MINOR`) of this mount, once it is known to be there.
+    device: OnceLock<String>,
+}
+
+impl Ending {
+    /// Stops and joins the poller.
+    fn finish(&self) {
+        self.stop.stop();
+        if let Some(poller) = self.poller.lock().take() {
+            let _ = poller.join();
+        }
+        log::info!("unmounted {}", self.mountpoint.display());
+    }
+
+    /// From the session's teardown: exits (status 0) if this mount is gone.
+    fn at_session_end(&self) {
+        let Some(ours) = self.device.get() else {
+            return;
+        };
+        if mount_device(&self.mountpoint).as_ref() != Some(ours) {
+            self.finish();
+            std::process::exit(0);
+        }
+    }
 }
 
 /// Starts the daemon and waits until it reports the mount live or failed; passes on

@@ -11,7 +11,7 @@ pub fn is_mounted(path: &Path) -> bool {
 
 /// The device (`MAJOR:MINOR`) mounted at `path`, from /proc/self/mountinfo (read
 /// without touching the mount itself).
-fn mount_device(path: &Path) -> Option<String> {
+pub(super) fn mount_device(path: &Path) -> Option<String> {
     let canon = std::fs::canonicalize(path).ok()?;
     let info = std::fs::read("/proc/self/mountinfo").ok()?;
     let want = canon.as_os_str().as_bytes();
