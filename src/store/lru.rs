@@ -1,5 +1,9 @@
 //! An LRU cache over any store, bounded in bytes; anchor calls pass through.
 //!
+//! Two lists share the budget's lock: blobs read (and small blobs written), and the
+//! nodes of the maps this store installed, in a list of their own so that the nodes
+//! each update supersedes fall out of it without pushing out what readers use.
+//!
 //! Locks: `cache`, held only to look up, insert or drop an entry, never while the
 //! store below is called.
 
@@ -19,10 +23,44 @@ const SMALL_BLOB: usize = 16 << 10;
 /// The largest node of a newly installed map the cache keeps.
 const MAP_NODE_MAX: usize = 64 << 10;
 
+/// The most bytes of installed maps' nodes kept (within the capacity): the nodes of
+/// the last few updates, which the refresh after a commit and the next update
+/// read. Older ones are mostly superseded (each update replaces its path of nodes).
+const INSTALLED_BYTES: usize = 1 << 20;
+
 /// Caches the blobs of an inner store, keeping at most `capacity` bytes.
 pub struct LruStore<S> {
     inner: S,
-    cache: Mutex<Cache>,
+    cache: Mutex<Caches>,
+}
+
+/// The two lists (see the module doc).
+struct Caches {
+    read: Cache,
+    installed: Cache,
+}
+
+impl Caches {
+    /// The cached blob `r`, from either list.
+    fn get(&mut self, r: &Ref) -> Option<Blob> {
+        self.read
+            .entries
+            .get(r)
+            .or_else(|| self.installed.entries.get(r))
+            .cloned()
+    }
+
+    fn peek_len(&self, r: &Ref) -> Option<usize> {
+        self.read
+            .entries
+            .peek(r)
+            .or_else(|| self.installed.entries.peek(r))
+            .map(|b| b.len())
+    }
+
+    fn bytes(&self) -> usize {
+        self.read.bytes + self.installed.bytes
+    }
 }
 
 struct Cache {
@@ -32,6 +70,20 @@ struct Cache {
 }
 
 impl Cache {
+    fn new(capacity: usize) -> Cache {
+        Cache {
+            entries: LruCache::unbounded(),
+            bytes: 0,
+            capacity,
+        }
+    }
+
+    fn remove(&mut self, r: &Ref) {
+        if let Some(old) = self.entries.pop(r) {
+            self.bytes -= old.len();
+        }
+    }
+
     fn insert(&mut self, r: Ref, b: Blob) {
         if b.len() > self.capacity {
             return;
@@ -54,10 +106,12 @@ impl<S> LruStore<S> {
     pub fn new(inner: S, capacity: usize) -> LruStore<S> {
         LruStore {
             inner,
-            cache: Mutex::new(Cache {
-                entries: LruCache::unbounded(),
-                bytes: 0,
-                capacity,
+            cache: Mutex::new({
+                let installed = INSTALLED_BYTES.min(capacity / 4);
+                Caches {
+                    read: Cache::new(capacity - installed),
+                    installed: Cache::new(installed),
+                }
             }),
         }
     }
@@ -69,34 +123,33 @@ impl<S> LruStore<S> {
 
     /// Bytes currently cached.
     pub fn cached_bytes(&self) -> usize {
-        self.cache.lock().bytes
+        self.cache.lock().bytes()
     }
 
     /// Drops `r` from the cache (after the blob was deleted below).
     pub fn forget(&self, r: &Ref) {
         let mut c = self.cache.lock();
-        if let Some(old) = c.entries.pop(r) {
-            c.bytes -= old.len();
-        }
+        c.read.remove(r);
+        c.installed.remove(r);
     }
 }
 
 impl<S: Getter> Getter for LruStore<S> {
     fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
-        if let Some(b) = self.cache.lock().entries.get(r) {
-            return Ok(b.clone());
+        if let Some(b) = self.cache.lock().get(r) {
+            return Ok(b);
         }
         let b = self.inner.get(r)?;
-        self.cache.lock().insert(*r, b.clone());
+        self.cache.lock().read.insert(*r, b.clone());
         Ok(b)
     }
 
     fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
-        if let Some(b) = self.cache.lock().entries.get(r) {
-            return Ok(b.clone());
+        if let Some(b) = self.cache.lock().get(r) {
+            return Ok(b);
         }
         let b = self.inner.get_at_most(r, max)?;
-        self.cache.lock().insert(*r, b.clone());
+        self.cache.lock().read.insert(*r, b.clone());
         Ok(b)
     }
 
@@ -106,7 +159,7 @@ impl<S: Getter> Getter for LruStore<S> {
     }
 
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
-        if self.cache.lock().entries.contains(r) {
+        if self.cache.lock().peek_len(r).is_some() {
             return Ok(true);
         }
         self.inner.contains(r)
@@ -124,9 +177,7 @@ impl<S: Getter> Getter for LruStore<S> {
     fn get_many(&self, refs: &[Ref]) -> Vec<Result<Blob, StoreError>> {
         let mut out: Vec<Option<Result<Blob, StoreError>>> = {
             let mut c = self.cache.lock();
-            refs.iter()
-                .map(|r| c.entries.get(r).map(|b| Ok(b.clone())))
-                .collect()
+            refs.iter().map(|r| c.get(r).map(Ok)).collect()
         };
         let misses: Vec<Ref> = refs
             .iter()
@@ -140,7 +191,7 @@ impl<S: Getter> Getter for LruStore<S> {
             for slot in out.iter_mut().filter(|s| s.is_none()) {
                 if let Some((r, res)) = fetched.next() {
                     if let Ok(b) = &res {
-                        c.insert(*r, b.clone());
+                        c.read.insert(*r, b.clone());
                     }
                     *slot = Some(res);
                 }
@@ -153,8 +204,8 @@ impl<S: Getter> Getter for LruStore<S> {
     }
 
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
-        if let Some(b) = self.cache.lock().entries.peek(r) {
-            return Ok(b.len() as u64);
+        if let Some(len) = self.cache.lock().peek_len(r) {
+            return Ok(len as u64);
         }
         self.inner.blob_size(r)
     }
@@ -187,7 +238,10 @@ impl<S: Store> Store for LruStore<S> {
     fn put(&self, blob: &[u8]) -> Result<(Ref, bool), StoreError> {
         let (r, added) = self.inner.put(blob)?;
         if blob.len() <= SMALL_BLOB {
-            self.cache.lock().insert(r, Blob::copy_from_slice(blob));
+            self.cache
+                .lock()
+                .read
+                .insert(r, Blob::copy_from_slice(blob));
         }
         Ok((r, added))
     }
@@ -196,7 +250,7 @@ impl<S: Store> Store for LruStore<S> {
         let small = blob.len() <= SMALL_BLOB;
         let (r, added) = self.inner.put_blob(blob.clone())?;
         if small {
-            self.cache.lock().insert(r, blob);
+            self.cache.lock().read.insert(r, blob);
         }
         Ok((r, added))
     }
@@ -241,7 +295,7 @@ impl<S: AnchorStore> AnchorStore for LruStore<S> {
         // hundreds of KiB, superseded at the next commit.
         let mut c = self.cache.lock();
         for (r, b) in blobs.iter().filter(|(_, b)| b.len() <= MAP_NODE_MAX) {
-            c.insert(*r, b.clone());
+            c.installed.insert(*r, b.clone());
         }
         Ok(())
     }
