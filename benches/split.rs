@@ -174,6 +174,25 @@ fn main() {
         sha,
     );
 
+    // The same with the chunking of new stores, whose minimum (64 KiB) is skipped.
+    let new_store = SplitOptions::from(anchorfs::store::settings::Chunking::NEW_STORE);
+    let (d_chunk_new, cuts) = best(3, || {
+        let mut sp = Splitter::new(&new_store).expect("options");
+        let mut cuts = Vec::new();
+        for piece in data.chunks(1 << 20) {
+            sp.push(piece, &mut cuts);
+        }
+        cuts.len()
+    });
+    black_box(cuts);
+    line(
+        "chunking alone, new stores' chunking (1 thread)",
+        SIZE,
+        d_chunk_new,
+        "sha256",
+        sha,
+    );
+
     // Write into a mem store (fresh store each run).
     let (d_mem, (mem, root)) = best(3, || {
         let store = MemStore::new();

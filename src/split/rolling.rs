@@ -61,6 +61,11 @@ fn roll(sum: u32, out: u8, inb: u8) -> u32 {
 /// The checksum of a window of exactly [`WINDOW`] bytes (oldest first), computed
 /// from scratch; equal to the rolled checksum after those bytes.
 pub fn window_checksum(window: &[u8; WINDOW]) -> u32 {
+    sum_of(window)
+}
+
+/// The checksum of the bytes of a window (oldest first), as [`window_checksum`].
+fn sum_of(window: &[u8]) -> u32 {
     window
         .iter()
         .fold(0u32, |s, &b| s.rotate_left(1) ^ TABLE[b as usize])
@@ -202,10 +207,18 @@ impl Splitter {
                 .saturating_sub(self.chunk_len);
             if unchecked > 0 {
                 let k = unchecked.min((n - i) as u64) as usize;
-                for j in i..i + k {
-                    sum = roll(sum, outs[j], ins[j]);
+                let end = i + k;
+                if k >= WINDOW {
+                    // The checksum is a function of the window alone (the leaving
+                    // byte's term cancels), so the bytes skipped need not be rolled:
+                    // the sum after them is that of the last WINDOW of them.
+                    sum = sum_of(&ins[end - WINDOW..end]);
+                } else {
+                    for j in i..end {
+                        sum = roll(sum, outs[j], ins[j]);
+                    }
                 }
-                i += k;
+                i = end;
                 self.chunk_len += k as u64;
                 if i == n {
                     break;
@@ -299,6 +312,48 @@ mod tests {
             let from = end.saturating_sub(WINDOW);
             w[WINDOW - (end - from)..].copy_from_slice(&data[from..end]);
             assert_eq!(sp.checksum(), window_checksum(&w), "after {end} bytes");
+        }
+    }
+
+    /// The rule applied one byte at a time, with the checksum rolled over every
+    /// byte: the reference for the skipping and unrolled splitter.
+    fn cuts_byte_by_byte(opts: &SplitOptions, data: &[u8]) -> Vec<Cut> {
+        let mask = (1u32 << opts.bits) - 1;
+        let (mut sum, mut len, mut cuts) = (0u32, 0u64, Vec::new());
+        for (j, &b) in data.iter().enumerate() {
+            let out = if j >= WINDOW { data[j - WINDOW] } else { 0 };
+            sum = roll(sum, out, b);
+            len += 1;
+            if len >= opts.min_size as u64 && sum & mask == 0 {
+                cuts.push(Cut {
+                    end: j as u64 + 1,
+                    level: sum.trailing_zeros() - opts.bits,
+                });
+                len = 0;
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn cuts_match_the_rule_byte_by_byte_for_any_minimum() {
+        let data = pseudo_random(400_000, 11);
+        for (bits, min_size) in [(8, 0), (8, 63), (8, 64), (8, 65), (10, 200), (12, 4096)] {
+            let opts = SplitOptions {
+                bits,
+                min_size,
+                fanout: 8,
+            };
+            let want = cuts_byte_by_byte(&opts, &data);
+            assert!(want.len() > 10, "{bits} {min_size}: {}", want.len());
+            for piece in [1usize, 63, 64, 1000, 65536, data.len()] {
+                let mut sp = Splitter::new(&opts).unwrap();
+                let mut got = Vec::new();
+                for p in data.chunks(piece) {
+                    sp.push(p, &mut got);
+                }
+                assert_eq!(got, want, "bits {bits} min {min_size} pieces of {piece}");
+            }
         }
     }
 
