@@ -56,7 +56,9 @@ fn blobs_and_listing(s: &dyn AnchorStore) {
         want[151..161].to_vec(),
         "strictly after, stopping when told"
     );
-    let big = vec![7u8; 3 << 20];
+    // Larger than the file store's direct-write piece, not a multiple of a block,
+    // and different at every offset within a piece.
+    let big: Vec<u8> = (0..(3 << 20) + 123).map(|i| (i % 251) as u8).collect();
     let (br, _) = s.put(&big).unwrap();
     assert_eq!(s.get(&br).unwrap().as_ref(), big.as_slice());
 }

@@ -164,28 +164,39 @@ const DIRECT_MIN: usize = 32 << 10;
 /// logical block size in common use).
 const DIRECT_ALIGN: usize = 4096;
 
+/// The most bytes copied into the aligned buffer at a time: a chunk larger than
+/// this is written in pieces, so each thread's buffer stays this small.
+const DIRECT_PIECE: usize = 256 << 10;
+
 thread_local! {
-    /// Each thread's buffer for direct writes, over-allocated by `DIRECT_ALIGN` so
-    /// an aligned run of it can be used.
+    /// Each thread's buffer for direct writes (`DIRECT_PIECE` bytes, over-allocated
+    /// by `DIRECT_ALIGN` so an aligned run of it can be used).
     static DIRECT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Writes `blob` into the empty file `f`: the whole blocks with `O_DIRECT` from an
-/// aligned copy, then the rest through the page cache. `EINVAL` means the
-/// filesystem takes no direct I/O; nothing is written then.
+/// aligned copy, piece by piece, then the rest through the page cache. `EINVAL`
+/// means the filesystem takes no direct I/O; nothing is written then.
 fn write_direct(f: &File, blob: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let whole = blob.len() / DIRECT_ALIGN * DIRECT_ALIGN;
     sys::set_direct(f, true)?;
     DIRECT_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
-        if buf.len() < whole + DIRECT_ALIGN {
-            *buf = vec![0; whole + DIRECT_ALIGN];
+        let piece = whole.min(DIRECT_PIECE);
+        if buf.len() < piece + DIRECT_ALIGN {
+            *buf = vec![0; piece + DIRECT_ALIGN];
         }
         let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        let aligned = &mut buf[at..at + whole];
-        aligned.copy_from_slice(&blob[..whole]);
-        f.write_all_at(aligned, 0)
+        let mut done = 0;
+        while done < whole {
+            let n = (whole - done).min(DIRECT_PIECE);
+            let aligned = &mut buf[at..at + n];
+            aligned.copy_from_slice(&blob[done..done + n]);
+            f.write_all_at(aligned, done as u64)?;
+            done += n;
+        }
+        Ok::<(), io::Error>(())
     })?;
     sys::set_direct(f, false)?;
     f.write_all_at(&blob[whole..], whole as u64)
