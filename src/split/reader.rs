@@ -346,7 +346,7 @@ impl ChunkSpot {
 }
 
 /// Fetches `spots` in order; with more than one, on up to [`PARALLEL_FETCHES`]
-/// threads, each taking every n-th chunk, or, from a store that
+/// lanes (see `lanes`), each taking every n-th chunk, or, from a store that
 /// [prefers batches](Getter::prefers_batches), each taking a run of them in one
 /// call.
 fn fetch_chunks<S: Getter + ?Sized>(
@@ -360,30 +360,17 @@ fn fetch_chunks<S: Getter + ?Sized>(
     if store.prefers_batches() {
         return fetch_in_batches(store, spots, lanes);
     }
-    let mut got: Vec<Option<Result<Blob, SplitError>>> = (0..spots.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..lanes)
-            .map(|lane| {
-                scope.spawn(move || {
-                    (lane..spots.len())
-                        .step_by(lanes)
-                        .map(|i| (i, spots[i].fetch(store)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for i in (0..spots.len()).step_by(lanes) {
-            got[i] = Some(spots[i].fetch(store));
-        }
-        for h in handles {
-            // A fetch that panicked leaves its slots empty: reported below.
-            if let Ok(results) = h.join() {
-                for (i, r) in results {
-                    got[i] = Some(r);
-                }
-            }
-        }
+    let lane_results = super::lanes::run(lanes, |lane| {
+        (lane..spots.len())
+            .step_by(lanes)
+            .map(|i| (i, spots[i].fetch(store)))
+            .collect::<Vec<_>>()
     });
+    let mut got: Vec<Option<Result<Blob, SplitError>>> = (0..spots.len()).map(|_| None).collect();
+    // A lane that panicked leaves its slots empty: reported below.
+    for (i, r) in lane_results.into_iter().flatten().flatten() {
+        got[i] = Some(r);
+    }
     got.into_iter()
         .map(|g| {
             g.unwrap_or_else(|| {
@@ -396,7 +383,7 @@ fn fetch_chunks<S: Getter + ?Sized>(
         .collect()
 }
 
-/// Fetches `spots` in `lanes` runs, each one [`Getter::get_many`] on a thread of
+/// Fetches `spots` in `lanes` runs, each one [`Getter::get_many`] on a lane of
 /// its own; each chunk is checked against its span as [`ChunkSpot::fetch`] does.
 fn fetch_in_batches<S: Getter + ?Sized>(
     store: &S,
@@ -415,32 +402,26 @@ fn fetch_in_batches<S: Getter + ?Sized>(
             })
             .collect()
     };
-    let mut runs = spots.chunks(per_lane);
-    let first = runs.next().unwrap_or(&[]);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = runs
-            .map(|run| scope.spawn(move || fetch_run(run)))
-            .collect();
-        let mut out = fetch_run(first)?;
-        for h in handles {
-            match h.join() {
-                Ok(got) => out.extend(got?),
-                Err(_) => {
-                    return Err(SplitError::Malformed {
-                        r: Ref::ZERO,
-                        why: "a chunk fetch did not finish".into(),
-                    })
-                }
+    let runs: Vec<&[&ChunkSpot]> = spots.chunks(per_lane).collect();
+    let mut out = Vec::with_capacity(spots.len());
+    for got in super::lanes::run(runs.len(), |lane| fetch_run(runs[lane])) {
+        match got {
+            Some(got) => out.extend(got?),
+            None => {
+                return Err(SplitError::Malformed {
+                    r: Ref::ZERO,
+                    why: "a chunk fetch did not finish".into(),
+                })
             }
         }
-        if out.len() != spots.len() {
-            return Err(SplitError::Malformed {
-                r: Ref::ZERO,
-                why: "a batched fetch returned too few chunks".into(),
-            });
-        }
-        Ok(out)
-    })
+    }
+    if out.len() != spots.len() {
+        return Err(SplitError::Malformed {
+            r: Ref::ZERO,
+            why: "a batched fetch returned too few chunks".into(),
+        });
+    }
+    Ok(out)
 }
 
 impl<G> Read for SplitReader<G>
