@@ -53,7 +53,6 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use super::buffers;
 use super::sys::{self, c_name, Kind};
 use super::{
     settings, verified, AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, OpenMode,
@@ -598,25 +597,18 @@ impl FileStore {
     /// Reads blob `r`, refused unread if its file has more than `max` bytes.
     fn read_blob(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
         let (f, len) = self.open_blob(r, max.min(MAX_BLOB_SIZE))?;
-        // `len` is at most MAX_BLOB_SIZE, which fits any usize we build for. The
-        // buffer is a recycled one (see `buffers`), read in one call of the file's
-        // size, then probed for a byte more.
-        let mut data = buffers::READS.take(usize::try_from(len).unwrap_or(0));
-        let changed = || StoreError::Refused {
-            path: self.blob_path(r),
-            why: Refusal::Changed,
-        };
-        let read_err = |e| StoreError::io(format!("reading blob {r}"), e);
-        match (&f).read_exact(&mut data) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Err(changed()),
-            Err(e) => return Err(read_err(e)),
+        // `len` is at most MAX_BLOB_SIZE, which fits any usize we build for.
+        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        (&f).take(len + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| StoreError::io(format!("reading blob {r}"), e))?;
+        if data.len() as u64 != len {
+            return Err(StoreError::Refused {
+                path: self.blob_path(r),
+                why: Refusal::Changed,
+            });
         }
-        let mut more = [0u8; 1];
-        if (&f).read(&mut more).map_err(read_err)? != 0 {
-            return Err(changed());
-        }
-        verified(r, buffers::READS.blob(data))
+        verified(r, Blob::from(data))
     }
 
     /// Up to `take` bytes of the store's own file `file` (beside `blobs/`) and its

@@ -49,7 +49,6 @@
 //! either the old ref or the new one. The retrying is not the backend's business:
 //! the one loop that retries a lost swap is `anchor::update`.
 
-pub mod buffers;
 pub mod disk_cache;
 pub mod faulty;
 pub mod file;
