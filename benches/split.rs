@@ -156,42 +156,27 @@ fn main() {
     let sha = mib_per_s(SIZE, d_sha);
     println!("{:<46} {sha:>9.0} MiB/s", "baseline: sha2 SHA-256");
 
-    // The rolling checksum alone, on one thread.
-    let (d_chunk, cuts) = best(3, || {
-        let mut sp = Splitter::new(&SplitOptions::default()).expect("options");
-        let mut cuts = Vec::new();
-        for piece in data.chunks(1 << 20) {
-            sp.push(piece, &mut cuts);
-        }
-        cuts.len()
-    });
-    black_box(cuts);
-    line(
-        "chunking alone (rolling checksum, 1 thread)",
-        SIZE,
-        d_chunk,
-        "sha256",
-        sha,
-    );
-
-    // The same with the chunking of new stores, whose minimum (64 KiB) is skipped.
+    // The rolling checksum alone, on one thread: Go's chunking, and that of new
+    // stores, whose minimum (64 KiB) is skipped rather than rolled.
     let new_store = SplitOptions::from(anchorfs::store::settings::Chunking::NEW_STORE);
-    let (d_chunk_new, cuts) = best(3, || {
-        let mut sp = Splitter::new(&new_store).expect("options");
-        let mut cuts = Vec::new();
-        for piece in data.chunks(1 << 20) {
-            sp.push(piece, &mut cuts);
-        }
-        cuts.len()
-    });
-    black_box(cuts);
-    line(
-        "chunking alone, new stores' chunking (1 thread)",
-        SIZE,
-        d_chunk_new,
-        "sha256",
-        sha,
-    );
+    for (label, opts) in [
+        (
+            "chunking alone (rolling checksum, 1 thread)",
+            SplitOptions::default(),
+        ),
+        ("chunking alone, new stores' chunking (1 thread)", new_store),
+    ] {
+        let (d_chunk, cuts) = best(3, || {
+            let mut sp = Splitter::new(&opts).expect("options");
+            let mut cuts = Vec::new();
+            for piece in data.chunks(1 << 20) {
+                sp.push(piece, &mut cuts);
+            }
+            cuts.len()
+        });
+        black_box(cuts);
+        line(label, SIZE, d_chunk, "sha256", sha);
+    }
 
     // Write into a mem store (fresh store each run).
     let (d_mem, (mem, root)) = best(3, || {

@@ -372,15 +372,16 @@ fn fetch_chunks<S: Getter + ?Sized>(
         got[i] = Some(r);
     }
     got.into_iter()
-        .map(|g| {
-            g.unwrap_or_else(|| {
-                Err(SplitError::Malformed {
-                    r: Ref::ZERO,
-                    why: "a chunk fetch did not finish".into(),
-                })
-            })
-        })
+        .map(|g| g.unwrap_or_else(|| Err(unfinished())))
         .collect()
+}
+
+/// The error for a fetch lane that panicked.
+fn unfinished() -> SplitError {
+    SplitError::Malformed {
+        r: Ref::ZERO,
+        why: "a chunk fetch did not finish".into(),
+    }
 }
 
 /// Fetches `spots` in `lanes` runs, each one [`Getter::get_many`] on a lane of
@@ -407,12 +408,7 @@ fn fetch_in_batches<S: Getter + ?Sized>(
     for got in super::lanes::run(runs.len(), |lane| fetch_run(runs[lane])) {
         match got {
             Some(got) => out.extend(got?),
-            None => {
-                return Err(SplitError::Malformed {
-                    r: Ref::ZERO,
-                    why: "a chunk fetch did not finish".into(),
-                })
-            }
+            None => return Err(unfinished()),
         }
     }
     if out.len() != spots.len() {
