@@ -353,6 +353,25 @@ fn damaged_copies_are_dropped_and_refetched() {
         );
         cache.get(&r).unwrap();
         assert_eq!(cache.inner().gets(), before + 1, "{what}: then a hit");
+        // The same through a read into a caller's buffer.
+        damage();
+        let mut buf = vec![0u8; data.len()];
+        assert_eq!(cache.get_into(&r, &mut buf).unwrap(), data.len(), "{what}");
+        assert!(buf == data, "{what}: into a buffer");
+        assert_eq!(
+            cache.inner().gets(),
+            before + 2,
+            "{what}: into, from the store"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            data,
+            "{what}: a good copy again"
+        );
+        buf.fill(0);
+        assert_eq!(cache.get_into(&r, &mut buf).unwrap(), data.len());
+        assert!(buf == data);
+        assert_eq!(cache.inner().gets(), before + 2, "{what}: into, then a hit");
     }
     // A copy removed behind the cache's back is a miss, not an error.
     std::fs::remove_file(&path).unwrap();

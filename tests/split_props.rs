@@ -229,6 +229,83 @@ proptest! {
 
 }
 
+/// A store that says it prefers batches, so readers fetch through
+/// `get_many_into` in runs, as they do from a database.
+struct BatchingFiles(FileStore);
+
+impl Getter for BatchingFiles {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        self.0.get(r)
+    }
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        self.0.get_into(r, out)
+    }
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.0.list_refs(after, f)
+    }
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Large reads go straight into the caller's buffer where a chunk lies wholly
+    /// inside, through each backend's own `get_into`; small ones fetch whole
+    /// chunks. Both give the content's bytes, however reads and chunks overlap.
+    #[test]
+    fn reads_of_every_size_match_the_content_through_each_backend(
+        size in 1usize..900_000,
+        seed in any::<u64>(),
+        reads in proptest::collection::vec((any::<u64>(), 0usize..300_000), 1..16),
+    ) {
+        let data = mixed_bytes(size, seed);
+        let dir = tempfile::tempdir().unwrap();
+        let file = FileStore::create(dir.path().join("store")).unwrap();
+        let opts = SplitOptions { bits: 13, min_size: 1024, fanout: 4 };
+        let root = store_bytes(&file, &data, opts).unwrap();
+        let lru = LruStore::new(FileStore::open(dir.path().join("store")).unwrap(), 64 << 10);
+        let cache = anchorfs::store::disk_cache::DiskCache::open(
+            FileStore::open(dir.path().join("store")).unwrap(),
+            &dir.path().join("cache"),
+            1 << 30,
+        )
+        .unwrap();
+        let batching = BatchingFiles(FileStore::open(dir.path().join("store")).unwrap());
+        let stores: Vec<(&str, &dyn Getter)> =
+            vec![("file", &file), ("lru", &lru), ("disk cache", &cache), ("batching", &batching)];
+        for (name, store) in stores {
+            // Twice through the disk cache: copies made, then copies read.
+            for _ in 0..2 {
+                let reader = SplitReader::new(store, root).unwrap();
+                for &(at, len) in &reads {
+                    let at = at % (data.len() as u64 + 10);
+                    let start = (at as usize).min(data.len());
+                    let end = (start + len).min(data.len());
+                    let mut buf = vec![0xa5u8; len];
+                    let n = reader.read_at(at, &mut buf).unwrap();
+                    prop_assert_eq!(n, end - start, "{}", name);
+                    prop_assert!(buf[..n] == data[start..end], "{} read {}+{}", name, at, len);
+                    let mut got = Vec::new();
+                    for (off, chunk) in reader.chunks_covering(at, len).unwrap() {
+                        prop_assert!(chunk[..] == data[off as usize..off as usize + chunk.len()], "{}", name);
+                        got.push((off, chunk.len()));
+                    }
+                    if end > start {
+                        prop_assert!(got.first().is_some_and(|&(o, _)| o <= at), "{}", name);
+                        prop_assert!(got.last().is_some_and(|&(o, l)| o as usize + l >= end), "{}", name);
+                    }
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -197,8 +197,48 @@ fn concurrent_puts(s: Arc<dyn AnchorStore>) {
     }
 }
 
+/// Reads into a caller's buffer: the bytes and length of a blob that fits, a
+/// longer blob refused or sized with the buffer untouched, errors in order.
+fn reads_into_buffers(s: &dyn AnchorStore) {
+    let big: Vec<u8> = (0..(1 << 20) + 7).map(|i| (i % 253) as u8).collect();
+    let (br, _) = s.put(&big).unwrap();
+    let (sr, _) = s.put(b"small one").unwrap();
+    let mut exact = vec![0u8; big.len()];
+    assert_eq!(s.get_into(&br, &mut exact).unwrap(), big.len());
+    assert!(exact == big, "the blob's bytes");
+    let mut roomy = vec![0xeeu8; 64];
+    assert_eq!(s.get_into(&sr, &mut roomy).unwrap(), 9);
+    assert_eq!(&roomy[..9], b"small one");
+    assert!(
+        roomy[9..].iter().all(|&b| b == 0xee),
+        "nothing past the blob"
+    );
+    let mut short = vec![0xeeu8; 100];
+    match s.get_into(&br, &mut short) {
+        Ok(n) => {
+            assert_eq!(n, big.len(), "a longer blob gives its length");
+            assert!(short.iter().all(|&b| b == 0xee), "and leaves the buffer");
+        }
+        Err(e) => assert!(matches!(e, StoreError::Refused { .. }), "{e}"),
+    }
+    let missing = Ref::of(b"never stored");
+    let mut buf = vec![0u8; 16];
+    assert!(matches!(s.get_into(&missing, &mut buf), Err(StoreError::NotFound(m)) if m == missing));
+    let (mut a, mut b, mut c) = (vec![0u8; big.len()], vec![0u8; 16], vec![0u8; 9]);
+    let mut jobs: Vec<(Ref, &mut [u8])> = vec![(br, &mut a), (missing, &mut b), (sr, &mut c)];
+    let got = s.get_many_into(&mut jobs);
+    assert_eq!(got.len(), 3);
+    assert_eq!(*got[0].as_ref().unwrap(), big.len());
+    assert!(matches!(got[1], Err(StoreError::NotFound(m)) if m == missing));
+    assert_eq!(*got[2].as_ref().unwrap(), 9);
+    drop(jobs);
+    assert!(a == big);
+    assert_eq!(&c[..], b"small one");
+}
+
 fn suite(make: &dyn Fn() -> Arc<dyn AnchorStore>) {
     blobs_and_listing(&*make());
+    reads_into_buffers(&*make());
     compare_and_swap(&*make());
     swap(&*make());
     racing_swaps(make());
@@ -403,7 +443,13 @@ mod file_specific {
         bytes[3] ^= 0x40;
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(s.get(&r), Err(StoreError::Damaged(d)) if d == r));
+        let mut buf = vec![0u8; 16];
+        assert!(matches!(s.get_into(&r, &mut buf), Err(StoreError::Damaged(d)) if d == r));
         fs::write(&path, b"precious").unwrap();
+        assert!(matches!(
+            s.get_into(&r, &mut buf),
+            Err(StoreError::Damaged(_))
+        ));
         assert!(matches!(s.get(&r), Err(StoreError::Damaged(_))));
         // A put of the same content repairs a blob whose length is wrong.
         assert_eq!(s.put(b"precious content").unwrap(), (r, true));

@@ -35,6 +35,7 @@ use std::io;
 use crate::blob::Ref;
 use crate::store::{Chunking, StoreError};
 
+mod buffers;
 mod lanes;
 mod node;
 mod reader;

@@ -13,7 +13,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::blob::{Blob, Ref};
-use crate::store::Getter;
+use crate::store::{Getter, MAX_BLOB_SIZE};
 
 use super::node::{check_chunk, DecNode};
 use super::{SplitError, MAX_DEPTH};
@@ -194,16 +194,66 @@ where
             }
             Body::Tree(root) => root,
         };
-        let chunks = self.chunks_for(root, offset, want)?;
-        let mut done = 0;
-        for (start, chunk) in chunks {
-            let pos = offset + done as u64;
-            let from = (pos - start) as usize;
-            let n = (chunk.len() - from).min(want - done);
-            buf[done..done + n].copy_from_slice(&chunk[from..from + n]);
-            done += n;
+        self.read_tree_into(root, offset, &mut buf[..want])?;
+        Ok(want)
+    }
+
+    /// Fills `out` with the content from `offset` (all of it inside the content).
+    /// A chunk that lies wholly inside is read straight into `out`, with no buffer
+    /// of its own; one that sticks out at either end is fetched whole and kept
+    /// among the recent chunks, for a sequential reader's next read.
+    fn read_tree_into(
+        &self,
+        root: &Arc<DecNode>,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), SplitError> {
+        let end = offset + out.len() as u64;
+        let plan = self.plan(root, offset, end)?;
+        let sticks_out = |s: &ChunkSpot| s.start < offset || s.end > end;
+        let mut whole: Vec<Vec<u8>> = plan
+            .iter()
+            .filter_map(Planned::missing)
+            .filter(|s| sticks_out(s))
+            .map(|s| super::buffers::take(s.len()))
+            .collect();
+        {
+            let mut jobs: Vec<(&ChunkSpot, &mut [u8])> = Vec::new();
+            let mut whole_bufs = whole.iter_mut();
+            let mut rest = &mut *out;
+            for p in &plan {
+                let (dst, tail) = std::mem::take(&mut rest).split_at_mut(p.overlap(offset, end));
+                rest = tail;
+                match p {
+                    Planned::Cached { start, blob } => {
+                        let from = (offset.max(*start) - start) as usize;
+                        dst.copy_from_slice(&blob[from..from + dst.len()]);
+                    }
+                    Planned::Missing(spot) if !sticks_out(spot) => jobs.push((spot, dst)),
+                    Planned::Missing(spot) => {
+                        let buf = whole_bufs.next().ok_or_else(|| self.lost_chunk())?;
+                        jobs.push((spot, buf.as_mut_slice()));
+                    }
+                }
+            }
+            fetch_into(&*self.store, jobs)?;
         }
-        Ok(done)
+        let mut whole = whole.into_iter();
+        let mut pos = 0;
+        for p in &plan {
+            let n = p.overlap(offset, end);
+            if let Planned::Missing(spot) = p {
+                if sticks_out(spot) {
+                    let b =
+                        super::buffers::into_blob(whole.next().ok_or_else(|| self.lost_chunk())?);
+                    let from = (offset.max(spot.start) - spot.start) as usize;
+                    out[pos..pos + n].copy_from_slice(&b[from..from + n]);
+                    self.cache.lock().add_chunk(spot.start, b);
+                }
+            }
+            pos += n;
+        }
+        Ok(())
     }
 
     /// The verified chunks covering `len` bytes from `offset` (clamped to the
@@ -217,54 +267,58 @@ where
             return Ok(Vec::new());
         }
         let want = (self.size - offset).min(len as u64) as usize;
-        self.chunks_for(root, offset, want)
-    }
-
-    /// The chunks covering `want` bytes from `offset`, in order, each with its stream
-    /// offset. Chunks not cached are fetched (and verified) on up to
-    /// [`PARALLEL_FETCHES`] threads at once, so a large read overlaps disk waits and
-    /// hashing.
-    fn chunks_for(
-        &self,
-        root: &Arc<DecNode>,
-        offset: u64,
-        want: usize,
-    ) -> Result<Vec<(u64, Blob)>, SplitError> {
-        let end = offset + want as u64;
-        let mut plan: Vec<(u64, Option<Blob>, Option<ChunkSpot>)> = Vec::new();
-        let mut pos = offset;
-        while pos < end {
-            if let Some((start, b)) = self.cache.lock().chunk_at(pos) {
-                pos = start + b.len() as u64;
-                plan.push((start, Some(b), None));
-                continue;
-            }
-            let spot = self.locate(root, pos)?;
-            pos = spot.end;
-            plan.push((spot.start, None, Some(spot)));
-        }
-        let missing: Vec<&ChunkSpot> = plan.iter().filter_map(|(_, _, s)| s.as_ref()).collect();
-        let mut fetched = fetch_chunks(&*self.store, &missing)?.into_iter();
+        let plan = self.plan(root, offset, offset + want as u64)?;
+        let mut bufs: Vec<Vec<u8>> = plan
+            .iter()
+            .filter_map(Planned::missing)
+            .map(|s| super::buffers::take(s.len()))
+            .collect();
+        let jobs = plan
+            .iter()
+            .filter_map(Planned::missing)
+            .zip(bufs.iter_mut())
+            .map(|(s, b)| (s, b.as_mut_slice()))
+            .collect();
+        fetch_into(&*self.store, jobs)?;
+        let mut bufs = bufs.into_iter();
         let mut out = Vec::with_capacity(plan.len());
-        for (start, have, spot) in plan {
-            let b = match (have, spot) {
-                (Some(b), _) => b,
-                (None, _) => match fetched.next() {
-                    Some(b) => {
-                        self.cache.lock().add_chunk(start, b.clone());
-                        b
-                    }
-                    None => {
-                        return Err(SplitError::Malformed {
-                            r: self.root,
-                            why: "a chunk went missing while reading".into(),
-                        })
-                    }
-                },
-            };
-            out.push((start, b));
+        for p in plan {
+            match p {
+                Planned::Cached { start, blob } => out.push((start, blob)),
+                Planned::Missing(spot) => {
+                    let b =
+                        super::buffers::into_blob(bufs.next().ok_or_else(|| self.lost_chunk())?);
+                    self.cache.lock().add_chunk(spot.start, b.clone());
+                    out.push((spot.start, b));
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// The chunks covering `offset..end` (inside the content), in order: those
+    /// among the recent chunks, and where the others are.
+    fn plan(&self, root: &Arc<DecNode>, offset: u64, end: u64) -> Result<Vec<Planned>, SplitError> {
+        let mut plan = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let cached = self.cache.lock().chunk_at(pos);
+            let p = match cached {
+                Some((start, blob)) => Planned::Cached { start, blob },
+                None => Planned::Missing(self.locate(root, pos)?),
+            };
+            pos = p.end();
+            plan.push(p);
+        }
+        Ok(plan)
+    }
+
+    /// The error for a fetched chunk that the read lost track of.
+    fn lost_chunk(&self) -> SplitError {
+        SplitError::Malformed {
+            r: self.root,
+            why: "a chunk went missing while reading".into(),
+        }
     }
 
     /// Reads exactly `buf.len()` bytes from `offset`, or fails with
@@ -297,6 +351,13 @@ where
                     return Err(SplitError::Coverage {
                         r: node.r,
                         why: format!("no chunk covers offset {pos}"),
+                    });
+                }
+                // A read allocates a chunk's span before the chunk is read.
+                if end - start > MAX_BLOB_SIZE {
+                    return Err(SplitError::Coverage {
+                        r: node.r,
+                        why: format!("chunk {cr} spans {} bytes, more than any blob", end - start),
                     });
                 }
                 return Ok(ChunkSpot {
@@ -337,43 +398,113 @@ struct ChunkSpot {
 }
 
 impl ChunkSpot {
-    fn fetch<S: Getter + ?Sized>(&self, store: &S) -> Result<Blob, SplitError> {
+    /// The chunk's length, from its span.
+    fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Reads the chunk into `dst`, of its span's length, and checks it.
+    fn fetch_into<S: Getter + ?Sized>(&self, store: &S, dst: &mut [u8]) -> Result<(), SplitError> {
         // The span bounds the chunk: a larger file in its place is refused unread.
-        let b = store.get_at_most(&self.chunk, self.end - self.start)?;
-        check_chunk(&self.parent, &self.chunk, b.len(), self.start, self.end)?;
-        Ok(b)
+        let n = store.get_into(&self.chunk, dst)?;
+        check_chunk(&self.parent, &self.chunk, n, self.start, self.end)
     }
 }
 
-/// Fetches `spots` in order; with more than one, on up to [`PARALLEL_FETCHES`]
-/// lanes (see `lanes`), each taking every n-th chunk, or, from a store that
-/// [prefers batches](Getter::prefers_batches), each taking a run of them in one
-/// call.
-fn fetch_chunks<S: Getter + ?Sized>(
-    store: &S,
-    spots: &[&ChunkSpot],
-) -> Result<Vec<Blob>, SplitError> {
-    let lanes = spots.len().min(PARALLEL_FETCHES);
+/// One chunk of a read's plan.
+enum Planned {
+    /// Among the reader's recent chunks.
+    Cached { start: u64, blob: Blob },
+    /// To be fetched.
+    Missing(ChunkSpot),
+}
+
+impl Planned {
+    fn end(&self) -> u64 {
+        match self {
+            Planned::Cached { start, blob } => start + blob.len() as u64,
+            Planned::Missing(s) => s.end,
+        }
+    }
+
+    fn start(&self) -> u64 {
+        match self {
+            Planned::Cached { start, .. } => *start,
+            Planned::Missing(s) => s.start,
+        }
+    }
+
+    fn missing(&self) -> Option<&ChunkSpot> {
+        match self {
+            Planned::Missing(s) => Some(s),
+            Planned::Cached { .. } => None,
+        }
+    }
+
+    /// How many bytes of `offset..end` this chunk holds.
+    fn overlap(&self, offset: u64, end: u64) -> usize {
+        (self.end().min(end) - self.start().max(offset)) as usize
+    }
+}
+
+/// A chunk to fetch and where its bytes go.
+type Job<'a> = (&'a ChunkSpot, &'a mut [u8]);
+
+/// Fetches every job's chunk into its buffer; with more than one, on up to
+/// [`PARALLEL_FETCHES`] lanes (see `lanes`), each taking every n-th chunk, or,
+/// from a store that [prefers batches](Getter::prefers_batches), each taking a
+/// run of them in one call.
+fn fetch_into<S: Getter + ?Sized>(store: &S, jobs: Vec<Job<'_>>) -> Result<(), SplitError> {
+    let lanes = jobs.len().min(PARALLEL_FETCHES);
     if lanes <= 1 {
-        return spots.iter().map(|s| s.fetch(store)).collect();
+        return fetch_lane(store, false, jobs);
     }
-    if store.prefers_batches() {
-        return fetch_in_batches(store, spots, lanes);
+    let batched = store.prefers_batches();
+    let per_lane = jobs.len().div_ceil(lanes);
+    let mut work: Vec<Vec<Job<'_>>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        work[if batched { i / per_lane } else { i % lanes }].push(job);
     }
-    let lane_results = super::lanes::run(lanes, |lane| {
-        (lane..spots.len())
-            .step_by(lanes)
-            .map(|i| (i, spots[i].fetch(store)))
-            .collect::<Vec<_>>()
+    let work: Vec<Mutex<Vec<Job<'_>>>> = work.into_iter().map(Mutex::new).collect();
+    let done = super::lanes::run(work.len(), |lane| {
+        fetch_lane(store, batched, std::mem::take(&mut *work[lane].lock()))
     });
-    let mut got: Vec<Option<Result<Blob, SplitError>>> = (0..spots.len()).map(|_| None).collect();
-    // A lane that panicked leaves its slots empty: reported below.
-    for (i, r) in lane_results.into_iter().flatten().flatten() {
-        got[i] = Some(r);
+    for lane in done {
+        // A lane that panicked gives `None`.
+        lane.ok_or_else(unfinished)??;
     }
-    got.into_iter()
-        .map(|g| g.unwrap_or_else(|| Err(unfinished())))
-        .collect()
+    Ok(())
+}
+
+/// One lane's fetches: one call of [`Getter::get_many_into`] if `batched`, else
+/// one [`Getter::get_into`] per chunk; each chunk is checked against its span.
+fn fetch_lane<S: Getter + ?Sized>(
+    store: &S,
+    batched: bool,
+    mut jobs: Vec<Job<'_>>,
+) -> Result<(), SplitError> {
+    if !batched || jobs.len() <= 1 {
+        return jobs
+            .into_iter()
+            .try_for_each(|(spot, dst)| spot.fetch_into(store, dst));
+    }
+    let got = {
+        let mut pairs: Vec<(Ref, &mut [u8])> = jobs
+            .iter_mut()
+            .map(|(s, dst)| (s.chunk, &mut **dst))
+            .collect();
+        store.get_many_into(&mut pairs)
+    };
+    if got.len() != jobs.len() {
+        return Err(SplitError::Malformed {
+            r: Ref::ZERO,
+            why: "a batched fetch returned too few chunks".into(),
+        });
+    }
+    for ((spot, _), n) in jobs.iter().zip(got) {
+        check_chunk(&spot.parent, &spot.chunk, n?, spot.start, spot.end)?;
+    }
+    Ok(())
 }
 
 /// The error for a fetch lane that panicked.
@@ -382,42 +513,6 @@ fn unfinished() -> SplitError {
         r: Ref::ZERO,
         why: "a chunk fetch did not finish".into(),
     }
-}
-
-/// Fetches `spots` in `lanes` runs, each one [`Getter::get_many`] on a lane of
-/// its own; each chunk is checked against its span as [`ChunkSpot::fetch`] does.
-fn fetch_in_batches<S: Getter + ?Sized>(
-    store: &S,
-    spots: &[&ChunkSpot],
-    lanes: usize,
-) -> Result<Vec<Blob>, SplitError> {
-    let per_lane = spots.len().div_ceil(lanes);
-    let fetch_run = |run: &[&ChunkSpot]| -> Result<Vec<Blob>, SplitError> {
-        let refs: Vec<Ref> = run.iter().map(|s| s.chunk).collect();
-        run.iter()
-            .zip(store.get_many(&refs))
-            .map(|(spot, got)| {
-                let b = got?;
-                check_chunk(&spot.parent, &spot.chunk, b.len(), spot.start, spot.end)?;
-                Ok(b)
-            })
-            .collect()
-    };
-    let runs: Vec<&[&ChunkSpot]> = spots.chunks(per_lane).collect();
-    let mut out = Vec::with_capacity(spots.len());
-    for got in super::lanes::run(runs.len(), |lane| fetch_run(runs[lane])) {
-        match got {
-            Some(got) => out.extend(got?),
-            None => return Err(unfinished()),
-        }
-    }
-    if out.len() != spots.len() {
-        return Err(SplitError::Malformed {
-            r: Ref::ZERO,
-            why: "a batched fetch returned too few chunks".into(),
-        });
-    }
-    Ok(out)
 }
 
 impl<G> Read for SplitReader<G>

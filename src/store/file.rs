@@ -611,6 +611,24 @@ impl FileStore {
         verified(r, Blob::from(data))
     }
 
+    /// [`read_blob`](Self::read_blob) into the front of `out`, refused unread if
+    /// its file has more than `out.len()` bytes; returns its length.
+    fn read_blob_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        let (f, len) = self.open_blob(r, (out.len() as u64).min(MAX_BLOB_SIZE))?;
+        // At most `out.len()`, so it fits a usize.
+        let n = len as usize;
+        let whole = crate::store::read_file_exactly(&f, &mut out[..n])
+            .map_err(|e| StoreError::io(format!("reading blob {r}"), e))?;
+        if !whole {
+            return Err(StoreError::Refused {
+                path: self.blob_path(r),
+                why: Refusal::Changed,
+            });
+        }
+        crate::store::verified_slice(r, &out[..n])?;
+        Ok(n)
+    }
+
     /// Up to `take` bytes of the store's own file `file` (beside `blobs/`) and its
     /// size, or `None` if it is missing; anything but a regular file is refused
     /// unread, and so is one larger than `max`, if given.
@@ -839,6 +857,10 @@ impl Getter for FileStore {
 
     fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
         self.read_blob(r, max)
+    }
+
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        self.read_blob_into(r, out)
     }
 
     fn check(&self, r: &Ref) -> Result<u64, StoreError> {

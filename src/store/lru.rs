@@ -153,6 +153,49 @@ impl<S: Getter> Getter for LruStore<S> {
         Ok(b)
     }
 
+    /// A hit is copied; a miss is read below into `out` and not cached: it is a
+    /// large read's, whose bytes the kernel's page cache keeps.
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        let hit = self.cache.lock().get(r);
+        match hit {
+            Some(b) => Ok(crate::store::copy_blob_into(&b, out)),
+            None => self.inner.get_into(r, out),
+        }
+    }
+
+    /// Hits copied; every miss read below, as in [`get_into`](Getter::get_into),
+    /// in one call.
+    fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        let hits: Vec<Option<Blob>> = {
+            let mut c = self.cache.lock();
+            jobs.iter().map(|(r, _)| c.get(r)).collect()
+        };
+        let mut out: Vec<Option<Result<usize, StoreError>>> = hits
+            .iter()
+            .zip(jobs.iter_mut())
+            .map(|(hit, (_, dst))| {
+                hit.as_ref()
+                    .map(|b| Ok(crate::store::copy_blob_into(b, dst)))
+            })
+            .collect();
+        let mut misses: Vec<(Ref, &mut [u8])> = jobs
+            .iter_mut()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|((r, dst), _)| (*r, &mut **dst))
+            .collect();
+        if !misses.is_empty() {
+            let mut fetched = self.inner.get_many_into(&mut misses).into_iter();
+            for slot in out.iter_mut().filter(|s| s.is_none()) {
+                *slot = fetched.next();
+            }
+        }
+        out.into_iter()
+            .zip(jobs.iter())
+            .map(|(got, (r, _))| got.unwrap_or(Err(StoreError::NotFound(*r))))
+            .collect()
+    }
+
     fn check(&self, r: &Ref) -> Result<u64, StoreError> {
         // Always below: a check is for what is stored, not what was cached.
         self.inner.check(r)

@@ -310,6 +310,32 @@ pub trait Getter: Send + Sync {
         self.get(r)
     }
 
+    /// Reads blob `r` into the front of `out`, from a caller that knows it has at
+    /// most `out.len()` bytes (a split tree's chunk, read straight into a request's
+    /// buffer), checked against its ref, and returns its length; errors as
+    /// [`get_at_most`](Getter::get_at_most). A longer blob that the backend does
+    /// not refuse leaves `out` as it was and gives its length, so callers check
+    /// it. On an error `out` may hold anything. The default gets the blob and
+    /// copies it; a backend that reads files reads into `out`, so a large read
+    /// allocates no buffer per chunk.
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        let b = self.get_at_most(r, out.len() as u64)?;
+        Ok(copy_blob_into(&b, out))
+    }
+
+    /// [`get_into`](Getter::get_into) for several blobs, one result each, in
+    /// order. The default is one [`get_many`](Getter::get_many), so a store that
+    /// [prefers batches](Getter::prefers_batches) fetches them in one call, and
+    /// copies.
+    fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        let refs: Vec<Ref> = jobs.iter().map(|(r, _)| *r).collect();
+        self.get_many(&refs)
+            .into_iter()
+            .zip(jobs.iter_mut())
+            .map(|(got, (_, out))| got.map(|b| copy_blob_into(&b, out)))
+            .collect()
+    }
+
     /// Checks the blob against its ref without keeping it and returns its size;
     /// errors as [`get`](Getter::get). A backend that reads files hashes them as it
     /// reads, in a fixed amount of memory.
@@ -536,12 +562,62 @@ pub fn verified(r: &Ref, data: Blob) -> Result<Blob, StoreError> {
     }
 }
 
+/// Copies blob `b` into the front of `out` if it fits, as [`Getter::get_into`]
+/// does, and gives its length.
+pub(crate) fn copy_blob_into(b: &[u8], out: &mut [u8]) -> usize {
+    if let Some(dst) = out.get_mut(..b.len()) {
+        dst.copy_from_slice(b);
+    }
+    b.len()
+}
+
+/// [`verified`] for bytes read into a caller's buffer: `Ok(())` if they are the
+/// blob `r`.
+pub fn verified_slice(r: &Ref, data: &[u8]) -> Result<(), StoreError> {
+    if Ref::of(data) == *r {
+        Ok(())
+    } else {
+        log::error!("blob {r} is damaged: content does not match its ref");
+        Err(StoreError::Damaged(*r))
+    }
+}
+
+/// Fills `out` from the start of `file` and says whether that was all of it:
+/// `Ok(false)` for a file shorter or longer than `out` (one that changed since
+/// its size was read).
+pub(crate) fn read_file_exactly(file: &std::fs::File, out: &mut [u8]) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < out.len() {
+        match file.read_at(&mut out[done..], done as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut more = [0u8; 1];
+    loop {
+        match file.read_at(&mut more, done as u64) {
+            Ok(n) => return Ok(n == 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
         (**self).get(r)
     }
     fn get_at_most(&self, r: &Ref, max: u64) -> Result<Blob, StoreError> {
         (**self).get_at_most(r, max)
+    }
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        (**self).get_into(r, out)
+    }
+    fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        (**self).get_many_into(jobs)
     }
     fn check(&self, r: &Ref) -> Result<u64, StoreError> {
         (**self).check(r)

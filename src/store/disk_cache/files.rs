@@ -35,16 +35,33 @@ pub(super) struct Found {
     pub used: SystemTime,
 }
 
-/// What reading a cached copy gave.
-pub(super) enum Lookup {
+/// What reading a cached copy gave: `T` is the blob, or its length when it was
+/// read into the caller's buffer.
+pub(super) enum Lookup<T = Blob> {
     /// The blob, checked against its ref.
-    Hit(Blob),
+    Hit(T),
     /// No copy: none was there, or one whose bytes did not match its ref, which
     /// has been removed.
     Absent,
     /// A copy that was not read: larger than the caller allows, not a regular
     /// file, or failing to read.
     Unusable,
+}
+
+/// Whether `file`'s bytes are the blob `r`, read a piece at a time.
+fn hashes_to(mut file: &File, r: &Ref) -> io::Result<bool> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Ref(h.finalize().into()) == *r)
 }
 
 /// The paths of one cache directory.
@@ -87,60 +104,116 @@ impl Files {
     /// Reads `r`'s copy if it has at most `max` bytes, and checks it; a damaged
     /// copy is removed. A good one is marked used now.
     pub fn read(&self, r: &Ref, max: u64) -> Lookup {
+        let (mut file, size) = match self.open_copy(r, max) {
+            Ok(f) => f,
+            Err(miss) => return miss,
+        };
+        let mut data = Vec::with_capacity(size as usize);
+        // One byte more than it should have shows a file that grew.
+        if let Err(e) = (&mut file).take(size + 1).read_to_end(&mut data) {
+            log::debug!("disk cache: reading {}: {e}", self.path_of(r).display());
+            return Lookup::Unusable;
+        }
+        match verified(r, Blob::from(data)) {
+            Ok(blob) => {
+                self.mark_used(r, &file);
+                Lookup::Hit(blob)
+            }
+            Err(_) => self.damaged(r),
+        }
+    }
+
+    /// [`read`](Files::read) into the front of `out`, for a copy of at most
+    /// `out.len()` bytes; the hit is the copy's length. No buffer is allocated.
+    pub fn read_into(&self, r: &Ref, out: &mut [u8]) -> Lookup<usize> {
+        let (file, size) = match self.open_copy(r, out.len() as u64) {
+            Ok(f) => f,
+            Err(miss) => return miss,
+        };
+        let n = size as usize;
+        match crate::store::read_file_exactly(&file, &mut out[..n]) {
+            Ok(true) => {}
+            Ok(false) => return Lookup::Unusable,
+            Err(e) => {
+                log::debug!("disk cache: reading {}: {e}", self.path_of(r).display());
+                return Lookup::Unusable;
+            }
+        }
+        if Ref::of(&out[..n]) != *r {
+            return self.damaged(r);
+        }
+        self.mark_used(r, &file);
+        Lookup::Hit(n)
+    }
+
+    /// Opens `r`'s copy and gives its size, if it is a regular file of at most
+    /// `max` bytes.
+    fn open_copy<T>(&self, r: &Ref, max: u64) -> Result<(File, u64), Lookup<T>> {
         let path = self.path_of(r);
-        let mut file = match OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Absent,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return self.not_a_copy(r),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Lookup::Absent),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(self.not_a_copy(r)),
             Err(e) => {
                 log::debug!("disk cache: opening {}: {e}", path.display());
-                return Lookup::Unusable;
+                return Err(Lookup::Unusable);
             }
         };
         let size = match file.metadata() {
             Ok(m) if m.is_file() => m.len(),
-            Ok(_) => return self.not_a_copy(r),
+            Ok(_) => return Err(self.not_a_copy(r)),
             Err(e) => {
                 log::debug!("disk cache: looking at {}: {e}", path.display());
-                return Lookup::Unusable;
+                return Err(Lookup::Unusable);
             }
         };
-        if size > max.min(MAX_BLOB_SIZE) {
-            return Lookup::Unusable;
+        if size > MAX_BLOB_SIZE {
+            return Err(Lookup::Unusable);
         }
-        let mut data = Vec::with_capacity(size as usize);
-        // One byte more than it should have shows a file that grew.
-        if let Err(e) = (&mut file).take(size + 1).read_to_end(&mut data) {
-            log::debug!("disk cache: reading {}: {e}", path.display());
-            return Lookup::Unusable;
-        }
-        match verified(r, Blob::from(data)) {
-            Ok(blob) => {
-                // The use order other processes (and the next open) see; a copy
-                // written by another user may refuse it, which costs only order.
-                if let Err(e) = file.set_modified(SystemTime::now()) {
-                    log::debug!("disk cache: marking {} used: {e}", path.display());
+        if size > max {
+            // Longer than the caller's blob can be: a damaged copy, unless it is
+            // the blob after all (and the caller wrong), which only its hash says.
+            return Err(match hashes_to(&file, r) {
+                Ok(true) => Lookup::Unusable,
+                Ok(false) => self.damaged(r),
+                Err(e) => {
+                    log::debug!("disk cache: reading {}: {e}", path.display());
+                    Lookup::Unusable
                 }
-                Lookup::Hit(blob)
-            }
-            Err(_) => {
-                log::warn!(
-                    "disk cache: {} does not match its ref; removed, reading the store",
-                    path.display()
-                );
-                self.remove(r);
-                Lookup::Absent
-            }
+            });
         }
+        Ok((file, size))
+    }
+
+    /// Marks a good copy used now: the use order other processes (and the next
+    /// open) see; a copy written by another user may refuse it, which costs only
+    /// order.
+    fn mark_used(&self, r: &Ref, file: &File) {
+        if let Err(e) = file.set_modified(SystemTime::now()) {
+            log::debug!(
+                "disk cache: marking {} used: {e}",
+                self.path_of(r).display()
+            );
+        }
+    }
+
+    /// Removes `r`'s copy, whose bytes do not match its ref.
+    fn damaged<T>(&self, r: &Ref) -> Lookup<T> {
+        log::warn!(
+            "disk cache: {} does not match its ref; removed, reading the store",
+            self.path_of(r).display()
+        );
+        self.remove(r);
+        Lookup::Absent
     }
 
     /// Removes what is at `r`'s path that is not a regular file (a link, a FIFO),
     /// so a copy can take its place; one that cannot be removed stays unusable.
-    fn not_a_copy(&self, r: &Ref) -> Lookup {
+    fn not_a_copy<T>(&self, r: &Ref) -> Lookup<T> {
         let path = self.path_of(r);
         log::warn!(
             "disk cache: {} is not a regular file; removing it",

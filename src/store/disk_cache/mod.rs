@@ -211,6 +211,22 @@ impl Copies {
         }
     }
 
+    /// [`cached`](Copies::cached) into the front of `out`: the copy's length.
+    fn cached_into(&self, r: &Ref, out: &mut [u8]) -> Option<usize> {
+        match self.files.read_into(r, out) {
+            Lookup::Hit(n) => {
+                let victims = self.index.lock().used(*r, n as u64);
+                self.remove_copies(&victims);
+                Some(n)
+            }
+            Lookup::Absent => {
+                self.index.lock().forget(r);
+                None
+            }
+            Lookup::Unusable => None,
+        }
+    }
+
     /// Whether a copy of `r` (of `size` bytes) is worth writing: not larger than
     /// the whole bound, not already counted.
     fn wanted(&self, r: &Ref, size: usize) -> bool {
@@ -254,6 +270,50 @@ impl<S: Getter> Getter for DiskCache<S> {
         let b = self.inner.get_at_most(r, max)?;
         self.keep(r, &b);
         Ok(b)
+    }
+
+    /// A hit is read from its file into `out`; a miss is fetched, kept and
+    /// copied.
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        if let Some(n) = self.copies.cached_into(r, out) {
+            return Ok(n);
+        }
+        let b = self.inner.get_at_most(r, out.len() as u64)?;
+        self.keep(r, &b);
+        Ok(crate::store::copy_blob_into(&b, out))
+    }
+
+    /// Hits from disk into their buffers; every miss from the store below in one
+    /// call, kept and copied.
+    fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        let mut out: Vec<Option<Result<usize, StoreError>>> = jobs
+            .iter_mut()
+            .map(|(r, dst)| self.copies.cached_into(r, dst).map(Ok))
+            .collect();
+        let misses: Vec<Ref> = jobs
+            .iter()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|((r, _), _)| *r)
+            .collect();
+        if !misses.is_empty() {
+            let mut fetched = self.inner.get_many(&misses).into_iter();
+            for ((r, dst), slot) in jobs.iter_mut().zip(out.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                *slot = fetched.next().map(|res| {
+                    res.map(|b| {
+                        self.keep(r, &b);
+                        crate::store::copy_blob_into(&b, dst)
+                    })
+                });
+            }
+        }
+        out.into_iter()
+            .zip(jobs.iter())
+            .map(|(got, (r, _))| got.unwrap_or(Err(StoreError::NotFound(*r))))
+            .collect()
     }
 
     fn check(&self, r: &Ref) -> Result<u64, StoreError> {
