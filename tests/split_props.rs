@@ -253,16 +253,16 @@ impl Getter for BatchingFiles {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     /// Large reads go straight into the caller's buffer where a chunk lies wholly
     /// inside, through each backend's own `get_into`; small ones fetch whole
     /// chunks. Both give the content's bytes, however reads and chunks overlap.
     #[test]
     fn reads_of_every_size_match_the_content_through_each_backend(
-        size in 1usize..900_000,
+        size in 1usize..600_000,
         seed in any::<u64>(),
-        reads in proptest::collection::vec((any::<u64>(), 0usize..300_000), 1..16),
+        reads in proptest::collection::vec((any::<u64>(), 0usize..300_000), 1..12),
     ) {
         let data = mixed_bytes(size, seed);
         let dir = tempfile::tempdir().unwrap();
@@ -821,6 +821,38 @@ impl Getter for Batching<'_> {
     ) -> Result<(), StoreError> {
         self.inner.list_refs(after, f)
     }
+}
+
+#[test]
+fn reads_in_flight_at_once_share_their_chunks_and_all_get_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::create(dir.path()).unwrap();
+    let data = mixed_bytes(3 << 20, 5);
+    let opts = SplitOptions {
+        bits: 15,
+        min_size: 4096,
+        fanout: 4,
+    };
+    let root = store_bytes(&store, &data, opts).unwrap();
+    let reader = SplitReader::new(&store, root).unwrap();
+    // Eight threads, each reading the content in 100 KiB pieces from its own
+    // start, so that their reads overlap in every way at once.
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (reader, data) = (&reader, &data);
+            s.spawn(move || {
+                let piece = 100 << 10;
+                let mut buf = vec![0u8; piece];
+                let mut at = t * 37_000;
+                while at < data.len() as u64 {
+                    let n = reader.read_at(at, &mut buf).unwrap();
+                    let a = at as usize;
+                    assert!(buf[..n] == data[a..a + n], "thread {t} at {at}");
+                    at += n as u64;
+                }
+            });
+        }
+    });
 }
 
 #[test]

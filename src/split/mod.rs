@@ -36,6 +36,7 @@ use crate::blob::Ref;
 use crate::store::{Chunking, StoreError};
 
 mod buffers;
+mod in_flight;
 mod lanes;
 mod node;
 mod reader;

@@ -2,7 +2,8 @@
 //! `Read + Seek`), the parallel chunk fetches behind it, and [`read_to_vec`].
 //!
 //! Locks: each reader's `cache` (decoded nodes and recent chunks), held only to
-//! look up or add an entry, never while a node or chunk is read from the store.
+//! look up or add an entry, never while a node or chunk is read from the store,
+//! and never with its `in_flight` registry's locks (see `in_flight`).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -15,6 +16,8 @@ use parking_lot::Mutex;
 use crate::blob::{Blob, Ref};
 use crate::store::{Getter, MAX_BLOB_SIZE};
 
+use super::buffers;
+use super::in_flight::{Claim, InFlight, Slot, Ticket};
 use super::node::{check_chunk, DecNode};
 use super::{SplitError, MAX_DEPTH};
 
@@ -106,6 +109,7 @@ where
     body: Body,
     pos: u64,
     cache: Mutex<ReadCache>,
+    in_flight: InFlight,
 }
 
 impl<G> SplitReader<G>
@@ -125,6 +129,7 @@ where
                 children: 0,
                 recent: VecDeque::with_capacity(RECENT_CHUNKS),
             }),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -211,15 +216,19 @@ where
         let end = offset + out.len() as u64;
         let plan = self.plan(root, offset, end)?;
         let sticks_out = |s: &ChunkSpot| s.start < offset || s.end > end;
-        let mut whole: Vec<Vec<u8>> = plan
-            .iter()
-            .filter_map(Planned::missing)
-            .filter(|s| sticks_out(s))
-            .map(|s| super::buffers::take(s.len()))
-            .collect();
+        // The chunks that stick out: fetched whole here, or by a read in flight.
+        let mut mine: Vec<(&ChunkSpot, Ticket<'_>, Vec<u8>)> = Vec::new();
+        let mut theirs: Vec<(&ChunkSpot, Arc<Slot>)> = Vec::new();
+        for spot in plan.iter().filter_map(Planned::missing) {
+            if sticks_out(spot) {
+                match self.in_flight.claim(spot.start) {
+                    Claim::Mine(t) => mine.push((spot, t, buffers::take(spot.len()))),
+                    Claim::Theirs(slot) => theirs.push((spot, slot)),
+                }
+            }
+        }
         {
-            let mut jobs: Vec<(&ChunkSpot, &mut [u8])> = Vec::new();
-            let mut whole_bufs = whole.iter_mut();
+            let mut jobs: Vec<Job<'_>> = Vec::new();
             let mut rest = &mut *out;
             for p in &plan {
                 let (dst, tail) = std::mem::take(&mut rest).split_at_mut(p.overlap(offset, end));
@@ -230,28 +239,39 @@ where
                         dst.copy_from_slice(&blob[from..from + dst.len()]);
                     }
                     Planned::Missing(spot) if !sticks_out(spot) => jobs.push((spot, dst)),
-                    Planned::Missing(spot) => {
-                        let buf = whole_bufs.next().ok_or_else(|| self.lost_chunk())?;
-                        jobs.push((spot, buf.as_mut_slice()));
-                    }
+                    Planned::Missing(_) => {}
                 }
             }
+            jobs.extend(
+                mine.iter_mut()
+                    .map(|(spot, _, buf)| (*spot, buf.as_mut_slice())),
+            );
+            // On an error the tickets drop, and the reads waiting fetch for themselves.
             fetch_into(&*self.store, jobs)?;
         }
-        let mut whole = whole.into_iter();
-        let mut pos = 0;
-        for p in &plan {
-            let n = p.overlap(offset, end);
-            if let Planned::Missing(spot) = p {
-                if sticks_out(spot) {
-                    let b =
-                        super::buffers::into_blob(whole.next().ok_or_else(|| self.lost_chunk())?);
-                    let from = (offset.max(spot.start) - spot.start) as usize;
-                    out[pos..pos + n].copy_from_slice(&b[from..from + n]);
-                    self.cache.lock().add_chunk(spot.start, b);
+        // Own claims settled before waiting for anyone else's.
+        let mut whole: Vec<(&ChunkSpot, Blob)> = Vec::with_capacity(mine.len() + theirs.len());
+        for (spot, ticket, buf) in mine {
+            let b = buffers::into_blob(buf);
+            self.cache.lock().add_chunk(spot.start, b.clone());
+            ticket.settle(b.clone());
+            whole.push((spot, b));
+        }
+        for (spot, slot) in theirs {
+            let b = match slot.wait() {
+                Some(b) => b,
+                None => {
+                    let mut buf = buffers::take(spot.len());
+                    fetch_into(&*self.store, vec![(spot, buf.as_mut_slice())])?;
+                    buffers::into_blob(buf)
                 }
-            }
-            pos += n;
+            };
+            whole.push((spot, b));
+        }
+        for (spot, b) in whole {
+            let (from, to) = (offset.max(spot.start), end.min(spot.end));
+            out[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&b[(from - spot.start) as usize..(to - spot.start) as usize]);
         }
         Ok(())
     }
@@ -271,7 +291,7 @@ where
         let mut bufs: Vec<Vec<u8>> = plan
             .iter()
             .filter_map(Planned::missing)
-            .map(|s| super::buffers::take(s.len()))
+            .map(|s| buffers::take(s.len()))
             .collect();
         let jobs = plan
             .iter()
@@ -286,8 +306,7 @@ where
             match p {
                 Planned::Cached { start, blob } => out.push((start, blob)),
                 Planned::Missing(spot) => {
-                    let b =
-                        super::buffers::into_blob(bufs.next().ok_or_else(|| self.lost_chunk())?);
+                    let b = buffers::into_blob(bufs.next().ok_or_else(|| self.lost_chunk())?);
                     self.cache.lock().add_chunk(spot.start, b.clone());
                     out.push((spot.start, b));
                 }
