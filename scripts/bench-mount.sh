@@ -882,7 +882,7 @@ report() {
     row "daemon peak RSS (VmHWM) over all of the above, default cache (MiB)" "$afs_hwm" "\`borg mount\` daemon" "$borg_hwm" mem "$ng"
     row "" "$afs_hwm" "\`restic mount\` daemon" "$restic_hwm" mem "$nr"
     say ""
-    say "anchorfs daemon peak RSS by phase (MiB): cp ${size} + ${SMALL_VERSIONS} small versions $(fmt "$(kb_mib "$(get afs_hwm_write_kb)")"); first and second read $(fmt "$(kb_mib "$(get afs_hwm_read_kb)")"); building the $MANY_VERSIONS-version anchor $(fmt "$(kb_mib "$(get afs_hwm_many_kb)")"); \`ls -l\` $(fmt "$(kb_mib "$(get afs_hwm_ls_kb)")")."
+    say "anchorfs daemon peak RSS by phase (MiB): cp ${size} + ${SMALL_VERSIONS} small versions $(fmt "$(kb_mib "$(get afs_hwm_write_kb)")"); first and second read $(fmt "$(kb_mib "$(get afs_hwm_read_kb)")"); building the $MANY_VERSIONS-version anchor $(fmt "$(kb_mib "$(get afs_hwm_many_kb)")"); \`ls -l\` $(fmt "$(kb_mib "$(get afs_hwm_ls_kb)")"); random 4 KiB writes and reads $(fmt "$(kb_mib "$(get afs_hwm_random_kb)")")."
 
     say ""
     say "### Targets"

@@ -428,9 +428,10 @@ fn tune_malloc() {
 /// Hands the allocator's free pages back to the system. Commits to a long history
 /// allocate and free buffers of its size (0.5 MB at 10,000 versions) on several
 /// threads; glibc keeps what they leave between live allocations, and the daemon's
-/// memory grew with it. Called once per poll interval, it costs well under a
-/// millisecond.
+/// memory grew with it. The chunk buffers kept for reads go too, once reads have
+/// stopped. Called once per poll interval, it costs well under a millisecond.
 fn release_free_memory() {
+    crate::split::release_idle_buffers();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the system.
     unsafe {

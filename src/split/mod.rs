@@ -45,6 +45,7 @@ mod storers;
 mod tree;
 mod writer;
 
+pub use buffers::release_idle as release_idle_buffers;
 pub use node::{decodes_as_node, validate_root};
 pub use reader::{read_to_vec, SplitReader, PARALLEL_FETCHES};
 pub use rolling::{level_of, window_checksum, Cut, Splitter, WINDOW};

@@ -278,7 +278,8 @@ where
 
     /// The verified chunks covering `len` bytes from `offset` (clamped to the
     /// content), in order, each with its offset in the content; empty for a raw
-    /// blob or empty content, which have no chunks.
+    /// blob or empty content, which have no chunks. Each fetched chunk has a
+    /// fresh buffer (see `buffers` for why the recycled ones are not used here).
     pub fn chunks_covering(&self, offset: u64, len: usize) -> Result<Vec<(u64, Blob)>, SplitError> {
         let Body::Tree(root) = &self.body else {
             return Ok(Vec::new());
@@ -291,7 +292,7 @@ where
         let mut bufs: Vec<Vec<u8>> = plan
             .iter()
             .filter_map(Planned::missing)
-            .map(|s| buffers::take(s.len()))
+            .map(|s| vec![0u8; s.len()])
             .collect();
         let jobs = plan
             .iter()
@@ -306,7 +307,7 @@ where
             match p {
                 Planned::Cached { start, blob } => out.push((start, blob)),
                 Planned::Missing(spot) => {
-                    let b = buffers::into_blob(bufs.next().ok_or_else(|| self.lost_chunk())?);
+                    let b = Blob::from(bufs.next().ok_or_else(|| self.lost_chunk())?);
                     self.cache.lock().add_chunk(spot.start, b.clone());
                     out.push((spot.start, b));
                 }
