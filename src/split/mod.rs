@@ -36,6 +36,7 @@ use crate::blob::Ref;
 use crate::store::{Chunking, StoreError};
 
 mod buffers;
+mod fetch;
 mod in_flight;
 mod lanes;
 mod node;
@@ -46,8 +47,9 @@ mod tree;
 mod writer;
 
 pub use buffers::release_idle as release_idle_buffers;
+pub use fetch::PARALLEL_FETCHES;
 pub use node::{decodes_as_node, validate_root};
-pub use reader::{read_to_vec, SplitReader, PARALLEL_FETCHES};
+pub use reader::{read_to_vec, SplitReader};
 pub use rolling::{level_of, window_checksum, Cut, Splitter, WINDOW};
 pub use storers::{ChunkStorers, STORING_THREADS};
 pub use writer::{store_bytes, store_from, store_from_with, SplitWriter};
