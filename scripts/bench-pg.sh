@@ -33,7 +33,9 @@ fi
 export ANCHORFS_BENCH_PG
 
 cargo build --release --quiet --bin anchorfs
+# The bench's own executable: cargo may list the anchorfs binary's artifact too.
 bench=$(cargo bench --bench pg --no-run --message-format=json 2>/dev/null |
+  grep '"kind":\["bench"\]' |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$bench" ] || { echo "error: the pg benchmark did not build" >&2; exit 1; }
 
