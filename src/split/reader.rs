@@ -229,35 +229,37 @@ where
                 }
             }
         }
-        {
-            let mut jobs: Vec<Job<'_>> = Vec::new();
-            let mut rest = &mut *out;
-            for p in &plan {
-                let (dst, tail) = std::mem::take(&mut rest).split_at_mut(p.overlap(offset, end));
-                rest = tail;
-                match p {
-                    Planned::Cached { start, blob } => {
-                        let from = (offset.max(*start) - start) as usize;
-                        dst.copy_from_slice(&blob[from..from + dst.len()]);
-                    }
-                    Planned::Missing(spot) if !sticks_out(spot) => jobs.push((spot, dst)),
-                    Planned::Missing(_) => {}
-                }
+        // Chunks wholly inside go straight into their part of `out`.
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        let mut rest = &mut *out;
+        for p in &plan {
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(p.overlap(offset, end));
+            rest = tail;
+            match p {
+                Planned::Missing(spot) if !sticks_out(spot) => jobs.push((spot, dst)),
+                _ => {}
             }
-            jobs.extend(
-                mine.iter_mut()
-                    .map(|(spot, _, buf)| (*spot, buf.as_mut_slice())),
-            );
-            // On an error the tickets drop, and the reads waiting fetch for themselves.
-            fetch_into(&*self.store, jobs)?;
         }
-        // Own claims settled before waiting for anyone else's.
-        let mut whole: Vec<(&ChunkSpot, Blob)> = Vec::with_capacity(mine.len() + theirs.len());
+        jobs.extend(
+            mine.iter_mut()
+                .map(|(spot, _, buf)| (*spot, buf.as_mut_slice())),
+        );
+        // On an error the tickets drop, and the reads waiting fetch for themselves.
+        fetch_into(&*self.store, jobs)?;
+        // The rest are whole chunks: the recent ones, those fetched here (settled
+        // before waiting for anyone else's), and those another read fetched.
+        let mut whole: Vec<(u64, Blob)> = plan
+            .iter()
+            .filter_map(|p| match p {
+                Planned::Cached { start, blob } => Some((*start, blob.clone())),
+                Planned::Missing(_) => None,
+            })
+            .collect();
         for (spot, ticket, buf) in mine {
             let b = buffers::into_blob(buf);
             self.cache.lock().add_chunk(spot.start, b.clone());
             ticket.settle(b.clone());
-            whole.push((spot, b));
+            whole.push((spot.start, b));
         }
         for (spot, slot) in theirs {
             let b = match slot.wait() {
@@ -268,12 +270,12 @@ where
                     buffers::into_blob(buf)
                 }
             };
-            whole.push((spot, b));
+            whole.push((spot.start, b));
         }
-        for (spot, b) in whole {
-            let (from, to) = (offset.max(spot.start), end.min(spot.end));
+        for (start, b) in whole {
+            let (from, to) = (offset.max(start), end.min(start + b.len() as u64));
             out[(from - offset) as usize..(to - offset) as usize]
-                .copy_from_slice(&b[(from - spot.start) as usize..(to - spot.start) as usize]);
+                .copy_from_slice(&b[(from - start) as usize..(to - start) as usize]);
         }
         Ok(())
     }

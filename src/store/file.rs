@@ -51,7 +51,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 use super::sys::{self, c_name, Kind};
 use super::{
@@ -72,9 +71,6 @@ const LOCK_FILE: &str = "anchormapref.lock";
 pub const SETTINGS_FILE: &str = "anchorfs-settings";
 const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
-
-/// How much a [`Getter::check`] of a blob file reads at a time.
-const CHECK_BLOCK: usize = 1 << 20;
 
 /// The opener of `DIR` and `file:DIR` for [`super::open`]: the store in `DIR`,
 /// created there with [`OpenMode::Create`] if there is none.
@@ -864,32 +860,16 @@ impl Getter for FileStore {
     }
 
     fn check(&self, r: &Ref) -> Result<u64, StoreError> {
-        let (mut f, len) = self.open_blob(r, MAX_BLOB_SIZE)?;
-        let read_err = |e| StoreError::io(format!("reading blob {r}"), e);
-        let mut h = Sha256::new();
-        let block = usize::try_from(len).map_or(CHECK_BLOCK, |n| n.clamp(1, CHECK_BLOCK));
-        let mut buf = vec![0u8; block];
-        let mut seen = 0u64;
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_err(e)),
-            };
-            seen += n as u64;
-            if seen > len {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        let (f, len) = self.open_blob(r, MAX_BLOB_SIZE)?;
+        let (got, seen) = crate::store::hash_file(&f, len)
+            .map_err(|e| StoreError::io(format!("reading blob {r}"), e))?;
         if seen != len {
             return Err(StoreError::Refused {
                 path: self.blob_path(r),
                 why: Refusal::Changed,
             });
         }
-        if Ref(h.finalize().into()) != *r {
+        if got != *r {
             log::error!("blob {r} is damaged: content does not match its ref");
             return Err(StoreError::Damaged(*r));
         }

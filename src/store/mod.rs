@@ -582,6 +582,32 @@ pub fn verified_slice(r: &Ref, data: &[u8]) -> Result<(), StoreError> {
     }
 }
 
+/// Hashes `file` from where it stands, a piece at a time, reading at most one
+/// byte past `len`, its expected size: the ref of what was read, and how many
+/// bytes were (more than `len` for a file that grew).
+pub(crate) fn hash_file(mut file: &std::fs::File, len: u64) -> io::Result<(Ref, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    const PIECE: usize = 1 << 20;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; usize::try_from(len).map_or(PIECE, |n| n.clamp(1, PIECE))];
+    let mut seen = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        seen += n as u64;
+        if seen > len {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok((Ref(h.finalize().into()), seen))
+}
+
 /// Fills `out` from the start of `file` and says whether that was all of it:
 /// `Ok(false)` for a file shorter or longer than `out` (one that changed since
 /// its size was read).

@@ -48,22 +48,6 @@ pub(super) enum Lookup<T = Blob> {
     Unusable,
 }
 
-/// Whether `file`'s bytes are the blob `r`, read a piece at a time.
-fn hashes_to(mut file: &File, r: &Ref) -> io::Result<bool> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Ref(h.finalize().into()) == *r)
-}
-
 /// The paths of one cache directory.
 pub(super) struct Files {
     dir: PathBuf,
@@ -177,9 +161,9 @@ impl Files {
         if size > max {
             // Longer than the caller's blob can be: a damaged copy, unless it is
             // the blob after all (and the caller wrong), which only its hash says.
-            return Err(match hashes_to(&file, r) {
-                Ok(true) => Lookup::Unusable,
-                Ok(false) => self.damaged(r),
+            return Err(match crate::store::hash_file(&file, size) {
+                Ok((got, seen)) if got == *r && seen == size => Lookup::Unusable,
+                Ok(_) => self.damaged(r),
                 Err(e) => {
                     log::debug!("disk cache: reading {}: {e}", path.display());
                     Lookup::Unusable
