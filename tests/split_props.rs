@@ -1030,3 +1030,90 @@ fn raw_blobs_are_read_only_when_asked() {
         Err(SplitError::Store(StoreError::NotFound(_)))
     ));
 }
+
+/// A store that records the refs hinted to it.
+struct Hinted {
+    inner: MemStore,
+    hints: Mutex<Vec<Ref>>,
+}
+
+impl Getter for Hinted {
+    fn get(&self, r: &Ref) -> Result<Blob, StoreError> {
+        self.inner.get(r)
+    }
+    fn list_refs(
+        &self,
+        after: &Ref,
+        f: &mut dyn FnMut(Ref) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.list_refs(after, f)
+    }
+    fn prefetch(&self, refs: &[Ref]) {
+        self.hints.lock().extend_from_slice(refs);
+    }
+    fn reads_ahead(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn sequential_reads_hint_the_chunks_ahead_and_random_small_reads_do_not() {
+    let store = Hinted {
+        inner: MemStore::new(),
+        hints: Mutex::new(Vec::new()),
+    };
+    let opts = SplitOptions {
+        bits: 14,
+        min_size: 4096,
+        ..SplitOptions::default()
+    };
+    let data = random_bytes(24 << 20, 21);
+    let root = store_bytes(&store.inner, &data, opts).unwrap();
+    let chunks = leaf_refs(&store.inner, &root);
+    assert!(chunks.len() > 500, "{} chunks", chunks.len());
+
+    // Small reads at scattered places hint nothing.
+    let r = SplitReader::new(&store, root).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for off in [5u64 << 20, 1 << 20, 17 << 20, 9 << 20] {
+        r.read_exact_at(off, &mut buf).unwrap();
+        assert_eq!(buf, &data[off as usize..off as usize + 4096]);
+    }
+    assert!(store.hints.lock().is_empty());
+
+    // A sequential reader in 1 MiB reads: after its first read, the chunks of
+    // the next 8 MiB are hinted, in order, each chunk of the content at most twice
+    // over the whole read and every chunk past the first read's.
+    let r = SplitReader::new(&store, root).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    r.read_exact_at(0, &mut buf).unwrap();
+    {
+        let hints = store.hints.lock();
+        assert!(!hints.is_empty());
+        let first = chunks.iter().position(|c| *c == hints[0]).unwrap();
+        let ahead: Vec<Ref> = chunks[first..first + hints.len()].to_vec();
+        assert_eq!(*hints, ahead, "hints are the next chunks, in order");
+        let bytes: usize = hints
+            .iter()
+            .map(|h| store.inner.get(h).unwrap().len())
+            .sum();
+        assert!((7 << 20..=9 << 20).contains(&bytes), "{bytes} bytes hinted");
+    }
+    let mut off = 1 << 20;
+    while off < data.len() {
+        let n = r.read_at(off as u64, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &data[off..off + n]);
+        off += n;
+    }
+    let hints = store.hints.lock();
+    let mut start = 0usize;
+    for (i, c) in chunks.iter().enumerate() {
+        let times = hints.iter().filter(|h| *h == c).count();
+        assert!(times <= 2, "chunk {i} hinted {times} times");
+        if start >= 1 << 20 {
+            assert!(times >= 1, "chunk {i} at {start} never hinted");
+        }
+        start += store.inner.get(c).unwrap().len();
+    }
+    assert_eq!(start, data.len());
+}

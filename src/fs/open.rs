@@ -164,7 +164,7 @@ impl AnchorFs {
         Ok(out)
     }
 
-    /// [`read`](Self::read) into `out`, which is cleared first: a caller that
+    /// [`read`](Self::read) into `out`, whose bytes are replaced: a caller that
     /// reads often keeps one buffer, instead of the allocator handing out (and
     /// the kernel faulting in) a new one of up to a megabyte for every request.
     pub fn read_into(
@@ -174,11 +174,11 @@ impl AnchorFs {
         size: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), FsError> {
-        out.clear();
         let h = self.handles.get(fh)?;
         let (reader, fill) = match &*h {
             Handle::Read(r) => (&r.reader, r.fill_pages_of),
             Handle::Write(id) => {
+                out.clear();
                 out.extend_from_slice(&self.read_staged(*id, offset, size)?);
                 return Ok(());
             }
@@ -190,6 +190,7 @@ impl AnchorFs {
                 .chunks_covering(offset, size)
                 .map_err(|e| self.damaged(&reader.root(), ContentError::Split(e)))?;
             if !chunks.is_empty() {
+                out.clear();
                 let end = (offset + size as u64).min(reader.size());
                 out.reserve((end - offset) as usize);
                 for (start, chunk) in &chunks {
@@ -204,6 +205,8 @@ impl AnchorFs {
             }
         }
         let avail = reader.size().saturating_sub(offset).min(size as u64) as usize;
+        // Only bytes past what `out` already holds are zeroed: every byte up to
+        // `done` is overwritten below, and the rest is cut off.
         out.resize(avail, 0);
         let mut done = 0;
         while done < avail {

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -49,6 +50,11 @@ enum Body {
 const NODE_CACHE_CHILDREN: usize = 1 << 16;
 /// Recently read chunks kept by one reader for small sequential reads.
 const RECENT_CHUNKS: usize = 4;
+/// How far past a sequential read its chunks are hinted to the store
+/// ([`Getter::prefetch`]), so that the disk has many of them in flight.
+const READ_AHEAD: u64 = 8 << 20;
+/// Reads smaller than this (random ones) start no read-ahead.
+const READ_AHEAD_MIN_READ: usize = 128 << 10;
 
 struct ReadCache {
     nodes: LruCache<Ref, Arc<DecNode>>,
@@ -112,6 +118,9 @@ where
     pos: u64,
     cache: Mutex<ReadCache>,
     in_flight: InFlight,
+    /// The furthest end of a read so far, and how far read-ahead was hinted.
+    read_end: AtomicU64,
+    hinted_to: AtomicU64,
 }
 
 impl<G> SplitReader<G>
@@ -132,6 +141,8 @@ where
                 recent: VecDeque::with_capacity(RECENT_CHUNKS),
             }),
             in_flight: InFlight::default(),
+            read_end: AtomicU64::new(0),
+            hinted_to: AtomicU64::new(0),
         }
     }
 
@@ -201,6 +212,9 @@ where
             }
             Body::Tree(root) => root,
         };
+        if want >= READ_AHEAD_MIN_READ && self.store.reads_ahead() {
+            self.read_ahead(root, offset, offset + want as u64);
+        }
         self.read_tree_into(root, offset, &mut buf[..want])?;
         Ok(want)
     }
@@ -278,6 +292,49 @@ where
                 .copy_from_slice(&b[(from - start) as usize..(to - start) as usize]);
         }
         Ok(())
+    }
+
+    /// Hints the chunks of the next [`READ_AHEAD`] bytes past `offset..end` to the
+    /// store, if this read continues the reads before (starts near the furthest
+    /// end so far) and they were not hinted yet. An error finding them is left
+    /// for the read that wants them.
+    fn read_ahead(&self, root: &Arc<DecNode>, offset: u64, end: u64) {
+        let reached = self.read_end.fetch_max(end, Ordering::Relaxed);
+        if offset > reached.saturating_add(READ_AHEAD) || end.saturating_add(READ_AHEAD) < reached {
+            return;
+        }
+        let hinted = self.hinted_to.load(Ordering::Relaxed);
+        let from = if (end..end + READ_AHEAD).contains(&hinted) {
+            hinted
+        } else {
+            end
+        };
+        let to = (end + READ_AHEAD).min(self.size);
+        // Hints go out in steps of a quarter of the window, claimed by one read.
+        if to <= from || (to - from < READ_AHEAD / 4 && to < self.size) {
+            return;
+        }
+        if self
+            .hinted_to
+            .compare_exchange(hinted, to, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let mut refs = Vec::new();
+        let mut pos = from;
+        while pos < to {
+            match self.locate(root, pos) {
+                Ok(spot) => {
+                    refs.push(spot.chunk);
+                    pos = spot.end;
+                }
+                Err(_) => break,
+            }
+        }
+        if !refs.is_empty() {
+            self.store.prefetch(&refs);
+        }
     }
 
     /// The verified chunks covering `len` bytes from `offset` (clamped to the

@@ -154,6 +154,14 @@ impl<S: Getter> Getter for FaultyStore<S> {
         self.inner.prefers_batches()
     }
 
+    fn reads_ahead(&self) -> bool {
+        self.inner.reads_ahead()
+    }
+
+    fn prefetch(&self, refs: &[Ref]) {
+        self.inner.prefetch(refs)
+    }
+
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }

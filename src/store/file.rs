@@ -48,10 +48,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
+use super::read_ahead::ReadAhead;
 use super::sys::{self, c_name, Kind};
 use super::{
     settings, verified, AnchorGetter, AnchorStore, Capacity, DeletingStore, Getter, OpenMode,
@@ -117,6 +119,8 @@ pub struct FileStore {
     /// One bit per `blobs/HH/HHHH` directory this store has seen exist, so a put
     /// into a known directory does not try `mkdir` first.
     known_dirs: KnownDirs,
+    /// Reads blob files into the page cache ahead of a sequential reader.
+    read_ahead: ReadAhead,
 }
 
 /// The modes a store creates its files and directories with.
@@ -370,6 +374,11 @@ impl FileStore {
             )
         })?;
         let local = fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+        let read_ahead = ReadAhead::new(match blobs_fd.try_clone() {
+            Ok(fd) => Arc::new(move |r: &Ref| read_ahead_blob(fd.as_fd(), r)),
+            // No second descriptor: hints are dropped.
+            Err(_) => Arc::new(|_: &Ref| {}),
+        });
         Ok(FileStore {
             root,
             local,
@@ -381,6 +390,7 @@ impl FileStore {
             puts_flushed: AtomicU64::new(0),
             known_dirs: KnownDirs::new(),
             direct: AtomicBool::new(true),
+            read_ahead,
         })
     }
 
@@ -824,6 +834,24 @@ fn take_over_stale_lock(dir: BorrowedFd<'_>, path: &Path) {
 }
 
 /// The names in the directory `dir` (at `path`) that pass `keep`, sorted.
+/// Starts reading blob `r`'s file in `blobs` into the page cache; a blob that is
+/// missing or not a plain file is left alone (its read reports it).
+fn read_ahead_blob(blobs: BorrowedFd<'_>, r: &Ref) {
+    let hex = r.to_hex();
+    let Ok(top) = sys::open_dir(blobs, &c_name(&hex[..2])) else {
+        return;
+    };
+    let Ok(dir) = sys::open_dir(top.as_fd(), &c_name(&hex[..4])) else {
+        return;
+    };
+    let Ok(f) = sys::open_read(dir.as_fd(), &c_name(&hex)) else {
+        return;
+    };
+    if matches!(sys::fstat(f.as_fd()), Ok(st) if st.kind == Kind::File && st.len <= MAX_BLOB_SIZE) {
+        let _ = sys::will_need(&f);
+    }
+}
+
 fn sorted_names(
     dir: BorrowedFd<'_>,
     path: &Path,
@@ -886,6 +914,14 @@ impl Getter for FileStore {
 
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         self.blob_len(r)
+    }
+
+    fn prefetch(&self, refs: &[Ref]) {
+        self.read_ahead.hint(refs);
+    }
+
+    fn reads_ahead(&self) -> bool {
+        true
     }
 
     fn identity(&self) -> Option<String> {

@@ -257,6 +257,24 @@ impl<S: Getter> Getter for LruStore<S> {
         self.inner.prefers_batches()
     }
 
+    /// Passed below for the blobs not held here.
+    fn reads_ahead(&self) -> bool {
+        self.inner.reads_ahead()
+    }
+
+    fn prefetch(&self, refs: &[Ref]) {
+        let misses: Vec<Ref> = {
+            let c = self.cache.lock();
+            refs.iter()
+                .filter(|r| c.peek_len(r).is_none())
+                .copied()
+                .collect()
+        };
+        if !misses.is_empty() {
+            self.inner.prefetch(&misses);
+        }
+    }
+
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }

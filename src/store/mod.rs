@@ -56,6 +56,7 @@ pub mod lru;
 pub mod mem;
 mod open;
 pub mod pg;
+mod read_ahead;
 pub mod settings;
 mod sys;
 pub mod watch;
@@ -365,6 +366,21 @@ pub trait Getter: Send + Sync {
         refs.iter().map(|r| self.get(r)).collect()
     }
 
+    /// A hint that these blobs will be read soon, in this order (a sequential
+    /// reader's next chunks): a backend may start reading them in the background,
+    /// into the kernel's page cache or a local cache, never into memory of its
+    /// own. It returns at once and may drop the hint. The default does nothing.
+    fn prefetch(&self, refs: &[Ref]) {
+        let _ = refs;
+    }
+
+    /// Whether [`prefetch`](Getter::prefetch) does anything here, so that a
+    /// reader finds the refs to hint only for a store that takes them. No by
+    /// default.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
+
     /// Whether one [`get_many`](Getter::get_many) of many refs costs much less
     /// than as many gets: a store across a network, where each call is a round
     /// trip. Readers of many blobs then fetch them in batches. No by default.
@@ -663,6 +679,12 @@ impl<T: Getter + ?Sized> Getter for std::sync::Arc<T> {
     }
     fn prefers_batches(&self) -> bool {
         (**self).prefers_batches()
+    }
+    fn prefetch(&self, refs: &[Ref]) {
+        (**self).prefetch(refs)
+    }
+    fn reads_ahead(&self) -> bool {
+        (**self).reads_ahead()
     }
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         (**self).blob_size(r)

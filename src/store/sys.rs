@@ -244,6 +244,23 @@ pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
     Ok(v)
 }
 
+/// Asks the kernel to read all of `f` into its page cache in the background
+/// (`posix_fadvise(WILLNEED)`); returns before the reading is done. Elsewhere than
+/// on Linux it does nothing.
+pub(crate) fn will_need(f: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: fadvise on a descriptor `f` holds open; it changes no memory of ours.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = f;
+    Ok(())
+}
+
 /// Turns `O_DIRECT` on or off for the open file `f`.
 pub(crate) fn set_direct(f: &File, on: bool) -> io::Result<()> {
     let fd = f.as_raw_fd();
