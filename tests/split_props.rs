@@ -1082,8 +1082,8 @@ fn sequential_reads_hint_the_chunks_ahead_and_random_small_reads_do_not() {
     assert!(store.hints.lock().is_empty());
 
     // A sequential reader in 1 MiB reads: after its first read, the chunks of
-    // the next 8 MiB are hinted, in order, each chunk of the content at most twice
-    // over the whole read and every chunk past the first read's.
+    // the next 8 MiB are hinted, in order; over the whole read each chunk of the
+    // content at most once, and every chunk past the first read's.
     let r = SplitReader::new(&store, root).unwrap();
     let mut buf = vec![0u8; 1 << 20];
     r.read_exact_at(0, &mut buf).unwrap();
@@ -1099,17 +1099,24 @@ fn sequential_reads_hint_the_chunks_ahead_and_random_small_reads_do_not() {
             .sum();
         assert!((7 << 20..=9 << 20).contains(&bytes), "{bytes} bytes hinted");
     }
+    // The rest in pairs of reads that arrive out of order, as the kernel's
+    // read-ahead may send them.
     let mut off = 1 << 20;
     while off < data.len() {
-        let n = r.read_at(off as u64, &mut buf).unwrap();
-        assert_eq!(&buf[..n], &data[off..off + n]);
-        off += n;
+        let second = (off + buf.len()).min(data.len());
+        for at in [second, off] {
+            if at < data.len() {
+                let n = r.read_at(at as u64, &mut buf).unwrap();
+                assert_eq!(&buf[..n], &data[at..at + n]);
+            }
+        }
+        off = (second + buf.len()).min(data.len());
     }
     let hints = store.hints.lock();
     let mut start = 0usize;
     for (i, c) in chunks.iter().enumerate() {
         let times = hints.iter().filter(|h| *h == c).count();
-        assert!(times <= 2, "chunk {i} hinted {times} times");
+        assert!(times <= 1, "chunk {i} hinted {times} times");
         if start >= 1 << 20 {
             assert!(times >= 1, "chunk {i} at {start} never hinted");
         }

@@ -303,12 +303,10 @@ where
         if offset > reached.saturating_add(READ_AHEAD) || end.saturating_add(READ_AHEAD) < reached {
             return;
         }
+        // Reads in flight at once may arrive out of order: one behind the hints
+        // already sent starts where they end.
         let hinted = self.hinted_to.load(Ordering::Relaxed);
-        let from = if (end..end + READ_AHEAD).contains(&hinted) {
-            hinted
-        } else {
-            end
-        };
+        let from = hinted.max(end);
         let to = (end + READ_AHEAD).min(self.size);
         // Hints go out in steps of a quarter of the window, claimed by one read.
         if to <= from || (to - from < READ_AHEAD / 4 && to < self.size) {
@@ -326,7 +324,10 @@ where
         while pos < to {
             match self.locate(root, pos) {
                 Ok(spot) => {
-                    refs.push(spot.chunk);
+                    // The chunk across the last hints' end went out with them.
+                    if !(spot.start < from && from == hinted) {
+                        refs.push(spot.chunk);
+                    }
                     pos = spot.end;
                 }
                 Err(_) => break,
