@@ -7,7 +7,10 @@
 //!
 //! Nothing waits for a hint: one that finds the queue full is dropped, and the
 //! threads start with the first hint and end when the owner drops its
-//! [`ReadAhead`]. No lock: a bounded channel.
+//! [`ReadAhead`].
+//!
+//! One lock, the queue's receiving end: a thread holds it only while it waits for
+//! the next hint, and never with any other lock.
 //!
 //! [`Getter::prefetch`]: crate::store::Getter::prefetch
 
