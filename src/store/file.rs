@@ -833,7 +833,6 @@ fn take_over_stale_lock(dir: BorrowedFd<'_>, path: &Path) {
     let _ = sys::unlink_at(dir, &aside);
 }
 
-/// The names in the directory `dir` (at `path`) that pass `keep`, sorted.
 /// Starts reading blob `r`'s file in `blobs` into the page cache; a blob that is
 /// missing or not a plain file is left alone (its read reports it).
 fn read_ahead_blob(blobs: BorrowedFd<'_>, r: &Ref) {
@@ -852,6 +851,7 @@ fn read_ahead_blob(blobs: BorrowedFd<'_>, r: &Ref) {
     }
 }
 
+/// The names in the directory `dir` (at `path`) that pass `keep`, sorted.
 fn sorted_names(
     dir: BorrowedFd<'_>,
     path: &Path,

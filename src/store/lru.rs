@@ -257,11 +257,11 @@ impl<S: Getter> Getter for LruStore<S> {
         self.inner.prefers_batches()
     }
 
-    /// Passed below for the blobs not held here.
     fn reads_ahead(&self) -> bool {
         self.inner.reads_ahead()
     }
 
+    /// Passed below for the blobs not held here.
     fn prefetch(&self, refs: &[Ref]) {
         let misses: Vec<Ref> = {
             let c = self.cache.lock();
