@@ -488,6 +488,42 @@ fn lookup_during_a_rename_over_a_closed_file() {
     looker.join().expect("a thread of the run failed");
 }
 
+/// A new file closed before any write (`: > f`): the look at its anchor that
+/// commits it (an empty version) races the last close, which the kernel sends after
+/// close(2) returns. However they interleave, `f` keeps naming the version it
+/// became, and there is exactly one.
+fn last_close_during_a_look_that_commits_an_unwritten_file() {
+    count_run();
+    let w = world();
+    let (_, fh) = ok(w.fs.create(w.a, b"f"), "create f");
+    ok(w.fs.flush(fh, Some(1)), "closing f");
+    let releaser = {
+        let fs = w.fs.clone();
+        shuttle::thread::spawn(move || ok(fs.release(fh), "releasing f"))
+    };
+    let looker = {
+        let (fs, a) = (w.fs.clone(), w.a);
+        shuttle::thread::spawn(move || {
+            // A look at `latest` commits the file flushed unwritten first.
+            let found = fs.lookup(a, b"latest");
+            require(found.is_ok(), || {
+                format!("`latest` after a close of f: {:?}", found.as_ref().err())
+            });
+        })
+    };
+    releaser.join().expect("a thread of the run failed");
+    looker.join().expect("a thread of the run failed");
+    let a = contents(&w.store, b"a");
+    require(a == [Vec::<u8>::new()], || {
+        format!("an unwritten f was not committed exactly once, empty: {a:?}")
+    });
+    let found = w.fs.lookup(w.a, b"f");
+    require(found.is_ok(), || {
+        format!("f lost its name once closed: {:?}", found.as_ref().err())
+    });
+    check_staged_left(&w.fs, &[b"f"]);
+}
+
 /// How many runs each scheduler makes of each scenario.
 const RANDOM_RUNS: usize = 1000;
 const PCT_RUNS: usize = 1000;
@@ -511,6 +547,7 @@ fn runs() {
         two_writers_and_a_committer,
         three_anchors_committing_twice,
         lookup_during_a_rename_over_a_closed_file,
+        last_close_during_a_look_that_commits_an_unwritten_file,
     ] {
         run(RandomScheduler::new(RANDOM_RUNS), scenario);
         run(PctScheduler::new(PCT_DEPTH, PCT_RUNS), scenario);

@@ -256,6 +256,15 @@ impl AnchorFs {
             // moment until `open` drops to 0 (after which the rename commits it
             // itself), so decide under the lock: commit and look again, or let go.
             let committable = g.dirty && !g.scratch() && !g.unlinked && g.broken.is_none();
+            if !committable && matches!(g.state, CommitState::Committing) {
+                // Another commit of this state is under way (a look at the anchor
+                // committing a file flushed unwritten): whether the name is kept
+                // depends on how it ends, so wait for it at the gate, then look again.
+                let gate = g.gate.clone();
+                drop(g);
+                drop(gate.lock());
+                continue;
+            }
             if !committable {
                 g.open = 0;
                 g.flushed.clear();

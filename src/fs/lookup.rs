@@ -168,6 +168,13 @@ impl AnchorFs {
         if name.len() > names::NAME_MAX {
             return Err(FsError::NameTooLong);
         }
+        // Files flushed unwritten are committed before the snapshot is taken, so
+        // that this look sees the versions they become.
+        if let NodeKey::AnchorDir(anchor) = parent {
+            if name == LATEST || names::parse_version_name(name).is_some() {
+                self.settle_unwritten(anchor);
+            }
+        }
         let snap = self.snapshot();
         match parent {
             NodeKey::Root => {
@@ -185,9 +192,6 @@ impl AnchorFs {
                 }
             }
             NodeKey::AnchorDir(anchor) => {
-                if name == LATEST || names::parse_version_name(name).is_some() {
-                    self.settle_unwritten(anchor);
-                }
                 // History first: a file being written under the name `latest` or a
                 // version's name (committed by an fsync, or renamed there) does not
                 // hide them; its descriptors keep writing to it.
