@@ -128,6 +128,20 @@ impl Handles {
         self.cached_reads.lock().values().any(|&i| i == ino)
     }
 
+    /// The version inode handle `fh` reads through the page cache, if it does.
+    pub fn cached_version_of(&self, fh: Fh) -> Option<Ino> {
+        self.cached_reads.lock().get(&fh).copied()
+    }
+
+    /// How many handles read version inode `ino` through the page cache.
+    pub fn cached_readers_of(&self, ino: Ino) -> usize {
+        self.cached_reads
+            .lock()
+            .values()
+            .filter(|&&i| i == ino)
+            .count()
+    }
+
     /// Marks handle `fh` as appending (if it writes).
     pub fn set_append(&self, fh: Fh) {
         if let Ok(Some(_)) = self.staged_of(fh) {

@@ -133,6 +133,7 @@ pub struct AnchorFs {
     read_only: bool,
     invalidator: std::sync::OnceLock<Invalidator>,
     page_filler: std::sync::OnceLock<PageFiller>,
+    read_tee: std::sync::OnceLock<ReadTee>,
     /// Which process each calling thread belongs to (commit policy).
     processes: Arc<dyn ProcessLookup>,
 }
@@ -145,6 +146,11 @@ pub const FILL_READS_UP_TO: usize = 128 << 10;
 /// Where the core sends verified content for the kernel's page cache: (inode,
 /// offset, bytes). The mount passes it on from a thread of its own.
 pub type PageFiller = Box<dyn Fn(u64, u64, Blob) + Send + Sync>;
+
+/// Where the core also sends what reads of immutable content (versions, refs)
+/// return, checked: (content ref, content size, offset, bytes). The mount makes
+/// whole local copies of large files from it.
+pub type ReadTee = Box<dyn Fn(&crate::blob::Ref, u64, u64, &[u8]) + Send + Sync>;
 
 /// Where the core sends kernel cache entries it made stale (the mount passes them to
 /// the kernel from a thread of its own, never from inside a request).
@@ -198,6 +204,7 @@ impl AnchorFs {
             read_only: opts_read_only,
             invalidator: std::sync::OnceLock::new(),
             page_filler: std::sync::OnceLock::new(),
+            read_tee: std::sync::OnceLock::new(),
             processes,
             store,
             opts,
@@ -247,6 +254,12 @@ impl AnchorFs {
     /// through the page cache is filled; the bytes are the verified chunks'.
     pub fn set_page_filler(&self, f: PageFiller) {
         let _ = self.page_filler.set(f);
+    }
+
+    /// Sends what reads of immutable content return to `tee` as well (once; later
+    /// calls are ignored).
+    pub fn set_read_tee(&self, tee: ReadTee) {
+        let _ = self.read_tee.set(tee);
     }
 
     /// Reports stale kernel cache entries, if anyone listens.

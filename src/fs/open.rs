@@ -8,8 +8,10 @@
 use super::inode::NodeKey;
 use super::{
     content, AnchorFs, Caller, ContentError, Fh, FsError, Handle, Ino, Invalidations, Opened,
-    FILL_READS_UP_TO,
+    SharedStore, FILL_READS_UP_TO,
 };
+use crate::blob::Ref;
+use crate::split::SplitReader;
 
 impl AnchorFs {
     /// [`open_as`](Self::open_as) for `caller` (`(write, truncate, append)`): with
@@ -201,6 +203,7 @@ impl AnchorFs {
                 for (start, chunk) in chunks {
                     filler(ino.0, start, chunk);
                 }
+                self.tee_read(fh, reader, offset, out);
                 return Ok(());
             }
         }
@@ -219,7 +222,36 @@ impl AnchorFs {
             done += n;
         }
         out.truncate(done);
+        self.tee_read(fh, reader, offset, out);
         Ok(())
+    }
+
+    /// Sends `bytes`, read by handle `fh` at `offset` of `reader`, to the read tee
+    /// if `fh` reads a version through the page cache.
+    fn tee_read(&self, fh: Fh, reader: &SplitReader<SharedStore>, offset: u64, bytes: &[u8]) {
+        if let Some(tee) = self.read_tee.get() {
+            if self.handles.cached_version_of(fh).is_some() {
+                tee(&reader.root(), reader.size(), offset, bytes);
+            }
+        }
+    }
+
+    /// For a handle reading a version through the page cache: its inode, content
+    /// ref and size, and how many handles (this one included) read that inode so.
+    /// The mount serves such a handle's reads from a whole local copy when one is
+    /// there and nothing else reads the inode otherwise (see `fs::passthrough`).
+    pub fn cached_version_read(&self, fh: Fh) -> Option<(Ino, Ref, u64, usize)> {
+        let ino = self.handles.cached_version_of(fh)?;
+        let h = self.handles.get(fh).ok()?;
+        match &*h {
+            Handle::Read(r) => Some((
+                ino,
+                r.reader.root(),
+                r.reader.size(),
+                self.handles.cached_readers_of(ino),
+            )),
+            Handle::Write(_) => None,
+        }
     }
 
     /// Closes open file `fh` (after its last flush).

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::fs::fuse::{invalidate, FuseAdapter};
+use crate::fs::fuse::{invalidate, FuseAdapter, Passthrough};
 use crate::fs::modes::ModePolicy;
 use crate::fs::{AnchorFs, FsOptions, Invalidations};
 
@@ -89,7 +89,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     if let Err(e) = preflight(args) {
         return Err(fail(ready, e));
     }
-    let store = match open_store(&args.source, &args.opts, ready) {
+    let (store, whole) = match open_store(&args.source, &args.opts, ready) {
         Ok(s) => s,
         Err(e) => return Err(fail(ready, e)),
     };
@@ -170,9 +170,24 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
     });
     let adapter = {
         let ending = ending.clone();
-        FuseAdapter::new(core.clone())
+        let adapter = FuseAdapter::new(core.clone())
             .with_xattrs(!args.opts.no_xattr)
-            .on_destroy(Box::new(move || ending.at_session_end()))
+            .on_destroy(Box::new(move || ending.at_session_end()));
+        // Large versions read through the disk cache get whole local copies, which
+        // later opens read through the kernel alone.
+        match whole.map(Arc::new) {
+            Some(whole) => {
+                let passthrough = Arc::new(Passthrough::new(whole.clone()));
+                let on = passthrough.clone();
+                core.set_read_tee(Box::new(move |r, size, offset, bytes| {
+                    if on.is_on() {
+                        whole.offer(r, size, offset, bytes)
+                    }
+                }));
+                adapter.with_passthrough(passthrough)
+            }
+            None => adapter,
+        }
     };
     let mut session = match fuser::Session::new(adapter, &args.mountpoint, &config) {
         Ok(s) => s,

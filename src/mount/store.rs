@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::fs::SharedStore;
-use crate::store::disk_cache::{self, DiskCache};
+use crate::store::disk_cache::{self, DiskCache, WholeCopies};
 use crate::store::lru::LruStore;
 use crate::store::{DeletingStore, OpenMode};
 
@@ -19,12 +19,13 @@ use super::MountOptions;
 
 /// Opens the store named by SOURCE (any spec [`crate::store::open`] takes), with
 /// the disk cache where one is wanted ([`disk_cache_dir`]) and the blob cache in
-/// memory outermost; says so when it made a new store.
+/// memory outermost; says so when it made a new store. With a disk cache come its
+/// whole copies of large files.
 pub(super) fn open_store(
     source: &str,
     opts: &MountOptions,
     report: &mut dyn FnMut(Status),
-) -> Result<SharedStore> {
+) -> Result<(SharedStore, Option<WholeCopies>)> {
     let opened = crate::store::open(source.as_ref(), OpenMode::Create)?;
     if opened.created {
         let at = opened
@@ -33,6 +34,7 @@ pub(super) fn open_store(
             .map_or_else(|| opened.label.clone(), |d| d.display().to_string());
         report(Status::Note(format!("created a new store at {at}")));
     }
+    let mut whole = None;
     let store: Arc<dyn DeletingStore> =
         match disk_cache_dir(&*opened.store, opts, default_cache_base) {
             Some(dir) => match DiskCache::open(opened.store.clone(), &dir, opts.cache_size)
@@ -45,6 +47,7 @@ pub(super) fn open_store(
                         dir.display(),
                         opts.cache_size
                     );
+                    whole = Some(cache.whole_copies());
                     Arc::new(cache)
                 }
                 // Asked for: the mount fails. A default one only costs speed.
@@ -56,7 +59,7 @@ pub(super) fn open_store(
             },
             None => opened.store,
         };
-    Ok(Arc::new(LruStore::new(store, opts.cache_bytes)))
+    Ok((Arc::new(LruStore::new(store, opts.cache_bytes)), whole))
 }
 
 /// Where the disk cache of blobs goes, if anywhere: `-o cache_dir=`; else, for a

@@ -6,7 +6,11 @@
 //! - `DIR/blobs/ab/abcdef…`: the blob whose ref is `abcdef…` (64 lowercase hex
 //!   digits), in a directory named by the first two. Its modification time is when
 //!   it was last used, by any process.
-//! - `DIR/tmp/`: files being written, each renamed into `blobs/` once whole.
+//! - `DIR/whole/abcdef….12345678`: the whole content of a file whose content ref
+//!   is `abcdef…`, followed by the 8 hex digits of its [`whole`](super::whole)
+//!   checksum. Its modification time is when it was last used.
+//! - `DIR/tmp/`: files being written, each renamed into `blobs/` or `whole/` once
+//!   whole.
 //!
 //! Nothing here is ever an error for the caller of the cache: a file that cannot
 //! be read, written or trusted is a miss. Owns no locks.
@@ -18,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use super::Entry;
 use crate::blob::{Blob, Ref};
 use crate::store::{verified, MAX_BLOB_SIZE};
 
@@ -27,8 +32,8 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 /// One cached file found by [`Files::scan`].
 pub(super) struct Found {
-    /// The blob's ref, from the file's name.
-    pub r: Ref,
+    /// What it holds, from the file's name.
+    pub entry: Entry,
     /// The file's size (not yet checked against the ref).
     pub size: u64,
     /// When it was last used.
@@ -52,6 +57,7 @@ pub(super) enum Lookup<T = Blob> {
 pub(super) struct Files {
     dir: PathBuf,
     blobs: PathBuf,
+    whole: PathBuf,
     tmp: PathBuf,
     /// Numbers this process's temp files.
     next_temp: AtomicU64,
@@ -63,12 +69,13 @@ impl Files {
         let files = Files {
             dir: dir.to_path_buf(),
             blobs: dir.join("blobs"),
+            whole: dir.join("whole"),
             tmp: dir.join("tmp"),
             next_temp: AtomicU64::new(0),
         };
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
-        for d in [&files.dir, &files.blobs, &files.tmp] {
+        for d in [&files.dir, &files.blobs, &files.whole, &files.tmp] {
             b.create(d)?;
         }
         Ok(files)
@@ -213,11 +220,54 @@ impl Files {
         }
     }
 
+    /// A new path in `tmp/` for this process to write.
+    pub fn temp_path(&self) -> PathBuf {
+        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}.{n}", std::process::id()))
+    }
+
+    /// The file that holds the whole copy of content `r` with checksum `sum`.
+    pub fn whole_path(&self, r: &Ref, sum: u32) -> PathBuf {
+        self.whole.join(format!("{}.{sum:08x}", r.to_hex()))
+    }
+
+    /// The path and checksum of content `r`'s whole copy, if one is there (by
+    /// name: its bytes are not looked at).
+    pub fn find_whole(&self, r: &Ref) -> Option<(PathBuf, u32)> {
+        let prefix = format!("{}.", r.to_hex());
+        let entries = match fs::read_dir(&self.whole) {
+            Ok(e) => e,
+            Err(e) => {
+                log::debug!("disk cache: listing {}: {e}", self.whole.display());
+                return None;
+            }
+        };
+        entries.flatten().find_map(|entry| {
+            let name = entry.file_name();
+            let sum = name.to_str()?.strip_prefix(&prefix)?;
+            let sum = u32::from_str_radix(sum, 16)
+                .ok()
+                .filter(|_| is_hex(sum, 8))?;
+            Some((entry.path(), sum))
+        })
+    }
+
+    /// Removes content `r`'s whole copies, if there are any.
+    pub fn remove_whole(&self, r: &Ref) {
+        while let Some((path, _)) = self.find_whole(r) {
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::debug!("disk cache: removing {}: {e}", path.display());
+                    return;
+                }
+            }
+        }
+    }
+
     /// Writes `data` as `r`'s copy: a temp file renamed into place, so a reader
     /// sees the whole file or none. Returns whether the copy is there.
     pub fn write(&self, r: &Ref, data: &[u8]) -> bool {
-        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
-        let temp = self.tmp.join(format!("{}.{n}", std::process::id()));
+        let temp = self.temp_path();
         let path = self.path_of(r);
         let res = write_new(&temp, data).and_then(|()| match fs::rename(&temp, &path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -287,7 +337,25 @@ impl Files {
                     continue;
                 }
                 found.push(Found {
-                    r,
+                    entry: Entry::Blob(r),
+                    size: meta.len(),
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        for entry in fs::read_dir(&self.whole)?.flatten() {
+            let name = entry.file_name();
+            let Some((hex, sum)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            if !is_hex(hex, 64) || !is_hex(sum, 8) {
+                continue;
+            }
+            let Ok(r) = Ref::from_hex(hex) else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() {
+                found.push(Found {
+                    entry: Entry::Whole(r),
                     size: meta.len(),
                     used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 });

@@ -37,6 +37,7 @@
 
 mod behind;
 mod files;
+mod whole;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ use super::{
     StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
+
+pub use self::whole::{WholeCopies, WHOLE_MIN};
 
 /// Blobs written through the cache up to this size are kept on the way in.
 pub const SMALL_BLOB: usize = 16 << 10;
@@ -72,9 +75,19 @@ struct Copies {
     index: Mutex<Index>,
 }
 
+/// What one file of the cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Entry {
+    /// The blob with this ref.
+    Blob(Ref),
+    /// The whole content of the file whose content ref (split root or blob) is
+    /// this (see [`whole`]).
+    Whole(Ref),
+}
+
 /// The copies this process knows of, least recently used first.
 struct Index {
-    entries: LruCache<Ref, u64>,
+    entries: LruCache<Entry, u64>,
     bytes: u64,
     limit: u64,
 }
@@ -82,7 +95,7 @@ struct Index {
 impl Index {
     /// Records `r`'s copy of `size` bytes as used now; returns the copies to
     /// remove to stay within the bound (`r`'s own, if it alone is larger).
-    fn used(&mut self, r: Ref, size: u64) -> Vec<Ref> {
+    fn used(&mut self, r: Entry, size: u64) -> Vec<Entry> {
         self.bytes += size;
         if let Some(old) = self.entries.put(r, size) {
             self.bytes -= old;
@@ -101,7 +114,7 @@ impl Index {
     }
 
     /// Forgets `r`'s copy (gone, or about to be).
-    fn forget(&mut self, r: &Ref) {
+    fn forget(&mut self, r: &Entry) {
         if let Some(size) = self.entries.pop(r) {
             self.bytes -= size;
         }
@@ -124,7 +137,7 @@ impl<S> DiskCache<S> {
         };
         let mut victims = Vec::new();
         for f in found {
-            victims.extend(index.used(f.r, f.size));
+            victims.extend(index.used(f.entry, f.size));
         }
         let copies = Copies {
             files,
@@ -172,6 +185,12 @@ impl<S> DiskCache<S> {
         self.copies.files.path_of(r)
     }
 
+    /// Whole copies of large files in this cache, for reads served from one local
+    /// file (see [`WholeCopies`]).
+    pub fn whole_copies(&self) -> WholeCopies {
+        WholeCopies::new(self.copies.clone())
+    }
+
     /// The bytes of the copies this cache counts.
     pub fn cached_bytes(&self) -> u64 {
         self.copies.index.lock().bytes
@@ -199,12 +218,12 @@ impl Copies {
     fn cached(&self, r: &Ref, max: u64) -> Option<Blob> {
         match self.files.read(r, max) {
             Lookup::Hit(blob) => {
-                let victims = self.index.lock().used(*r, blob.len() as u64);
+                let victims = self.index.lock().used(Entry::Blob(*r), blob.len() as u64);
                 self.remove_copies(&victims);
                 Some(blob)
             }
             Lookup::Absent => {
-                self.index.lock().forget(r);
+                self.index.lock().forget(&Entry::Blob(*r));
                 None
             }
             Lookup::Unusable => None,
@@ -215,12 +234,12 @@ impl Copies {
     fn cached_into(&self, r: &Ref, out: &mut [u8]) -> Option<usize> {
         match self.files.read_into(r, out) {
             Lookup::Hit(n) => {
-                let victims = self.index.lock().used(*r, n as u64);
+                let victims = self.index.lock().used(Entry::Blob(*r), n as u64);
                 self.remove_copies(&victims);
                 Some(n)
             }
             Lookup::Absent => {
-                self.index.lock().forget(r);
+                self.index.lock().forget(&Entry::Blob(*r));
                 None
             }
             Lookup::Unusable => None,
@@ -231,7 +250,7 @@ impl Copies {
     /// the whole bound, not already counted.
     fn wanted(&self, r: &Ref, size: usize) -> bool {
         let index = self.index.lock();
-        size as u64 <= index.limit && !index.entries.contains(r)
+        size as u64 <= index.limit && !index.entries.contains(&Entry::Blob(*r))
     }
 
     /// Keeps a copy of `blob`, unless it is not [`wanted`](Copies::wanted).
@@ -241,14 +260,17 @@ impl Copies {
             return;
         }
         if self.files.write(r, blob) {
-            let victims = self.index.lock().used(*r, size);
+            let victims = self.index.lock().used(Entry::Blob(*r), size);
             self.remove_copies(&victims);
         }
     }
 
-    fn remove_copies(&self, victims: &[Ref]) {
+    fn remove_copies(&self, victims: &[Entry]) {
         for v in victims {
-            self.files.remove(v);
+            match v {
+                Entry::Blob(r) => self.files.remove(r),
+                Entry::Whole(r) => self.files.remove_whole(r),
+            }
         }
     }
 }
@@ -321,7 +343,7 @@ impl<S: Getter> Getter for DiskCache<S> {
     }
 
     fn contains(&self, r: &Ref) -> Result<bool, StoreError> {
-        if self.copies.index.lock().entries.contains(r) {
+        if self.copies.index.lock().entries.contains(&Entry::Blob(*r)) {
             return Ok(true);
         }
         self.inner.contains(r)
@@ -368,7 +390,7 @@ impl<S: Getter> Getter for DiskCache<S> {
 
     fn blob_size(&self, r: &Ref) -> Result<u64, StoreError> {
         // A size from a copy only once the copy checks out.
-        let known = self.copies.index.lock().entries.contains(r);
+        let known = self.copies.index.lock().entries.contains(&Entry::Blob(*r));
         if known {
             if let Some(b) = self.cached(r, MAX_BLOB_SIZE) {
                 return Ok(b.len() as u64);
@@ -478,7 +500,7 @@ impl<S: AnchorStore> AnchorStore for DiskCache<S> {
 
 impl<S: DeletingStore> DeletingStore for DiskCache<S> {
     fn delete(&self, r: &Ref) -> Result<bool, StoreError> {
-        self.copies.index.lock().forget(r);
+        self.copies.index.lock().forget(&Entry::Blob(*r));
         self.copies.files.remove(r);
         self.inner.delete(r)
     }
@@ -501,7 +523,7 @@ mod tests {
 
     #[test]
     fn the_index_drops_least_recently_used_first() {
-        let r = |i: u8| Ref::of(&[i]);
+        let r = |i: u8| Entry::Blob(Ref::of(&[i]));
         let mut index = Index {
             entries: LruCache::unbounded(),
             bytes: 0,

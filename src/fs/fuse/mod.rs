@@ -1,5 +1,9 @@
 //! The `fuser` adapter: each callback makes one call into [`AnchorFs`] and replies,
-//! or replies with the error's errno. Nothing else of `fuser` appears outside this file.
+//! or replies with the error's errno. Nothing else of `fuser` appears outside this
+//! module; [`passthrough`] is the kernel's bookkeeping for reads it serves from
+//! whole local copies.
+
+mod passthrough;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -14,6 +18,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+pub use self::passthrough::Passthrough;
 use super::{AnchorFs, Attr, Caller, Entry, Fh, FileKind, FsError, Ino, Invalidations, SetAttr};
 
 /// The adapter the session runs.
@@ -21,6 +26,7 @@ pub struct FuseAdapter {
     core: Arc<AnchorFs>,
     xattrs: bool,
     on_destroy: parking_lot::Mutex<Option<EndHook>>,
+    passthrough: Option<Arc<Passthrough>>,
 }
 
 /// Run once when the session's request threads have ended (see
@@ -34,6 +40,16 @@ impl FuseAdapter {
             core,
             xattrs: true,
             on_destroy: parking_lot::Mutex::new(None),
+            passthrough: None,
+        }
+    }
+
+    /// Serves reads of versions from their whole copies where it can (see
+    /// [`Passthrough`]).
+    pub fn with_passthrough(self, passthrough: Arc<Passthrough>) -> FuseAdapter {
+        FuseAdapter {
+            passthrough: Some(passthrough),
+            ..self
         }
     }
 
@@ -197,6 +213,9 @@ impl Filesystem for FuseAdapter {
         // see `create`); this keeps `mmap` of them working all the same.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_background(64);
+        if let Some(p) = &self.passthrough {
+            p.negotiate(config);
+        }
         Ok(())
     }
 
@@ -255,7 +274,10 @@ impl Filesystem for FuseAdapter {
                 if o.direct_io {
                     f |= FopenFlags::FOPEN_DIRECT_IO;
                 }
-                reply.opened(FileHandle(o.fh.0), f)
+                match &self.passthrough {
+                    Some(p) if !write && !o.direct_io => p.reply_open(&self.core, o.fh, f, reply),
+                    _ => reply.opened(FileHandle(o.fh.0), f),
+                }
             }
             Err(e) => reply.error(errno("open", &e)),
         }
@@ -290,13 +312,16 @@ impl Filesystem for FuseAdapter {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let Some(p) = &self.passthrough {
+            p.released(ino.0, Fh(fh.0));
+        }
         reply_empty(reply, "release", self.core.release(Fh(fh.0)))
     }
 

@@ -1,0 +1,407 @@
+//! Whole copies: the whole content of a large file (a version, a ref read as a
+//! file) kept by the disk cache as one local file, so that the kernel can serve
+//! reads of it from that file without asking the daemon (FUSE passthrough, see
+//! `fs::passthrough`).
+//!
+//! A whole copy is made only from bytes a read through the mount returned, each
+//! already checked against its chunk's ref: reads of a large file offer their
+//! bytes ([`WholeCopies::offer`]), which are written at their offset in a temp
+//! file; once every byte of the file has been offered, the temp file gets its
+//! checksum and is renamed into `whole/` (see `files`). Copies are not synced: a
+//! lost one is a miss, a torn one fails its check.
+//!
+//! A read the kernel serves from a local file cannot be checked by the daemon as
+//! it happens, so a whole copy is checked when it is opened: its size, and a
+//! CRC-32 of each 16 MiB segment (on as many threads as there are cores), combined
+//! into the checksum its name carries. That finds a copy cut short, torn by a
+//! crash or damaged at rest; one that fails is removed, and the file is read
+//! through the daemon as before. A copy this process checked or wrote is not
+//! checked again while its inode and change time stay the same. The blob copies'
+//! SHA-256 on every read is the stronger check; the CRC is against damage, not
+//! against someone able to write the cache directory, who as the daemon's user
+//! could as well change what the daemon serves.
+//!
+//! Copies count against the cache's bound like blob copies, in one order of use:
+//! a new whole copy pushes out the oldest copies, which may be the file's own blob
+//! copies when the bound is tight. Files of [`WHOLE_MIN`] bytes up to the bound
+//! get one. While a copy is being made its bytes are not counted (they are the
+//! bytes just read, which their blob copies count).
+//!
+//! Locks, each held briefly and never across file I/O: `building` (the copies
+//! being made), then a copy's `progress` (taken inside `building` only to find the
+//! one offered to longest ago); `checked`; and the cache's index, taken alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use super::{Copies, Entry};
+use crate::blob::Ref;
+
+/// Files smaller than this get no whole copy: the kernel's page cache and the
+/// daemon serve them as fast.
+pub const WHOLE_MIN: u64 = 4 << 20;
+
+/// The bytes of one checksummed segment.
+const SEGMENT: u64 = 16 << 20;
+
+/// The most copies being made at once; a new one drops the one offered bytes
+/// longest ago (a file read in part, never to be finished).
+const BUILDING_MAX: usize = 4;
+
+/// The whole copies of one disk cache (see the [module docs](self)).
+pub struct WholeCopies {
+    copies: Arc<Copies>,
+    building: Mutex<HashMap<Ref, Arc<Building>>>,
+    checked: Mutex<HashMap<Ref, Seal>>,
+}
+
+/// A whole copy being made: a temp file of the content's size.
+struct Building {
+    file: File,
+    temp: PathBuf,
+    size: u64,
+    progress: Mutex<Progress>,
+}
+
+/// What a copy being made has been given.
+struct Progress {
+    /// Byte ranges written, start to end, none touching another.
+    have: BTreeMap<u64, u64>,
+    /// When bytes were last offered.
+    last: Instant,
+    /// Set by the one offer that completed it.
+    done: bool,
+}
+
+/// What identifies a copy that was checked: its file, change time, size and
+/// checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seal {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+    size: u64,
+    sum: u32,
+}
+
+impl Seal {
+    fn of(meta: &Metadata, sum: u32) -> Seal {
+        Seal {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            size: meta.len(),
+            sum,
+        }
+    }
+}
+
+impl Progress {
+    /// Records bytes `start..end` as written.
+    fn add(&mut self, mut start: u64, mut end: u64) {
+        // Merge with every range that overlaps or touches this one.
+        let touching: Vec<u64> = self
+            .have
+            .range(..=end)
+            .rev()
+            .take_while(|(_, &e)| e >= start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in touching {
+            if let Some(e) = self.have.remove(&s) {
+                start = start.min(s);
+                end = end.max(e);
+            }
+        }
+        self.have.insert(start, end);
+    }
+
+    /// Whether every byte of `0..size` is written.
+    fn covers(&self, size: u64) -> bool {
+        self.have.get(&0) == Some(&size)
+    }
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        // Gone already once the copy was renamed into place.
+        if let Err(e) = fs::remove_file(&self.temp) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::debug!("disk cache: removing {}: {e}", self.temp.display());
+            }
+        }
+    }
+}
+
+impl WholeCopies {
+    pub(super) fn new(copies: Arc<Copies>) -> WholeCopies {
+        WholeCopies {
+            copies,
+            building: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a file of `size` bytes gets a whole copy.
+    pub fn wants(&self, size: u64) -> bool {
+        size >= WHOLE_MIN && size <= self.copies.index.lock().limit
+    }
+
+    /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
+    /// bytes, into `r`'s whole copy; the offer that gives its last missing bytes
+    /// puts the copy in place. Failing to write only means no copy.
+    pub fn offer(&self, r: &Ref, size: u64, offset: u64, bytes: &[u8]) {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if bytes.is_empty() || end > size || !self.wants(size) {
+            return;
+        }
+        if self.copies.index.lock().entries.contains(&Entry::Whole(*r)) {
+            return;
+        }
+        let Some(b) = self.builder(r, size) else {
+            return;
+        };
+        if let Err(e) = b.file.write_all_at(bytes, offset) {
+            log::debug!("disk cache: writing {}: {e}", b.temp.display());
+            self.drop_builder(r, &b);
+            return;
+        }
+        let complete = {
+            let mut p = b.progress.lock();
+            p.last = Instant::now();
+            p.add(offset, end);
+            let complete = p.covers(size) && !p.done;
+            p.done |= complete;
+            complete
+        };
+        if complete {
+            self.drop_builder(r, &b);
+            self.seal(r, &b);
+        }
+    }
+
+    /// The copy of `r` being made, or a new one; `None` if one of another size is
+    /// being made (the caller's size is wrong) or no temp file can be made.
+    fn builder(&self, r: &Ref, size: u64) -> Option<Arc<Building>> {
+        if let Some(b) = self.building.lock().get(r) {
+            return (b.size == size).then(|| b.clone());
+        }
+        let temp = self.copies.files.temp_path();
+        let made = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp);
+        let file = match made {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("disk cache: making {}: {e}", temp.display());
+                return None;
+            }
+        };
+        let new = Arc::new(Building {
+            file,
+            temp,
+            size,
+            progress: Mutex::new(Progress {
+                have: BTreeMap::new(),
+                last: Instant::now(),
+                done: false,
+            }),
+        });
+        if let Err(e) = new.file.set_len(size) {
+            log::debug!("disk cache: sizing {}: {e}", new.temp.display());
+            return None;
+        }
+        let mut building = self.building.lock();
+        if let Some(b) = building.get(r) {
+            return (b.size == size).then(|| b.clone());
+        }
+        if building.len() >= BUILDING_MAX {
+            let oldest = building
+                .iter()
+                .min_by_key(|(_, b)| b.progress.lock().last)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                building.remove(&k);
+            }
+        }
+        building.insert(*r, new.clone());
+        Some(new)
+    }
+
+    /// Forgets `b` as the copy of `r` being made (its file goes with its last
+    /// user).
+    fn drop_builder(&self, r: &Ref, b: &Arc<Building>) {
+        let mut building = self.building.lock();
+        if building.get(r).is_some_and(|x| Arc::ptr_eq(x, b)) {
+            building.remove(r);
+        }
+    }
+
+    /// Puts the complete copy `b` of `r` in place under its checksum.
+    fn seal(&self, r: &Ref, b: &Building) {
+        let sum = match checksum(&b.file, b.size) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("disk cache: reading {}: {e}", b.temp.display());
+                return;
+            }
+        };
+        let path = self.copies.files.whole_path(r, sum);
+        if let Err(e) = fs::rename(&b.temp, &path) {
+            log::debug!("disk cache: putting {} in place: {e}", path.display());
+            return;
+        }
+        if let Ok(meta) = b.file.metadata() {
+            self.checked.lock().insert(*r, Seal::of(&meta, sum));
+        }
+        let victims = self.copies.index.lock().used(Entry::Whole(*r), b.size);
+        self.copies.remove_copies(&victims);
+    }
+
+    /// Opens content `r`'s whole copy of `size` bytes, checked as the module docs
+    /// say; `None` if there is none or it fails (then it is removed).
+    pub fn open(&self, r: &Ref, size: u64) -> Option<File> {
+        if size < WHOLE_MIN {
+            return None;
+        }
+        let (path, sum) = self.copies.files.find_whole(r)?;
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("disk cache: opening {}: {e}", path.display());
+                return None;
+            }
+        };
+        let meta = file.metadata().ok()?;
+        let fits = meta.is_file() && meta.len() == size;
+        let known = fits && self.checked.lock().get(r) == Some(&Seal::of(&meta, sum));
+        if !known {
+            let good = fits
+                && match checksum(&file, size) {
+                    Ok(got) => got == sum,
+                    Err(e) => {
+                        log::debug!("disk cache: reading {}: {e}", path.display());
+                        return None;
+                    }
+                };
+            if !good {
+                log::warn!(
+                    "disk cache: {} does not match its checksum; removed",
+                    path.display()
+                );
+                self.checked.lock().remove(r);
+                self.copies.index.lock().forget(&Entry::Whole(*r));
+                if let Err(e) = fs::remove_file(&path) {
+                    log::debug!("disk cache: removing {}: {e}", path.display());
+                }
+                return None;
+            }
+        }
+        // Marked used (the order other processes and the next open see), then
+        // sealed as it now is: marking it changed its change time.
+        if let Err(e) = file.set_modified(SystemTime::now()) {
+            log::debug!("disk cache: marking {} used: {e}", path.display());
+        }
+        if let Ok(meta) = file.metadata() {
+            self.checked.lock().insert(*r, Seal::of(&meta, sum));
+        }
+        let victims = self.copies.index.lock().used(Entry::Whole(*r), size);
+        self.copies.remove_copies(&victims);
+        Some(file)
+    }
+}
+
+/// The checksum of the first `size` bytes of `file`: the CRC-32 of its size and
+/// of the CRC-32 of each [`SEGMENT`], the segments read on up to one thread per
+/// core.
+pub(super) fn checksum(file: &File, size: u64) -> io::Result<u32> {
+    let segments = size.div_ceil(SEGMENT).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u64)
+        .clamp(1, 8)
+        .min(segments);
+    let mut sums = vec![0u32; segments as usize];
+    std::thread::scope(|s| -> io::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> io::Result<Vec<(u64, u32)>> {
+                    // Small enough to stay in the core's cache between the copy
+                    // and the CRC.
+                    let mut buf = vec![0u8; 256 << 10];
+                    let mut out = Vec::new();
+                    let mut seg = t;
+                    while seg < segments {
+                        let (start, end) = (seg * SEGMENT, ((seg + 1) * SEGMENT).min(size));
+                        let mut h = crc32fast::Hasher::new();
+                        let mut at = start;
+                        while at < end {
+                            let n = (end - at).min(buf.len() as u64) as usize;
+                            file.read_exact_at(&mut buf[..n], at)?;
+                            h.update(&buf[..n]);
+                            at += n as u64;
+                        }
+                        out.push((seg, h.finalize()));
+                        seg += threads;
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        for w in workers {
+            let done = w
+                .join()
+                .map_err(|_| io::Error::other("a checksum thread panicked"))??;
+            for (seg, sum) in done {
+                sums[seg as usize] = sum;
+            }
+        }
+        Ok(())
+    })?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&size.to_le_bytes());
+    for sum in sums {
+        h.update(&sum.to_le_bytes());
+    }
+    Ok(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_merges_ranges_in_any_order() {
+        let mut p = Progress {
+            have: BTreeMap::new(),
+            last: Instant::now(),
+            done: false,
+        };
+        p.add(10, 20);
+        p.add(30, 40);
+        assert!(!p.covers(40));
+        p.add(0, 5);
+        p.add(5, 10);
+        assert!(!p.covers(40), "20..30 missing");
+        p.add(15, 35);
+        assert!(p.covers(40));
+        assert_eq!(p.have.len(), 1);
+        p.add(0, 40);
+        assert!(p.covers(40));
+        assert!(!p.covers(41));
+    }
+}
