@@ -200,6 +200,28 @@ fn offers_that_do_not_fit_the_content_make_nothing() {
     assert_eq!(read_file(whole.open(&r, data.len() as u64).unwrap()), data);
 }
 
+#[test]
+fn a_file_read_at_random_gets_no_copy_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path(), 64 << 20);
+    let whole = c.whole_copies();
+    let data = bytes(20 * MIB, 8);
+    let r = Ref::of(b"content eight");
+    let piece = 64 << 10;
+    // Every other piece: more gaps than a read from the start leaves.
+    let odd: Vec<usize> = (0..data.len() / piece).filter(|i| i % 2 == 0).collect();
+    offer(&whole, &r, &data, piece, &odd);
+    assert!(files_in(&dir.path().join("tmp")).is_empty(), "dropped");
+    // Far from the start, nothing is begun.
+    offer(&whole, &r, &data, piece, &[300, 301]);
+    assert!(files_in(&dir.path().join("tmp")).is_empty());
+    // A read from the start makes it.
+    let all: Vec<usize> = (0..data.len() / piece).collect();
+    offer(&whole, &r, &data, piece, &all);
+    assert_eq!(read_file(whole.open(&r, data.len() as u64).unwrap()), data);
+    assert!(files_in(&dir.path().join("tmp")).is_empty());
+}
+
 // ---- Over a real mount ----
 
 /// A file store with one version of `data` named `doc`, and the path of that

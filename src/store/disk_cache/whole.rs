@@ -55,6 +55,15 @@ const SEGMENT: u64 = 16 << 20;
 /// longest ago (a file read in part, never to be finished).
 const BUILDING_MAX: usize = 4;
 
+/// A copy being made whose bytes fall in more separate ranges than this is
+/// dropped: its file is being read at random, not from start to end (a read from
+/// start to end leaves only as many gaps as it has requests in flight).
+const RANGES_MAX: usize = 64;
+
+/// Only bytes this near the start begin a copy: a read from the start, whose
+/// first requests may be answered in any order.
+const BEGIN_WITHIN: u64 = 16 << 20;
+
 /// The whole copies of one disk cache (see the [module docs](self)).
 pub struct WholeCopies {
     copies: Arc<Copies>,
@@ -156,7 +165,9 @@ impl WholeCopies {
 
     /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
     /// bytes, into `r`'s whole copy; the offer that gives its last missing bytes
-    /// puts the copy in place. Failing to write only means no copy.
+    /// puts the copy in place. A copy is begun only by bytes near the start
+    /// ([`BEGIN_WITHIN`]: a read from the start), and dropped when the offers show the file read at random
+    /// ([`RANGES_MAX`]). Failing to write only means no copy.
     pub fn offer(&self, r: &Ref, size: u64, offset: u64, bytes: &[u8]) {
         let end = offset.saturating_add(bytes.len() as u64);
         if bytes.is_empty() || end > size || !self.wants(size) {
@@ -165,7 +176,7 @@ impl WholeCopies {
         if self.copies.index.lock().entries.contains(&Entry::Whole(*r)) {
             return;
         }
-        let Some(b) = self.builder(r, size) else {
+        let Some(b) = self.builder(r, size, offset < BEGIN_WITHIN) else {
             return;
         };
         if let Err(e) = b.file.write_all_at(bytes, offset) {
@@ -173,25 +184,31 @@ impl WholeCopies {
             self.drop_builder(r, &b);
             return;
         }
-        let complete = {
+        let (complete, random) = {
             let mut p = b.progress.lock();
             p.last = Instant::now();
             p.add(offset, end);
             let complete = p.covers(size) && !p.done;
             p.done |= complete;
-            complete
+            (complete, p.have.len() > RANGES_MAX)
         };
-        if complete {
+        if random {
+            self.drop_builder(r, &b);
+        } else if complete {
             self.drop_builder(r, &b);
             self.seal(r, &b);
         }
     }
 
-    /// The copy of `r` being made, or a new one; `None` if one of another size is
-    /// being made (the caller's size is wrong) or no temp file can be made.
-    fn builder(&self, r: &Ref, size: u64) -> Option<Arc<Building>> {
+    /// The copy of `r` being made, or a new one if `begin`; `None` if one of
+    /// another size is being made (the caller's size is wrong) or no temp file can
+    /// be made.
+    fn builder(&self, r: &Ref, size: u64, begin: bool) -> Option<Arc<Building>> {
         if let Some(b) = self.building.lock().get(r) {
             return (b.size == size).then(|| b.clone());
+        }
+        if !begin {
+            return None;
         }
         let temp = self.copies.files.temp_path();
         let made = OpenOptions::new()
@@ -275,18 +292,7 @@ impl WholeCopies {
         if size < WHOLE_MIN {
             return None;
         }
-        let (path, sum) = self.copies.files.find_whole(r)?;
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                log::debug!("disk cache: opening {}: {e}", path.display());
-                return None;
-            }
-        };
+        let (path, sum, file) = self.open_file(r)?;
         let meta = file.metadata().ok()?;
         let fits = meta.is_file() && meta.len() == size;
         let known = fits && self.checked.lock().get(r) == Some(&Seal::of(&meta, sum));
@@ -323,6 +329,39 @@ impl WholeCopies {
         let victims = self.copies.index.lock().used(Entry::Whole(*r), size);
         self.copies.remove_copies(&victims);
         Some(file)
+    }
+}
+
+impl WholeCopies {
+    /// Opens content `r`'s whole copy, unchecked: at the name this process last
+    /// knew it by, else at the one the directory holds.
+    fn open_file(&self, r: &Ref) -> Option<(PathBuf, u32, File)> {
+        let open = |path: &PathBuf| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+        };
+        let known = self.checked.lock().get(r).map(|s| s.sum);
+        if let Some(sum) = known {
+            let path = self.copies.files.whole_path(r, sum);
+            match open(&path) {
+                Ok(f) => return Some((path, sum, f)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::debug!("disk cache: opening {}: {e}", path.display());
+                    return None;
+                }
+            }
+        }
+        let (path, sum) = self.copies.files.find_whole(r)?;
+        match open(&path) {
+            Ok(f) => Some((path, sum, f)),
+            Err(e) => {
+                log::debug!("disk cache: opening {}: {e}", path.display());
+                None
+            }
+        }
     }
 }
 
