@@ -155,7 +155,7 @@ fn a_damaged_copy_is_removed_when_opened() {
 #[test]
 fn copies_count_against_the_bound_and_small_ones_are_not_made() {
     let dir = tempfile::tempdir().unwrap();
-    let limit = 13 << 20;
+    let limit = 26 << 20;
     let c = cache(dir.path(), limit);
     let whole = c.whole_copies();
     assert!(!whole.wants(WHOLE_MIN - 1));
@@ -168,13 +168,13 @@ fn copies_count_against_the_bound_and_small_ones_are_not_made() {
     assert!(files_in(&dir.path().join("whole")).is_empty());
 
     let refs: Vec<Ref> = (0..3u8).map(|i| Ref::of(&[i])).collect();
-    let datas: Vec<Vec<u8>> = (0..3).map(|i| bytes(5 * MIB, 10 + i)).collect();
+    let datas: Vec<Vec<u8>> = (0..3).map(|i| bytes(10 * MIB, 10 + i)).collect();
     for (r, d) in refs.iter().zip(&datas) {
-        offer(&whole, r, d, MIB, &[0, 1, 2, 3, 4]);
+        offer(&whole, r, d, MIB, &(0..10).collect::<Vec<_>>());
     }
-    // 15 MiB made, 13 allowed: the first, least recently used, went.
+    // 30 MiB made, 26 allowed: the first, least recently used, went.
     assert!(c.cached_bytes() <= limit, "{} bytes", c.cached_bytes());
-    assert!(whole.open(&refs[0], 5 * MIB as u64).is_none());
+    assert!(whole.open(&refs[0], 10 * MIB as u64).is_none());
     for (r, d) in refs.iter().zip(&datas).skip(1) {
         assert_eq!(read_file(whole.open(r, d.len() as u64).unwrap()), *d);
     }
@@ -220,6 +220,59 @@ fn a_file_read_at_random_gets_no_copy_and_leaves_no_temp_file() {
     offer(&whole, &r, &data, piece, &all);
     assert_eq!(read_file(whole.open(&r, data.len() as u64).unwrap()), data);
     assert!(files_in(&dir.path().join("tmp")).is_empty());
+}
+
+/// A file read blob by blob through a cache that writes its blob copies behind
+/// the reads, the bound just holding the file twice: when one more blob is read,
+/// the whole copy made from those reads stays and a blob copy goes, and the whole
+/// copy is the newest when the cache is opened again.
+#[test]
+fn a_whole_copy_outlives_the_blob_copies_of_its_read() {
+    use anchorfs::store::{Getter, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemStore::new());
+    let pieces: Vec<Vec<u8>> = (0..8).map(|i| bytes(MIB, 20 + i)).collect();
+    let refs: Vec<Ref> = pieces.iter().map(|p| mem.put(p).unwrap().0).collect();
+    let data = pieces.concat();
+    let size = data.len() as u64;
+    let limit = 2 * size;
+    let one_more = mem.put(&bytes(MIB, 40)).unwrap().0;
+    let root = Ref::of(b"content of eight blobs");
+    {
+        let c = DiskCache::open(mem.clone(), dir.path(), limit)
+            .unwrap()
+            .writing_behind();
+        let whole = c.whole_copies();
+        for (i, r) in refs.iter().enumerate() {
+            let got = c.get(r).unwrap();
+            whole.offer(&root, size, (i * MIB) as u64, &got);
+        }
+        c.settle();
+        assert_eq!(c.cached_bytes(), limit, "all of it kept");
+        c.get(&one_more).unwrap();
+        c.settle();
+        assert!(c.cached_bytes() <= limit, "{} bytes", c.cached_bytes());
+        let f = whole.open(&root, size).expect("the whole copy stayed");
+        assert_eq!(read_file(f), data);
+    }
+    // Opened with a smaller bound, the newest copies stay: the whole one.
+    let c = DiskCache::open(mem, dir.path(), size + (MIB as u64) / 2).unwrap();
+    assert_eq!(c.cached_bytes(), size, "the whole copy alone");
+    assert!(c.whole_copies().open(&root, size).is_some());
+}
+
+/// A copy as large as half the bound is made, a larger one is not.
+#[test]
+fn only_files_up_to_half_the_bound_get_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path(), 16 << 20);
+    let whole = c.whole_copies();
+    assert!(whole.wants(8 << 20));
+    assert!(!whole.wants((8 << 20) + 1));
+    let data = bytes(8 * MIB + 1, 9);
+    let r = Ref::of(b"content nine");
+    offer(&whole, &r, &data, MIB, &(0..9).collect::<Vec<_>>());
+    assert!(whole.open(&r, data.len() as u64).is_none());
 }
 
 // ---- Over a real mount ----

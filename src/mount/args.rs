@@ -91,9 +91,9 @@ pub struct MountOptions {
     /// for root; none for a store in a local directory). Mounts may share one
     #[arg(long = "cache_dir", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub cache_dir: Option<PathBuf>,
-    /// The most bytes the disk cache keeps, with K, M or G; 0 turns the disk cache
-    /// off
-    #[arg(long = "cache_size", value_name = "SIZE", default_value = "1G", value_parser = parse_size_u64)]
+    /// The most bytes the disk cache keeps, with K, M or G (whole copies of files
+    /// up to half of it are kept too); 0 turns the disk cache off
+    #[arg(long = "cache_size", value_name = "SIZE", default_value = "4G", value_parser = parse_size_u64)]
     pub cache_size: u64,
     /// How soon changes made elsewhere (the command line, other mounts) appear, and
     /// how long the kernel caches directories and latest; a store that tells of
@@ -662,7 +662,7 @@ mod tests {
             (None, None, None, None)
         );
         assert_eq!(o.log, None);
-        assert_eq!((o.cache_dir, o.cache_size), (None, 1 << 30));
+        assert_eq!((o.cache_dir, o.cache_size), (None, 4 << 30));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub struct DiskCache<S> {
     inner: S,
     copies: Arc<Copies>,
     /// The thread writing copies, when they are written behind the reads.
-    behind: Option<Behind>,
+    behind: Option<Arc<Behind>>,
 }
 
 /// The files and what this process knows of them, shared with the thread that
@@ -158,7 +158,7 @@ impl<S> DiskCache<S> {
     /// and [`settle`](DiskCache::settle) waits for them.
     pub fn writing_behind(mut self) -> DiskCache<S> {
         if self.behind.is_none() {
-            self.behind = Behind::start(self.copies.clone());
+            self.behind = Behind::start(self.copies.clone()).map(Arc::new);
         }
         self
     }
@@ -188,7 +188,10 @@ impl<S> DiskCache<S> {
     /// Whole copies of large files in this cache, for reads served from one local
     /// file (see [`WholeCopies`]).
     pub fn whole_copies(&self) -> WholeCopies {
-        WholeCopies::new(self.copies.clone())
+        WholeCopies::new(
+            self.copies.clone(),
+            self.behind.as_ref().map(Arc::downgrade),
+        )
     }
 
     /// The bytes of the copies this cache counts.

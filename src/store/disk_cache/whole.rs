@@ -23,9 +23,10 @@
 //!
 //! Copies count against the cache's bound like blob copies, in one order of use:
 //! a new whole copy pushes out the oldest copies, which may be the file's own blob
-//! copies when the bound is tight. Files of [`WHOLE_MIN`] bytes up to the bound
-//! get one. While a copy is being made its bytes are not counted (they are the
-//! bytes just read, which their blob copies count).
+//! copies when the bound is tight. Files of [`WHOLE_MIN`] bytes up to half the
+//! bound get one: a copy filling the bound would be pushed out by the next blob
+//! read. While a copy is being made its bytes are not counted (they are the bytes
+//! just read, which their blob copies count).
 //!
 //! Locks, each held briefly and never across file I/O: `building` (the copies
 //! being made), then a copy's `progress` (taken inside `building` only to find the
@@ -36,11 +37,12 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+use super::behind::Behind;
 use super::{Copies, Entry};
 use crate::blob::Ref;
 
@@ -67,6 +69,8 @@ const BEGIN_WITHIN: u64 = 16 << 20;
 /// The whole copies of one disk cache (see the [module docs](self)).
 pub struct WholeCopies {
     copies: Arc<Copies>,
+    /// The cache's thread writing blob copies, if it has one.
+    behind: Option<Weak<Behind>>,
     building: Mutex<HashMap<Ref, Arc<Building>>>,
     checked: Mutex<HashMap<Ref, Seal>>,
 }
@@ -150,9 +154,10 @@ impl Drop for Building {
 }
 
 impl WholeCopies {
-    pub(super) fn new(copies: Arc<Copies>) -> WholeCopies {
+    pub(super) fn new(copies: Arc<Copies>, behind: Option<Weak<Behind>>) -> WholeCopies {
         WholeCopies {
             copies,
+            behind,
             building: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
         }
@@ -160,7 +165,7 @@ impl WholeCopies {
 
     /// Whether a file of `size` bytes gets a whole copy.
     pub fn wants(&self, size: u64) -> bool {
-        size >= WHOLE_MIN && size <= self.copies.index.lock().limit
+        size >= WHOLE_MIN && size <= self.copies.index.lock().limit / 2
     }
 
     /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
@@ -278,6 +283,15 @@ impl WholeCopies {
         if let Err(e) = fs::rename(&b.temp, &path) {
             log::debug!("disk cache: putting {} in place: {e}", path.display());
             return;
+        }
+        // The blob copies of the same reads are written first, so the whole copy
+        // is the newest in the order of use: when the bound cannot hold both, the
+        // blob copies go, not it (here, and by modification time at the next open).
+        if let Some(behind) = self.behind.as_ref().and_then(Weak::upgrade) {
+            behind.settle();
+        }
+        if let Err(e) = b.file.set_modified(SystemTime::now()) {
+            log::debug!("disk cache: marking {} used: {e}", path.display());
         }
         if let Ok(meta) = b.file.metadata() {
             self.checked.lock().insert(*r, Seal::of(&meta, sum));
