@@ -171,8 +171,9 @@ impl WholeCopies {
     /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
     /// bytes, into `r`'s whole copy; the offer that gives its last missing bytes
     /// puts the copy in place. A copy is begun only by bytes near the start
-    /// ([`BEGIN_WITHIN`]: a read from the start), and dropped when the offers show the file read at random
-    /// ([`RANGES_MAX`]). Failing to write only means no copy.
+    /// ([`BEGIN_WITHIN`]: a read from the start), and dropped when the offers show
+    /// the file read at random ([`RANGES_MAX`]). Failing to write only means no
+    /// copy.
     pub fn offer(&self, r: &Ref, size: u64, offset: u64, bytes: &[u8]) {
         let end = offset.saturating_add(bytes.len() as u64);
         if bytes.is_empty() || end > size || !self.wants(size) {
