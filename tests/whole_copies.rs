@@ -475,3 +475,25 @@ fn a_damaged_whole_copy_reads_back_right_after_a_remount() {
         "made again, right"
     );
 }
+
+/// With `-o nopassthrough` no whole copy is made: reads go through the daemon.
+#[test]
+fn nopassthrough_makes_no_whole_copies() {
+    use common::{fuse_skipped, Mounted};
+    if fuse_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(5 * MIB, 10);
+    let (sp, name) = store_with(dir.path(), &data);
+    let cd = dir.path().join("cache");
+    let mut m = Mounted::new(&sp, &format!("cache_dir={},nopassthrough", cd.display()));
+    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
+    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
+    assert_eq!(m.unmount(), Some(0));
+    assert!(files_in(&cd.join("whole")).is_empty());
+    assert!(
+        !files_in(&cd.join("blobs")).is_empty(),
+        "blob copies as before"
+    );
+}

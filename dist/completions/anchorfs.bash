@@ -590,7 +590,7 @@ _anchorfs() {
             fi
             case "${prev}" in
                 -o)
-                    COMPREPLY=($(compgen -W "ro allow_other default_permissions uid= gid= dir_mode= file_mode= cache= cache_dir= cache_size= poll= names= log= noxattr" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "ro allow_other default_permissions uid= gid= dir_mode= file_mode= cache= cache_dir= cache_size= poll= names= log= noxattr nopassthrough" -- "${cur}"))
                     return 0
                     ;;
                 --store)

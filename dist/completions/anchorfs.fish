@@ -61,7 +61,8 @@ cache_size=\t'The most bytes the disk cache keeps, with K, M or G (whole copies 
 poll=\t'How soon changes made elsewhere (the command line, other mounts) appear, and how long the kernel caches directories and latest; a store that tells of other writers\' commits shows them sooner'
 names=\t'How version files are named: rfc3339 (2026-11-24T21:20:32.123456789Z) or compact (2026-11-24_21-20-32.123456789Z, no colons, for tools and file shares that reject them); lookups take both'
 log=\t'Where the daemon logs (default: syslog when detached, stderr with -f)'
-noxattr\t'Answer no extended attribute call (ENOSYS), so the kernel stops asking: a faster ls -l, and no user.anchorfs.ref or user.anchorfs.at'"
+noxattr\t'Answer no extended attribute call (ENOSYS), so the kernel stops asking: a faster ls -l, and no user.anchorfs.ref or user.anchorfs.at'
+nopassthrough\t'Serve every read through the daemon: no whole copies of large files in the disk cache, and no reads by the kernel from them (passthrough)'"
 complete -c anchorfs -n "__fish_anchorfs_using_subcommand mount" -l store -r
 complete -c anchorfs -n "__fish_anchorfs_using_subcommand mount" -s f -d 'Stay in the foreground and log to stderr; without it the command returns once the mount is live and the daemon logs to syslog (or -o log=FILE)'
 complete -c anchorfs -n "__fish_anchorfs_using_subcommand mount" -s d -d 'Log debug detail (the same as RUST_LOG=debug)'

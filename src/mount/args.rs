@@ -112,6 +112,10 @@ pub struct MountOptions {
     /// faster ls -l, and no user.anchorfs.ref or user.anchorfs.at
     #[arg(long = "noxattr")]
     pub no_xattr: bool,
+    /// Serve every read through the daemon: no whole copies of large files in the
+    /// disk cache, and no reads by the kernel from them (passthrough)
+    #[arg(long = "nopassthrough")]
+    pub no_passthrough: bool,
 }
 
 impl Default for MountOptions {
@@ -657,6 +661,7 @@ mod tests {
         assert_eq!(o.poll, crate::fs::fuse::DEFAULT_POLL);
         assert_eq!(o.names, TimeNames::Rfc3339);
         assert!(!o.read_only && !o.allow_other && !o.default_permissions && !o.no_xattr);
+        assert!(!o.no_passthrough);
         assert_eq!(
             (o.uid, o.gid, o.dir_mode, o.file_mode),
             (None, None, None, None)
@@ -690,10 +695,11 @@ mod tests {
     fn every_option_parses() {
         let o = MountOptions::from_lists(&[
             "ro,allow_other,default_permissions,uid=1,gid=2,dir_mode=0750,file_mode=640,\
-             cache=1G,poll=1.5s,names=rfc3339,log=/dev/null,noxattr",
+             cache=1G,poll=1.5s,names=rfc3339,log=/dev/null,noxattr,nopassthrough",
         ])
         .unwrap();
         assert!(o.read_only && o.allow_other && o.default_permissions && o.no_xattr);
+        assert!(o.no_passthrough);
         assert_eq!((o.uid, o.gid), (Some(1), Some(2)));
         assert_eq!((o.dir_mode, o.file_mode), (Some(0o750), Some(0o640)));
         assert_eq!(o.cache_bytes, 1 << 30);

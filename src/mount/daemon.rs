@@ -175,7 +175,7 @@ pub(super) fn serve(args: &MountArgs, ready: &mut dyn FnMut(Status)) -> Result<(
             .on_destroy(Box::new(move || ending.at_session_end()));
         // Large versions read through the disk cache get whole local copies, which
         // later opens read through the kernel alone.
-        match whole.map(Arc::new) {
+        match whole.filter(|_| !args.opts.no_passthrough).map(Arc::new) {
             Some(whole) => {
                 let passthrough = Arc::new(Passthrough::new(whole.clone()));
                 let on = passthrough.clone();
