@@ -87,7 +87,7 @@ impl Passthrough {
         let reply_fh = FileHandle(fh.0);
         // The kernel takes no page-cache flag (FOPEN_KEEP_CACHE) with a backing.
         let backed_flags = FopenFlags::empty();
-        let Some((ino, root, size, _)) = core.cached_version_read(fh) else {
+        let Some((ino, root, size, readers)) = core.cached_version_read(fh) else {
             return reply.opened(reply_fh, flags);
         };
         // An inode open through a backing keeps it, even once passthrough is off.
@@ -95,7 +95,8 @@ impl Passthrough {
             b.handles.insert(fh.0);
             return reply.opened_passthrough(reply_fh, backed_flags, &b.id);
         }
-        if !self.on.load(Ordering::SeqCst) {
+        // Others read the inode through the page cache: so must this one.
+        if !self.on.load(Ordering::SeqCst) || readers > 1 {
             return reply.opened(reply_fh, flags);
         }
         // Opened and checked outside the lock: the check reads the whole copy.
