@@ -1,7 +1,8 @@
 //! Real mounts of a PostgreSQL store: reading what the command line stored,
 //! writing with real programs (checked afterwards through the command line on the
-//! same database), two mounts and the command line writing at once, and gc's
-//! grace period for a blob another process has stored but not yet anchored.
+//! same database), two mounts and the command line writing at once, gc's grace
+//! period for a blob another process has stored but not yet anchored, and a
+//! remounted version read from its whole copy in the disk cache.
 
 mod common;
 #[path = "common/pg.rs"]
@@ -501,4 +502,51 @@ fn gc_spares_a_young_unanchored_blob_stored_by_another_process() {
     assert!(ok(url, &["get", "pending"], b"") == pending);
     assert_eq!(ok(url, &["get", "kept"], b""), b"anchored\n");
     fsck(url);
+}
+
+/// A large version read once from the database is read again after a remount from
+/// its whole copy in the disk cache, by the kernel (passthrough): with its chunks
+/// deleted from the database and from the cache's blob copies, every byte still
+/// reads back.
+#[test]
+fn a_remounted_version_reads_from_its_whole_copy_without_its_chunks() {
+    if fuse_skipped() {
+        return;
+    }
+    assert_eq!(
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() },
+        0,
+        "passthrough needs CAP_SYS_ADMIN: run the real-mount tests as root"
+    );
+    let Some(db) = TestDb::new() else { return };
+    let url = db.url.as_str();
+    let big = pattern(6 << 20, 7);
+    ok(url, &["put", "big", "--at", "2026-11-25T08:00:00Z"], &big);
+    let cache = tempfile::tempdir().unwrap();
+    let opts = format!("cache_dir={}", cache.path().display());
+    let mut m = Mounted::new(url, &opts);
+    assert!(fs::read(m.path("big/latest")).unwrap() == big, "first read");
+    assert_eq!(m.unmount(), Some(0));
+
+    // The chunks are the blobs of 32 KiB or more; nodes are smaller.
+    let gone = db
+        .client()
+        .execute("DELETE FROM blobs WHERE octet_length(data) >= 32768", &[])
+        .unwrap();
+    assert!(gone >= 3, "{gone} chunks deleted");
+    let mut todo = vec![cache.path().join("blobs")];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                todo.push(e.path());
+            } else if md.len() >= 32768 {
+                fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    let mut m = Mounted::new(url, &opts);
+    assert!(fs::read(m.path("big/latest")).unwrap() == big, "read again");
+    assert_eq!(m.unmount(), Some(0));
 }
