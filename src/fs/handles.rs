@@ -35,6 +35,8 @@ pub(crate) struct ReadHandle {
     /// The inode read, if its pages may be filled ahead of reads (content that
     /// never changes, read through the page cache).
     pub fill_pages_of: Option<Ino>,
+    /// The version inode read through the page cache, if it is one.
+    pub cached_version: Option<Ino>,
 }
 
 /// The open files of a mount.
@@ -78,6 +80,7 @@ impl Handles {
         let h = Handle::Read(ReadHandle {
             reader: Box::new(reader),
             fill_pages_of,
+            cached_version,
         });
         self.table.lock().insert(fh, Arc::new(h));
         fh
@@ -126,11 +129,6 @@ impl Handles {
     /// Whether version inode `ino` has readers open through the page cache.
     pub fn has_cached_readers(&self, ino: Ino) -> bool {
         self.cached_reads.lock().values().any(|&i| i == ino)
-    }
-
-    /// The version inode handle `fh` reads through the page cache, if it does.
-    pub fn cached_version_of(&self, fh: Fh) -> Option<Ino> {
-        self.cached_reads.lock().get(&fh).copied()
     }
 
     /// How many handles read version inode `ino` through the page cache.

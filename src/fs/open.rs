@@ -177,8 +177,8 @@ impl AnchorFs {
         out: &mut Vec<u8>,
     ) -> Result<(), FsError> {
         let h = self.handles.get(fh)?;
-        let (reader, fill) = match &*h {
-            Handle::Read(r) => (&r.reader, r.fill_pages_of),
+        let (reader, fill, version) = match &*h {
+            Handle::Read(r) => (&r.reader, r.fill_pages_of, r.cached_version),
             Handle::Write(id) => {
                 out.clear();
                 out.extend_from_slice(&self.read_staged(*id, offset, size)?);
@@ -203,7 +203,7 @@ impl AnchorFs {
                 for (start, chunk) in chunks {
                     filler(ino.0, start, chunk);
                 }
-                self.tee_read(fh, reader, offset, out);
+                self.tee_read(version, reader, offset, out);
                 return Ok(());
             }
         }
@@ -222,17 +222,21 @@ impl AnchorFs {
             done += n;
         }
         out.truncate(done);
-        self.tee_read(fh, reader, offset, out);
+        self.tee_read(version, reader, offset, out);
         Ok(())
     }
 
-    /// Sends `bytes`, read by handle `fh` at `offset` of `reader`, to the read tee
-    /// if `fh` reads a version through the page cache.
-    fn tee_read(&self, fh: Fh, reader: &SplitReader<SharedStore>, offset: u64, bytes: &[u8]) {
-        if let Some(tee) = self.read_tee.get() {
-            if self.handles.cached_version_of(fh).is_some() {
-                tee(&reader.root(), reader.size(), offset, bytes);
-            }
+    /// Sends `bytes`, read at `offset` of `reader`, to the read tee if the handle
+    /// reads a version through the page cache (`version`).
+    fn tee_read(
+        &self,
+        version: Option<Ino>,
+        reader: &SplitReader<SharedStore>,
+        offset: u64,
+        bytes: &[u8],
+    ) {
+        if let (Some(tee), Some(_)) = (self.read_tee.get(), version) {
+            tee(&reader.root(), reader.size(), offset, bytes);
         }
     }
 
@@ -241,15 +245,13 @@ impl AnchorFs {
     /// The mount serves such a handle's reads from a whole local copy when one is
     /// there and nothing else reads the inode otherwise (see `fs::passthrough`).
     pub fn cached_version_read(&self, fh: Fh) -> Option<(Ino, Ref, u64, usize)> {
-        let ino = self.handles.cached_version_of(fh)?;
         let h = self.handles.get(fh).ok()?;
         match &*h {
-            Handle::Read(r) => Some((
-                ino,
-                r.reader.root(),
-                r.reader.size(),
-                self.handles.cached_readers_of(ino),
-            )),
+            Handle::Read(r) => {
+                let ino = r.cached_version?;
+                let readers = self.handles.cached_readers_of(ino);
+                Some((ino, r.reader.root(), r.reader.size(), readers))
+            }
             Handle::Write(_) => None,
         }
     }

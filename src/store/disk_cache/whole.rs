@@ -168,6 +168,12 @@ impl WholeCopies {
         size >= WHOLE_MIN && size <= self.copies.index.lock().limit / 2
     }
 
+    /// Whether content `r` of `size` bytes gets a whole copy and has none yet.
+    fn wants_more(&self, r: &Ref, size: u64) -> bool {
+        let index = self.copies.index.lock();
+        size >= WHOLE_MIN && size <= index.limit / 2 && !index.entries.contains(&Entry::Whole(*r))
+    }
+
     /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
     /// bytes, into `r`'s whole copy; the offer that gives its last missing bytes
     /// puts the copy in place. A copy is begun only by bytes near the start
@@ -176,10 +182,7 @@ impl WholeCopies {
     /// copy.
     pub fn offer(&self, r: &Ref, size: u64, offset: u64, bytes: &[u8]) {
         let end = offset.saturating_add(bytes.len() as u64);
-        if bytes.is_empty() || end > size || !self.wants(size) {
-            return;
-        }
-        if self.copies.index.lock().entries.contains(&Entry::Whole(*r)) {
+        if bytes.is_empty() || end > size || !self.wants_more(r, size) {
             return;
         }
         let Some(b) = self.builder(r, size, offset < BEGIN_WITHIN) else {
@@ -302,9 +305,12 @@ impl WholeCopies {
     }
 
     /// Opens content `r`'s whole copy of `size` bytes, checked as the module docs
-    /// say; `None` if there is none or it fails (then it is removed).
+    /// say; `None` if there is none or it fails (then it is removed). Only copies
+    /// the cache's index counts are looked for (those found when it was opened and
+    /// those made since), so an open of a file with none reads no directory.
     pub fn open(&self, r: &Ref, size: u64) -> Option<File> {
-        if size < WHOLE_MIN {
+        let indexed = self.copies.index.lock().entries.contains(&Entry::Whole(*r));
+        if size < WHOLE_MIN || !indexed {
             return None;
         }
         let (path, sum, file) = self.open_file(r)?;
