@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::bytes;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,34 +97,15 @@ impl DeletingStore for Counting {
     }
 }
 
-/// `n` bytes that differ with `seed`.
-fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// Every regular file under `dir`, with its size.
 fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                todo.push(e.path());
-            } else {
-                out.push((e.path(), meta.len()));
-            }
-        }
-    }
-    out
+    common::files_of_at_least(dir, 0)
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect()
 }
 
 fn bytes_on_disk(dir: &Path) -> u64 {

@@ -513,12 +513,7 @@ fn a_remounted_version_reads_from_its_whole_copy_without_its_chunks() {
     if fuse_skipped() {
         return;
     }
-    assert_eq!(
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() },
-        0,
-        "passthrough needs CAP_SYS_ADMIN: run the real-mount tests as root"
-    );
+    common::require_root();
     let Some(db) = TestDb::new() else { return };
     let url = db.url.as_str();
     let big = pattern(6 << 20, 7);
@@ -535,16 +530,8 @@ fn a_remounted_version_reads_from_its_whole_copy_without_its_chunks() {
         .execute("DELETE FROM blobs WHERE octet_length(data) >= 32768", &[])
         .unwrap();
     assert!(gone >= 3, "{gone} chunks deleted");
-    let mut todo = vec![cache.path().join("blobs")];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let md = e.metadata().unwrap();
-            if md.is_dir() {
-                todo.push(e.path());
-            } else if md.len() >= 32768 {
-                fs::remove_file(e.path()).unwrap();
-            }
-        }
+    for copy in common::files_of_at_least(&cache.path().join("blobs"), 32768) {
+        fs::remove_file(copy).unwrap();
     }
     let mut m = Mounted::new(url, &opts);
     assert!(fs::read(m.path("big/latest")).unwrap() == big, "read again");

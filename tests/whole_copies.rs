@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::bytes;
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,18 +19,6 @@ use anchorfs::store::mem::MemStore;
 use anchorfs::Ref;
 
 const MIB: usize = 1 << 20;
-
-fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// The files in `dir`, sorted.
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -277,34 +267,48 @@ fn only_files_up_to_half_the_bound_get_a_copy() {
 
 // ---- Over a real mount ----
 
-/// A file store with one version of `data` named `doc`, and the path of that
-/// version in a mount.
-fn store_with(dir: &Path, data: &[u8]) -> (PathBuf, &'static str) {
-    use anchorfs::store::file::FileStore;
-    use anchorfs::{content, Timestamp};
-    let sp = dir.join("store");
-    let store = FileStore::create(&sp).unwrap();
-    let root = content::store(&store, data).unwrap();
-    let at = Timestamp::parse("2026-05-01T00:00:00Z").unwrap();
-    content::put_split(&store, b"doc", root, at).unwrap();
-    (sp, "doc/2026-05-01T00:00:00.000000000Z")
+/// The version of `doc` that [`setup`] stores, as a path in a mount.
+const NAME: &str = "doc/2026-05-01T00:00:00.000000000Z";
+
+/// A file store holding one version of `doc`, with a cache directory beside it
+/// and the mount options that name it.
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    cache: PathBuf,
+    opts: String,
 }
 
-/// Every regular file under `dir` of at least `min` bytes.
-fn big_files_under(dir: &Path, min: u64) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                todo.push(e.path());
-            } else if meta.len() >= min {
-                out.push(e.path());
-            }
-        }
+/// A file store holding `data` as [`NAME`], mounted with `cache_dir=` and
+/// `extra` options; `None` when FUSE tests are switched off.
+fn setup(data: &[u8], extra: &str) -> Option<Setup> {
+    use anchorfs::store::file::FileStore;
+    use anchorfs::{content, Timestamp};
+    if common::fuse_skipped() {
+        return None;
     }
-    out
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let fs = FileStore::create(&store).unwrap();
+    let root = content::store(&fs, data).unwrap();
+    let at = Timestamp::parse("2026-05-01T00:00:00Z").unwrap();
+    content::put_split(&fs, b"doc", root, at).unwrap();
+    let cache = dir.path().join("cache");
+    let opts = format!("cache_dir={}{extra}", cache.display());
+    Some(Setup {
+        _dir: dir,
+        store,
+        cache,
+        opts,
+    })
+}
+
+/// Mounts `s`, reads [`NAME`] (which must be `data`) and unmounts: what a first
+/// read leaves in the cache.
+fn read_through_a_mount(s: &Setup, data: &[u8]) {
+    let mut m = common::Mounted::new(&s.store, &s.opts);
+    assert!(std::fs::read(m.path(NAME)).unwrap() == data, "first read");
+    assert_eq!(m.unmount(), Some(0));
 }
 
 /// Reads `path` through a shared read-only mapping.
@@ -330,51 +334,35 @@ fn read_mapped(path: &Path) -> Vec<u8> {
     }
 }
 
-fn require_root() {
-    assert_eq!(
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() },
-        0,
-        "passthrough needs CAP_SYS_ADMIN: run the real-mount tests as root"
-    );
-}
-
 /// After a read fills the cache, a remount reads the version with every chunk of
 /// the store and of the cache removed: the kernel reads its whole copy, the
 /// daemon is not asked (it could not answer). `read`, `mmap` and a second open at
 /// once all see the same bytes.
 #[test]
 fn a_remounted_version_is_read_from_its_whole_copy() {
-    use common::{fuse_skipped, Mounted};
-    if fuse_skipped() {
-        return;
-    }
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
+    use common::Mounted;
     let data = bytes(6 * MIB + 4321, 5);
-    let (sp, name) = store_with(dir.path(), &data);
-    let cd = dir.path().join("cache");
-    let opts = format!("cache_dir={}", cd.display());
-
-    let mut m = Mounted::new(&sp, &opts);
-    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
-    assert_eq!(m.unmount(), Some(0));
+    let Some(s) = setup(&data, "") else {
+        return;
+    };
+    common::require_root();
+    read_through_a_mount(&s, &data);
     assert_eq!(
-        files_in(&cd.join("whole")).len(),
+        files_in(&s.cache.join("whole")).len(),
         1,
         "a whole copy was made"
     );
 
-    let chunks = big_files_under(&sp.join("blobs"), 200 << 10);
+    let chunks = common::files_of_at_least(&s.store.join("blobs"), 200 << 10);
     assert!(chunks.len() >= 3, "the store's chunks: {chunks:?}");
-    for p in chunks
-        .iter()
-        .chain(&big_files_under(&cd.join("blobs"), 200 << 10))
-    {
+    for p in chunks.iter().chain(&common::files_of_at_least(
+        &s.cache.join("blobs"),
+        200 << 10,
+    )) {
         std::fs::remove_file(p).unwrap();
     }
-    let mut m = Mounted::new(&sp, &opts);
-    let path = m.path(name);
+    let mut m = Mounted::new(&s.store, &s.opts);
+    let path = m.path(NAME);
     let mut held = std::fs::File::open(&path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), data, "a second open at once");
     assert_eq!(read_mapped(&path), data);
@@ -392,25 +380,21 @@ fn a_remounted_version_is_read_from_its_whole_copy() {
 /// every read sees the version's bytes.
 #[test]
 fn opens_of_one_version_both_ways_at_once_never_fail() {
-    use common::{fuse_skipped, Mounted};
-    if fuse_skipped() {
-        return;
-    }
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
+    use common::Mounted;
     let data = bytes(5 * MIB, 6);
-    let (sp, name) = store_with(dir.path(), &data);
-    let cd = dir.path().join("cache");
-    let opts = format!("cache_dir={}", cd.display());
+    let Some(s) = setup(&data, "") else {
+        return;
+    };
+    common::require_root();
 
-    let m = Mounted::new(&sp, &opts);
-    let path = m.path(name);
+    let m = Mounted::new(&s.store, &s.opts);
+    let path = m.path(NAME);
     // The first reader makes the copy and stays open.
     let mut first = std::fs::File::open(&path).unwrap();
     let mut got = Vec::new();
     first.read_to_end(&mut got).unwrap();
     assert_eq!(got, data);
-    assert_eq!(files_in(&cd.join("whole")).len(), 1);
+    assert_eq!(files_in(&s.cache.join("whole")).len(), 1);
     let second = std::fs::File::open(&path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), data);
     drop(first);
@@ -444,30 +428,23 @@ fn opens_of_one_version_both_ways_at_once_never_fail() {
 /// right.
 #[test]
 fn a_damaged_whole_copy_reads_back_right_after_a_remount() {
-    use common::{fuse_skipped, Mounted};
-    if fuse_skipped() {
-        return;
-    }
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
+    use common::Mounted;
     let data = bytes(5 * MIB, 7);
-    let (sp, name) = store_with(dir.path(), &data);
-    let cd = dir.path().join("cache");
-    let opts = format!("cache_dir={}", cd.display());
-
-    let mut m = Mounted::new(&sp, &opts);
-    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
-    assert_eq!(m.unmount(), Some(0));
-    let copy = files_in(&cd.join("whole")).remove(0);
+    let Some(s) = setup(&data, "") else {
+        return;
+    };
+    common::require_root();
+    read_through_a_mount(&s, &data);
+    let copy = files_in(&s.cache.join("whole")).remove(0);
     let mut f = std::fs::File::options().write(true).open(&copy).unwrap();
     f.seek(SeekFrom::Start(2 * MIB as u64)).unwrap();
     f.write_all(&[data[2 * MIB] ^ 0x80]).unwrap();
     drop(f);
 
-    let mut m = Mounted::new(&sp, &opts);
-    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
+    let mut m = Mounted::new(&s.store, &s.opts);
+    assert_eq!(std::fs::read(m.path(NAME)).unwrap(), data);
     assert_eq!(m.unmount(), Some(0));
-    let copies = files_in(&cd.join("whole"));
+    let copies = files_in(&s.cache.join("whole"));
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(
         std::fs::read(&copies[0]).unwrap(),
@@ -479,21 +456,18 @@ fn a_damaged_whole_copy_reads_back_right_after_a_remount() {
 /// With `-o nopassthrough` no whole copy is made: reads go through the daemon.
 #[test]
 fn nopassthrough_makes_no_whole_copies() {
-    use common::{fuse_skipped, Mounted};
-    if fuse_skipped() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    use common::Mounted;
     let data = bytes(5 * MIB, 10);
-    let (sp, name) = store_with(dir.path(), &data);
-    let cd = dir.path().join("cache");
-    let mut m = Mounted::new(&sp, &format!("cache_dir={},nopassthrough", cd.display()));
-    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
-    assert_eq!(std::fs::read(m.path(name)).unwrap(), data);
+    let Some(s) = setup(&data, ",nopassthrough") else {
+        return;
+    };
+    let mut m = Mounted::new(&s.store, &s.opts);
+    assert_eq!(std::fs::read(m.path(NAME)).unwrap(), data);
+    assert_eq!(std::fs::read(m.path(NAME)).unwrap(), data);
     assert_eq!(m.unmount(), Some(0));
-    assert!(files_in(&cd.join("whole")).is_empty());
+    assert!(files_in(&s.cache.join("whole")).is_empty());
     assert!(
-        !files_in(&cd.join("blobs")).is_empty(),
+        !files_in(&s.cache.join("blobs")).is_empty(),
         "blob copies as before"
     );
 }

@@ -195,3 +195,45 @@ pub fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Every regular file under `dir`, at any depth, of at least `min` bytes.
+pub fn files_of_at_least(dir: &Path, min: u64) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.len() >= min {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// `n` bytes of a xorshift sequence from `seed`: content that does not repeat or
+/// compress, the same for the same seed.
+pub fn bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Fails unless this runs as root: passthrough (reads the kernel serves from a
+/// mount's whole copies) needs `CAP_SYS_ADMIN`.
+pub fn require_root() {
+    assert_eq!(
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() },
+        0,
+        "passthrough needs CAP_SYS_ADMIN: run the real-mount tests as root"
+    );
+}
