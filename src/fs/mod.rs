@@ -147,7 +147,7 @@ pub const FILL_READS_UP_TO: usize = 128 << 10;
 /// offset, bytes). The mount passes it on from a thread of its own.
 pub type PageFiller = Box<dyn Fn(u64, u64, Blob) + Send + Sync>;
 
-/// Where the core also sends what reads of immutable content (versions, refs)
+/// Where the core also sends what reads of versions through the page cache
 /// return, checked: (content ref, content size, offset, bytes). The mount makes
 /// whole local copies of large files from it.
 pub type ReadTee = Box<dyn Fn(&crate::blob::Ref, u64, u64, &[u8]) + Send + Sync>;
@@ -256,8 +256,8 @@ impl AnchorFs {
         let _ = self.page_filler.set(f);
     }
 
-    /// Sends what reads of immutable content return to `tee` as well (once; later
-    /// calls are ignored).
+    /// Sends what reads of versions through the page cache return to `tee` as well
+    /// (once; later calls are ignored).
     pub fn set_read_tee(&self, tee: ReadTee) {
         let _ = self.read_tee.set(tee);
     }

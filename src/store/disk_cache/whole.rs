@@ -26,7 +26,9 @@
 //! copies when the bound is tight. Files of [`WHOLE_MIN`] bytes up to half the
 //! bound get one: a copy filling the bound would be pushed out by the next blob
 //! read. While a copy is being made its bytes are not counted (they are the bytes
-//! just read, which their blob copies count).
+//! just read, which their blob copies count). A cache uses the copies its index
+//! counts: those found when it was opened and those it made since (a copy that
+//! another mount sharing the directory makes is used from this mount's next start).
 //!
 //! Locks, each held briefly and never across file I/O: `building` (the copies
 //! being made), then a copy's `progress` (taken inside `building` only to find the
