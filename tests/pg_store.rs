@@ -745,6 +745,62 @@ fn a_swap_flushes_the_log_past_every_put_before_it() {
     }
 }
 
+/// The store's connections compress with LZ4 where the server has it, both in a
+/// put and in a swap's own statement; another client's session keeps the server's
+/// default; every reader gets the bytes back as put.
+#[test]
+fn compressed_values_use_lz4_where_the_server_has_it() {
+    let Some(db) = TestDb::new() else { return };
+    let s = create(&db);
+    let mut c = db.client();
+    let has_lz4: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_settings
+             WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let server_default: String = c
+        .query_one("SHOW default_toast_compression", &[])
+        .unwrap()
+        .get(0);
+    // Compressible and past the size at which the server compresses (~2 KB).
+    let text = |tag: &str| tag.repeat(4000).into_bytes();
+    let (put, _) = s.put(&text("put ")).unwrap();
+    let held = text("held in the swap ");
+    let held_ref = Ref::of(&held);
+    s.put_and_swap(&[(held_ref, held.clone().into())], None, held_ref)
+        .unwrap();
+    let method = |c: &mut postgres::Client, r: &Ref| -> String {
+        c.query_one(
+            "SELECT COALESCE(pg_column_compression(data), 'none') FROM blobs WHERE ref = $1",
+            &[&r.as_bytes().as_slice()],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let want = if has_lz4 {
+        "lz4"
+    } else {
+        server_default.as_str()
+    };
+    assert_eq!(method(&mut c, &put), want, "a put");
+    assert_eq!(method(&mut c, &held_ref), want, "a blob put in a swap");
+    // This client's own session is untouched by the store's.
+    let other = text("another client ");
+    let other_ref = Ref::of(&other);
+    c.execute(
+        "INSERT INTO blobs (ref, data) VALUES ($1, $2)",
+        &[&other_ref.as_bytes().as_slice(), &other],
+    )
+    .unwrap();
+    assert_eq!(method(&mut c, &other_ref), server_default, "another client");
+    for (r, bytes) in [(put, text("put ")), (held_ref, held), (other_ref, other)] {
+        assert_eq!(&s.get(&r).unwrap()[..], &bytes[..]);
+    }
+}
+
 #[test]
 fn a_watch_wakes_on_another_handle_s_swap_not_its_own_and_after_the_server_ends_its_connection() {
     let Some(db) = TestDb::new() else { return };
