@@ -52,7 +52,7 @@ use anchorfs::Timestamp;
 use anchorfs::{anchor, content};
 use common::{fuse_skipped, Mounted};
 use core_side::CoreSide;
-use model::{Model, Op, OpenMode, Outcome, Release, Step, ANCHORS, LATEST};
+use model::{Model, NameRef, Op, OpenMode, Outcome, Release, Step, ANCHORS, LATEST};
 use observe::{check, observe, Normal, Observation, Observe};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -490,6 +490,41 @@ fn stored(real: &Real, anchor: usize) -> Vec<String> {
         .into_iter()
         .map(|(_, c)| String::from_utf8_lossy(&c).into_owned())
         .collect()
+}
+
+/// Was a bug: an anchor directory with no versions, removed while a file unlinked
+/// in it was still open, then made again, refused new files (ENOENT). The new
+/// directory got the removed one's inode number, and the kernel, which still held
+/// the removed directory's inode for the open file and had marked it dead, gave it
+/// that inode (the model's shrunk case).
+#[test]
+fn a_directory_made_again_after_rmdir_with_a_file_open_in_it_takes_files() {
+    if fuse_skipped() {
+        return;
+    }
+    let ops = [
+        Op::Mkdir(0),
+        Op::Open {
+            anchor: 0,
+            name: NameRef::Pool(3),
+            mode: OpenMode::Create,
+        },
+        Op::Mkdir(0),
+        Op::Unlink {
+            anchor: 0,
+            name: NameRef::Pool(3),
+        },
+        Op::Rmdir(0),
+        Op::Mkdir(0),
+        Op::Open {
+            anchor: 0,
+            name: NameRef::Pool(0),
+            mode: OpenMode::Create,
+        },
+    ];
+    if let Err(e) = Case::new().run(&ops) {
+        panic!("the mount and the model differ: {e}");
+    }
 }
 
 /// `rm` (or `mv`) of `latest` or of a version's name, while a file being written has

@@ -57,6 +57,35 @@ fn mounted() -> (tempfile::TempDir, Mounted) {
     (dir, m)
 }
 
+/// An anchor directory with no versions, removed while a file unlinked in it is
+/// still open, and made again, takes new files: the kernel keeps the removed
+/// directory's inode (dead) for the open file, and the new directory is another.
+#[test]
+fn a_directory_removed_with_a_file_open_in_it_is_made_again_and_written() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    // A scratch name and a normal one.
+    for (anchor, held_name) in [("again", "b~"), ("once-more", "notes.txt")] {
+        let dir = m.path(anchor);
+        fs::create_dir(&dir).unwrap();
+        let mut held = fs::File::create(dir.join(held_name)).unwrap();
+        fs::remove_file(dir.join(held_name)).unwrap();
+        fs::remove_dir(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("new.txt"), anchor).unwrap_or_else(|e| panic!("{anchor}: {e}"));
+        // The unlinked file still takes writes, and becomes no version.
+        held.write_all(b"gone").unwrap();
+        drop(held);
+        assert_eq!(fs::read(dir.join("latest")).unwrap(), anchor.as_bytes());
+        assert_eq!(
+            contents(&m, anchor.as_bytes()),
+            vec![anchor.as_bytes().to_vec()]
+        );
+    }
+}
+
 #[test]
 fn shell_redirects_and_mkdir() {
     if fuse_skipped() {

@@ -75,6 +75,7 @@ impl AnchorFs {
                     return Err(FsError::NotEmpty);
                 }
                 self.ns.pending_dirs.lock().remove(&anchor);
+                self.ns.inodes.lock().retire(&NodeKey::AnchorDir(anchor));
                 Ok(())
             }
             _ => Err(FsError::Immutable),

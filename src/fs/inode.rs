@@ -109,6 +109,10 @@ impl NodeKey {
 struct Held {
     key: NodeKey,
     lookups: u64,
+    /// The node was removed while the kernel held it ([`InodeTable::retire`]):
+    /// the number stays the removed node's until forgotten, and a node made
+    /// again under the same key gets another.
+    retired: bool,
 }
 
 /// Inode numbers of the nodes the kernel holds.
@@ -134,8 +138,13 @@ impl InodeTable {
             return ino;
         }
         let mut ino = key.preferred();
-        // Skip numbers held by other nodes (a hash collision: practically never).
-        while self.by_ino.get(&ino).is_some_and(|h| h.key != *key) {
+        // Skip numbers held by other nodes (a hash collision: practically never),
+        // or by a removed node of the same key that the kernel still holds.
+        while self
+            .by_ino
+            .get(&ino)
+            .is_some_and(|h| h.key != *key || h.retired)
+        {
             ino = ino.wrapping_add(1) | (1 << 63);
         }
         ino
@@ -147,6 +156,7 @@ impl InodeTable {
         let held = self.by_ino.entry(ino).or_insert_with(|| Held {
             key: key.clone(),
             lookups: 0,
+            retired: false,
         });
         held.lookups += 1;
         self.by_key.insert(key.clone(), ino);
@@ -170,7 +180,24 @@ impl InodeTable {
         held.lookups = held.lookups.saturating_sub(n);
         if held.lookups == 0 {
             if let Some(h) = self.by_ino.remove(&ino) {
-                self.by_key.remove(&h.key);
+                // A retired number no longer names its key's current node.
+                if self.by_key.get(&h.key) == Some(&ino) {
+                    self.by_key.remove(&h.key);
+                }
+            }
+        }
+    }
+
+    /// `key`'s node was removed (an `rmdir`). The kernel may still hold its
+    /// inode, pinned by a descriptor open inside the directory, and it has marked
+    /// that inode dead. A node made again under `key` therefore gets a number of
+    /// its own, so that the kernel never gives the dead inode to it: creating a
+    /// file in a dead directory fails with `ENOENT`. The old number keeps naming
+    /// `key` for the kernel's calls on the old inode until it is forgotten.
+    pub fn retire(&mut self, key: &NodeKey) {
+        if let Some(ino) = self.by_key.remove(key) {
+            if let Some(h) = self.by_ino.get_mut(&ino) {
+                h.retired = true;
             }
         }
     }
@@ -254,6 +281,7 @@ mod tests {
             Held {
                 key: other.clone(),
                 lookups: 1,
+                retired: false,
             },
         );
         let ia = tab.lookup(&a);
@@ -261,5 +289,27 @@ mod tests {
         assert_eq!(tab.get(ia), Some(&a));
         assert_eq!(tab.get(Ino(pref)), Some(&other));
         assert_eq!(tab.lookup(&a), ia, "and stays put");
+    }
+
+    #[test]
+    fn a_removed_node_made_again_gets_a_new_number_while_the_old_is_held() {
+        let mut tab = InodeTable::new();
+        let a = NodeKey::AnchorDir(b"a".to_vec());
+        let old = tab.lookup(&a);
+        tab.retire(&a);
+        // The kernel still holds the removed directory's inode.
+        assert_eq!(tab.get(old), Some(&a));
+        let new = tab.lookup(&a);
+        assert_ne!(new, old, "never the dead inode's number");
+        assert_eq!(tab.ino_of(&a), new, "what readdir reports");
+        // Forgetting the old one leaves the new one in place.
+        tab.forget(old, 1);
+        assert_eq!(tab.get(old), None);
+        assert_eq!(tab.lookup(&a), new);
+        tab.forget(new, 2);
+        assert!(tab.is_empty());
+        // Retiring a node the kernel does not hold changes nothing.
+        tab.retire(&a);
+        assert_eq!(tab.lookup(&a), old, "the preferred number again");
     }
 }
