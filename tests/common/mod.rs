@@ -82,13 +82,29 @@ impl Mounted {
     }
 
     /// Unmounts and waits for the daemon; returns its exit status code.
+    ///
+    /// An unmount refused as busy is tried again: a child that another test
+    /// thread of this process is starting holds copies of this process's
+    /// descriptors, a file of the mount among them, until its `exec` closes them.
     pub fn unmount(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("umount").arg(&self.mnt).status();
+        let umount = |mnt: &Path| {
+            Command::new("umount")
+                .arg(mnt)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut unmounted = umount(&self.mnt);
         let start = Instant::now();
+        let mut tried = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
+            }
+            if !unmounted && tried.elapsed() > Duration::from_millis(100) {
+                unmounted = umount(&self.mnt);
+                tried = Instant::now();
             }
             if start.elapsed() > Duration::from_secs(20) {
                 let _ = child.kill();
