@@ -26,18 +26,6 @@ fn put(store: &FileStore, name: &[u8], data: &[u8], at: &str) -> Ref {
     root
 }
 
-fn big(n: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let n = std::ffi::CString::new(name).ok()?;
@@ -63,7 +51,7 @@ fn browse_versions_with_real_programs() {
     let sp = dir.path().join("store");
     let store = FileStore::create(&sp).unwrap();
     let v1 = b"first version\n".to_vec();
-    let v2 = big(3 << 20, 7);
+    let v2 = common::bytes(3 << 20, 7);
     let r1 = put(&store, b"notes", &v1, "2026-11-24T21:20:32.123456789Z");
     put(&store, b"notes", &v2, "2026-11-25T08:00:00Z");
     put(&store, b"a/b", b"slash", "2026-01-01T00:00:00Z");
@@ -349,7 +337,7 @@ fn damaged_blobs_give_eio_and_the_rest_still_reads() {
     let dir = tempfile::tempdir().unwrap();
     let sp = dir.path().join("store");
     let store = FileStore::create(&sp).unwrap();
-    let data = big(400_000, 3);
+    let data = common::bytes(400_000, 3);
     let root = put(&store, b"victim", &data, "2026-01-01T00:00:00Z");
     put(&store, b"healthy", b"fine", "2026-01-01T00:00:00Z");
     // Damage one chunk of the victim's tree (not the root: its size stays known).

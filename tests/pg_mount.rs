@@ -102,19 +102,6 @@ fn lib_history(url: &str, name: &str) -> Vec<(Timestamp, Vec<u8>)> {
         .collect()
 }
 
-/// Bytes that differ from run to run of `seed`, so no two files share chunks.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 11) as u8
-        })
-        .collect()
-}
-
 fn sh(cmd: &str) -> (i32, String) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
     (
@@ -150,7 +137,7 @@ fn read_what_the_command_line_stored() {
     }
     let Some(db) = TestDb::new() else { return };
     let url = db.url.as_str();
-    let big = pattern(3 << 20, 1);
+    let big = common::bytes(3 << 20, 1);
     ok(
         url,
         &["put", "notes", "--at", "2026-11-24T21:20:32.123456789Z"],
@@ -236,7 +223,7 @@ fn programs_write_and_the_command_line_reads_back() {
     let scratch = tempfile::tempdir().unwrap();
 
     // cp of a multi-MiB file.
-    let big = pattern(5 << 20, 2);
+    let big = common::bytes(5 << 20, 2);
     let src = scratch.path().join("big.bin");
     fs::write(&src, &big).unwrap();
     fs::create_dir(m.path("docs")).unwrap();
@@ -296,7 +283,7 @@ fn programs_write_and_the_command_line_reads_back() {
     let tree = scratch.path().join("tree");
     fs::create_dir(&tree).unwrap();
     let files: [(&str, Vec<u8>); 3] = [
-        ("a.bin", pattern(1 << 20, 3)),
+        ("a.bin", common::bytes(1 << 20, 3)),
         ("b.txt", b"bee\n".to_vec()),
         ("c.txt", b"sea\n".to_vec()),
     ];
@@ -457,7 +444,7 @@ fn gc_spares_a_young_unanchored_blob_stored_by_another_process() {
     // blobs are there, nothing reaches them yet.
     let opened = open(OsStr::new(url), OpenMode::Existing).unwrap();
     let s = &*opened.store;
-    let pending = pattern(600_000, 4);
+    let pending = common::bytes(600_000, 4);
     let root = anchorfs::content::store(s, &pending[..]).unwrap();
     let (orphan, _) = s.put(b"a blob nobody anchors").unwrap();
     let count = || {
@@ -516,7 +503,7 @@ fn a_remounted_version_reads_from_its_whole_copy_without_its_chunks() {
     common::require_root();
     let Some(db) = TestDb::new() else { return };
     let url = db.url.as_str();
-    let big = pattern(6 << 20, 7);
+    let big = common::bytes(6 << 20, 7);
     ok(url, &["put", "big", "--at", "2026-11-25T08:00:00Z"], &big);
     let cache = tempfile::tempdir().unwrap();
     let opts = format!("cache_dir={}", cache.path().display());

@@ -117,7 +117,7 @@ fn big_writer(mnt: &Path, anchor: &str, stop: &AtomicBool) -> Vec<Attempt> {
         i += 1;
         let content = [
             format!("{anchor} {i}\n").as_bytes(),
-            &pattern(1 << 20, 1000 + i),
+            &common::bytes(1 << 20, 1000 + i),
         ]
         .concat();
         let start = Instant::now();
@@ -380,19 +380,6 @@ fn the_server_killed_at_random_moments_under_writes() {
     drop(server);
 }
 
-/// Bytes unique to `seed`.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 11) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_file_written_across_a_restart_is_whole_or_refused() {
     use std::io::Write;
@@ -405,8 +392,8 @@ fn a_file_written_across_a_restart_is_whole_or_refused() {
     fs::create_dir(m.path("big")).unwrap();
     let mut outcomes = Vec::new();
     for round in 0..3u32 {
-        let first = pattern(4 << 20, 10 + round);
-        let second = pattern(4 << 20, 20 + round);
+        let first = common::bytes(4 << 20, 10 + round);
+        let second = common::bytes(4 << 20, 20 + round);
         let path = m.path("big").join(format!("f{round}"));
         let mut f = fs::File::create(&path).unwrap();
         f.write_all(&first).unwrap();
@@ -449,7 +436,9 @@ fn blobs_put_before_a_restart_are_there_once_a_later_swap_or_sync_returns() {
     for round in 0..3u32 {
         // Put, then killed before any flushed commit: the rows may be only in
         // the log the crash threw away.
-        let blobs: Vec<Vec<u8>> = (0..50).map(|i| pattern(20_000, round * 100 + i)).collect();
+        let blobs: Vec<Vec<u8>> = (0..50)
+            .map(|i| common::bytes(20_000, round * 100 + i))
+            .collect();
         let views: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
         let refs: Vec<anchorfs::Ref> = s
             .put_many(&views)
