@@ -155,6 +155,11 @@ impl Drop for Building {
     }
 }
 
+/// Whether a file of `size` bytes gets a whole copy in a cache bounded by `limit`.
+fn fits(size: u64, limit: u64) -> bool {
+    size >= WHOLE_MIN && size <= limit / 2
+}
+
 impl WholeCopies {
     pub(super) fn new(copies: Arc<Copies>, behind: Option<Weak<Behind>>) -> WholeCopies {
         WholeCopies {
@@ -167,13 +172,13 @@ impl WholeCopies {
 
     /// Whether a file of `size` bytes gets a whole copy.
     pub fn wants(&self, size: u64) -> bool {
-        size >= WHOLE_MIN && size <= self.copies.index.lock().limit / 2
+        fits(size, self.copies.index.lock().limit)
     }
 
     /// Whether content `r` of `size` bytes gets a whole copy and has none yet.
     fn wants_more(&self, r: &Ref, size: u64) -> bool {
         let index = self.copies.index.lock();
-        size >= WHOLE_MIN && size <= index.limit / 2 && !index.entries.contains(&Entry::Whole(*r))
+        fits(size, index.limit) && !index.entries.contains(&Entry::Whole(*r))
     }
 
     /// Takes `bytes`, read (and checked) at `offset` of content `r` of `size`
