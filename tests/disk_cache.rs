@@ -184,6 +184,50 @@ fn get_many_reads_every_miss_below_in_one_call() {
 }
 
 #[test]
+fn reads_into_buffers_fetch_misses_below_in_one_call_and_keep_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemStore::new());
+    let refs: Vec<Ref> = (0..5)
+        .map(|i| mem.put(&bytes(3000 + i, i as u32)).unwrap().0)
+        .collect();
+    let cache = DiskCache::open(Counting::over(&mem), dir.path(), 1 << 20).unwrap();
+    let mut one = vec![0u8; 4000];
+    assert_eq!(cache.get_into(&refs[0], &mut one).unwrap(), 3000);
+    assert_eq!(cache.inner().gets(), 1);
+    assert_eq!(cache.get_into(&refs[0], &mut one).unwrap(), 3000);
+    assert_eq!(cache.inner().gets(), 1, "kept by the first read");
+    let missing = Ref::of(b"missing");
+    let ask = [refs[1], refs[0], missing, refs[2], refs[1]];
+    let mut bufs: Vec<Vec<u8>> = ask.iter().map(|_| vec![0u8; 4000]).collect();
+    let mut jobs: Vec<(Ref, &mut [u8])> = ask
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(r, b)| (*r, b.as_mut_slice()))
+        .collect();
+    let got = cache.get_many_into(&mut jobs);
+    drop(jobs);
+    assert_eq!(cache.inner().batches.load(Ordering::SeqCst), 1);
+    for ((r, res), buf) in ask.iter().zip(&got).zip(&bufs) {
+        if *r == missing {
+            assert!(matches!(res, Err(StoreError::NotFound(m)) if m == r));
+        } else {
+            let n = *res.as_ref().unwrap();
+            assert_eq!(Ref::of(&buf[..n]), *r, "in the order asked");
+        }
+    }
+    let before = cache.inner().gets();
+    let mut bufs: Vec<Vec<u8>> = refs[..3].iter().map(|_| vec![0u8; 4000]).collect();
+    let mut jobs: Vec<(Ref, &mut [u8])> = refs[..3]
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(r, b)| (*r, b.as_mut_slice()))
+        .collect();
+    assert!(cache.get_many_into(&mut jobs).iter().all(Result::is_ok));
+    assert_eq!(cache.inner().gets(), before, "every miss was kept");
+    assert_eq!(cache.inner().batches.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn copies_written_behind_the_reads_are_all_there_when_settled_or_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let mem = Arc::new(MemStore::new());

@@ -427,6 +427,29 @@ fn batches_write_times_deletes_and_damage() {
         s.get_many(&refs).iter().all(|r| r.is_ok()),
         "more than one batch"
     );
+    // The same straight into buffers: a repeated ref fills every buffer it has,
+    // and more refs than one query asks for are all read.
+    let mut bufs: Vec<Vec<u8>> = (0..refs.len() + 4).map(|_| vec![0u8; 8]).collect();
+    let wanted: Vec<Ref> = [rb, missing, ra, rb]
+        .into_iter()
+        .chain(refs.iter().copied())
+        .collect();
+    let mut jobs: Vec<(Ref, &mut [u8])> = wanted
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(r, b)| (*r, b.as_mut_slice()))
+        .collect();
+    let got = s.get_many_into(&mut jobs);
+    drop(jobs);
+    assert_eq!(*got[0].as_ref().unwrap(), 1);
+    assert!(matches!(got[1], Err(StoreError::NotFound(m)) if m == missing));
+    assert_eq!((*got[2].as_ref().unwrap(), bufs[2][0]), (1, b'a'));
+    assert_eq!((*got[3].as_ref().unwrap(), bufs[3][0]), (1, b'b'));
+    assert_eq!(bufs[0][0], b'b');
+    for (i, (n, buf)) in got[4..].iter().zip(&bufs[4..]).enumerate() {
+        assert_eq!(*n.as_ref().unwrap(), 4);
+        assert_eq!(buf[..4], (i as u32).to_be_bytes(), "blob {i}");
+    }
 
     // Written again: young again, as in the file store.
     let mut c = db.client();
@@ -453,6 +476,10 @@ fn batches_write_times_deletes_and_damage() {
     .unwrap();
     assert!(matches!(s.get(&rb), Err(StoreError::Damaged(d)) if d == rb));
     assert!(matches!(s.get_many(&[rb])[0], Err(StoreError::Damaged(_))));
+    let mut buf = vec![0u8; 16];
+    assert!(matches!(s.get_into(&rb, &mut buf), Err(StoreError::Damaged(d)) if d == rb));
+    let mut jobs: Vec<(Ref, &mut [u8])> = vec![(rb, &mut buf)];
+    assert!(matches!(s.get_many_into(&mut jobs)[0], Err(StoreError::Damaged(d)) if d == rb));
     assert_eq!(s.blob_size(&rb).unwrap(), 8);
     // A map ref of the wrong length is an error, not a panic.
     c.batch_execute("INSERT INTO anchor_map_ref (ref) VALUES ('\\x0102')")

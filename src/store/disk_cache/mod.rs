@@ -151,11 +151,14 @@ impl<S> DiskCache<S> {
         })
     }
 
-    /// The same cache, writing the copies of what it reads on a thread of its
+    /// The same cache, writing the copies of the blobs it reads on a thread of its
     /// own, so a read returns without waiting for its copy to be written (up to
     /// [`behind::QUEUED_MAX`] bytes waiting; past that a reader writes its copy
     /// itself). Copies still waiting are written before the cache is dropped,
-    /// and [`settle`](DiskCache::settle) waits for them.
+    /// and [`settle`](DiskCache::settle) waits for them. Reads into a caller's
+    /// buffer (`get_into`, `get_many_into`) write their copies themselves, from
+    /// that buffer: handing them over would take a copy of the bytes in memory,
+    /// which costs more than the write into the page cache.
     pub fn writing_behind(mut self) -> DiskCache<S> {
         if self.behind.is_none() {
             self.behind = Behind::start(self.copies.clone()).map(Arc::new);
@@ -297,42 +300,43 @@ impl<S: Getter> Getter for DiskCache<S> {
         Ok(b)
     }
 
-    /// A hit is read from its file into `out`; a miss is fetched, kept and
-    /// copied.
+    /// A hit is read from its file into `out`; a miss is read from the store
+    /// below into `out` and kept from there.
     fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
         if let Some(n) = self.copies.cached_into(r, out) {
             return Ok(n);
         }
-        let b = self.inner.get_at_most(r, out.len() as u64)?;
-        self.keep(r, &b);
-        Ok(crate::store::copy_blob_into(&b, out))
+        let n = self.inner.get_into(r, out)?;
+        if let Some(b) = out.get(..n) {
+            self.copies.keep(r, b);
+        }
+        Ok(n)
     }
 
     /// Hits from disk into their buffers; every miss from the store below in one
-    /// call, kept and copied.
+    /// call, straight into its buffer, and kept from there.
     fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
         let mut out: Vec<Option<Result<usize, StoreError>>> = jobs
             .iter_mut()
             .map(|(r, dst)| self.copies.cached_into(r, dst).map(Ok))
             .collect();
-        let misses: Vec<Ref> = jobs
-            .iter()
+        let mut misses: Vec<(Ref, &mut [u8])> = jobs
+            .iter_mut()
             .zip(&out)
             .filter(|(_, got)| got.is_none())
-            .map(|((r, _), _)| *r)
+            .map(|((r, dst), _)| (*r, &mut **dst))
             .collect();
         if !misses.is_empty() {
-            let mut fetched = self.inner.get_many(&misses).into_iter();
-            for ((r, dst), slot) in jobs.iter_mut().zip(out.iter_mut()) {
-                if slot.is_some() {
-                    continue;
+            let mut fetched = self.inner.get_many_into(&mut misses).into_iter();
+            let mut misses = misses.iter();
+            for slot in out.iter_mut().filter(|slot| slot.is_none()) {
+                let (Some(res), Some((r, dst))) = (fetched.next(), misses.next()) else {
+                    break;
+                };
+                if let Some(b) = res.as_ref().ok().and_then(|&n| dst.get(..n)) {
+                    self.copies.keep(r, b);
                 }
-                *slot = fetched.next().map(|res| {
-                    res.map(|b| {
-                        self.keep(r, &b);
-                        crate::store::copy_blob_into(&b, dst)
-                    })
-                });
+                *slot = Some(res);
             }
         }
         out.into_iter()

@@ -99,12 +99,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 
 use self::pool::{backend_error, Conn, Pool};
 use super::{
-    verified, AnchorGetter, AnchorStore, DeletingStore, Getter, MapWatch, OpenMode, Opened, Store,
-    StoreError, StoreSettings, MAX_BLOB_SIZE,
+    copy_blob_into, verified, verified_slice, AnchorGetter, AnchorStore, DeletingStore, Getter,
+    MapWatch, OpenMode, Opened, Store, StoreError, StoreSettings, MAX_BLOB_SIZE,
 };
 use crate::blob::{Blob, Ref};
 
@@ -294,6 +295,65 @@ fn key(r: &Ref) -> &[u8] {
 }
 
 impl PgStore {
+    /// One query's worth of [`Getter::get_many_into`]: at most [`GET_BATCH`] jobs.
+    fn get_batch_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        let count = jobs.len();
+        let op = || format!("reading {count} blobs from {}", self.label());
+        let refs: Vec<Ref> = jobs.iter().map(|(r, _)| *r).collect();
+        let keys: Vec<&[u8]> = refs.iter().map(key).collect();
+        let mut slots: HashMap<Ref, Vec<usize>> = HashMap::new();
+        for (i, r) in refs.iter().enumerate() {
+            slots.entry(*r).or_default().push(i);
+        }
+        let mut got: Vec<Option<usize>> = vec![None; jobs.len()];
+        let fetched = self.pool.run(&op, |c| {
+            // Run again on a new connection after a lost one: start clean.
+            got.iter_mut().for_each(|g| *g = None);
+            let st = c.prepared(GET_MANY)?;
+            let params: [&(dyn ToSql + Sync); 1] = [&keys];
+            let mut rows = c.client().query_raw(&st, params)?;
+            while let Some(row) = rows.next()? {
+                let Ok(r) = Ref::from_slice(row.try_get::<_, &[u8]>(0)?) else {
+                    continue;
+                };
+                let data: &[u8] = row.try_get(1)?;
+                for &i in slots.get(&r).into_iter().flatten() {
+                    got[i] = Some(copy_blob_into(data, &mut *jobs[i].1));
+                }
+            }
+            Ok(())
+        });
+        match fetched {
+            Ok(()) => got
+                .into_iter()
+                .zip(jobs.iter())
+                .map(|(n, (r, dst))| {
+                    let n = n.ok_or(StoreError::NotFound(*r))?;
+                    if let Some(data) = dst.get(..n) {
+                        verified_slice(r, data)?;
+                    }
+                    Ok(n)
+                })
+                .collect(),
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let why = match &e {
+                    StoreError::Backend { source, .. } => source.to_string(),
+                    e => e.to_string(),
+                };
+                refs.iter()
+                    .map(|r| {
+                        Err(StoreError::backend(
+                            format!("reading blob {r}"),
+                            retryable,
+                            why.clone(),
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// Opens the store at `url`; with [`OpenMode::Create`], makes its tables if
     /// the database has none. Returns whether it made Go's tables.
     pub fn open(url: &str, mode: OpenMode) -> Result<(PgStore, bool), StoreError> {
@@ -668,6 +728,35 @@ impl Getter for PgStore {
                     );
                 }
             }
+        }
+        out
+    }
+
+    /// The row's bytes go straight into `out` and are checked there: no buffer of
+    /// their own per chunk.
+    fn get_into(&self, r: &Ref, out: &mut [u8]) -> Result<usize, StoreError> {
+        let op = || format!("reading blob {r} from {}", self.label());
+        let n = self.pool.run(&op, |c| {
+            let st = c.prepared(GET)?;
+            Ok(match c.client().query_opt(&st, &[&key(r)])? {
+                Some(row) => Some(copy_blob_into(row.try_get::<_, &[u8]>(0)?, out)),
+                None => None,
+            })
+        })?;
+        let n = n.ok_or(StoreError::NotFound(*r))?;
+        // A longer blob is left uncopied; the caller sees its length.
+        if let Some(data) = out.get(..n) {
+            verified_slice(r, data)?;
+        }
+        Ok(n)
+    }
+
+    /// As [`get_many`](Getter::get_many), a batch per query, each row copied into
+    /// the buffers of its ref as it arrives and checked there.
+    fn get_many_into(&self, jobs: &mut [(Ref, &mut [u8])]) -> Vec<Result<usize, StoreError>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for batch in jobs.chunks_mut(GET_BATCH) {
+            out.extend(self.get_batch_into(batch));
         }
         out
     }
