@@ -15,6 +15,8 @@
 #   MANY_VERSIONS    versions of the long anchor listed with ls -l (default 10000)
 #   REPS             repetitions of the cheap measurements, medians taken (default 3)
 #   BIG_REPS         repetitions of the big writes and first reads (default 1)
+#   LS_REPS          first listings after the caches are dropped, of the plain
+#                    directory and of each anchor, medians taken (default 9)
 #   CACHE_CURVE      -o cache= sizes for the RSS curve (default "16M 64M 256M")
 #   WRITERS          parallel writers used to build the long anchor (default 4)
 #   RAND_MB          size of the version written and read at random offsets (default 64)
@@ -37,6 +39,7 @@ SMALL_VERSIONS=${SMALL_VERSIONS:-100}
 MANY_VERSIONS=${MANY_VERSIONS:-10000}
 REPS=${REPS:-3}
 BIG_REPS=${BIG_REPS:-1}
+LS_REPS=${LS_REPS:-9}
 CACHE_CURVE=${CACHE_CURVE:-"16M 64M 256M"}
 WRITERS=${WRITERS:-4}
 RAND_MB=${RAND_MB:-64}
@@ -56,7 +59,7 @@ die() {
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages, mounts filesystems and drops caches"
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 [ -e /dev/fuse ] || die "/dev/fuse is missing: FUSE is needed"
-for v in SIZE_MB SMALL_VERSIONS MANY_VERSIONS REPS BIG_REPS WRITERS RAND_MB; do
+for v in SIZE_MB SMALL_VERSIONS MANY_VERSIONS REPS BIG_REPS LS_REPS WRITERS RAND_MB; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$SMALL_VERSIONS" -ge 3 ] || die "SMALL_VERSIONS must be at least 3"
@@ -394,7 +397,7 @@ bench_disk() {
     # ls -l of a plain directory holding as many small files as the small anchor
     # has versions, first after the caches are dropped (as a fresh mount is).
     v=()
-    for ((r = 0; r < REPS; r++)); do
+    for ((r = 0; r < LS_REPS; r++)); do
         drop_caches
         timed ls -l "$T/small" >/dev/null
         v+=("$(ms "$LAST_US")")
@@ -552,7 +555,7 @@ bench_anchorfs_ls() {
     for anchor in small many; do
         key=afs_ls_$anchor
         v1=() v2=()
-        for ((r = 0; r < REPS; r++)); do
+        for ((r = 0; r < LS_REPS; r++)); do
             afs_mount "$STORE" "$AMNT"
             drop_caches
             timed ls -l "$AMNT/$anchor" >/dev/null
