@@ -606,6 +606,56 @@ fn an_inherited_descriptors_close_commits_nothing_the_openers_does() {
     assert_eq!(contents(&store, b"inherit"), vec![Vec::<u8>::new()]);
 }
 
+#[test]
+fn a_shells_redirect_onto_a_kept_name_makes_one_version() {
+    // `echo b > f` where `f` still names the version `echo a > f` made: the shell
+    // opens `f` truncating, closes that descriptor after duplicating it (a flush
+    // before any write), then writes and closes the duplicate. That first flush
+    // must not commit the truncated file as an empty version, as it does not for a
+    // new file.
+    let (store, fs, processes) = setup_with_processes();
+    let shell = 300;
+    processes.assign(shell, ProcessId(300));
+    let dir = fs.mkdir(ROOT_INO, b"redirect").unwrap().attr.ino;
+    let (_, fh) = fs.create(dir, b"f").unwrap();
+    fs.set_opener(fh, shell);
+    fs.flush(fh, Some(shell)).unwrap();
+    fs.write(fh, 0, b"a\n", Some(shell)).unwrap();
+    fs.flush(fh, Some(shell)).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(contents(&store, b"redirect"), vec![b"a\n".to_vec()]);
+    for (i, next) in [b"b\n", b"c\n"].into_iter().enumerate() {
+        let ino = fs.lookup(dir, b"f").unwrap().attr.ino;
+        let o = fs.open(ino, true, true).unwrap();
+        fs.set_opener(o.fh, shell);
+        fs.flush(o.fh, Some(shell)).unwrap();
+        fs.write(o.fh, 0, next, Some(shell)).unwrap();
+        fs.flush(o.fh, Some(shell)).unwrap();
+        fs.release(o.fh).unwrap();
+        assert_eq!(
+            contents(&store, b"redirect").len(),
+            i + 2,
+            "one version each"
+        );
+        assert_eq!(contents(&store, b"redirect").last().unwrap(), next);
+    }
+    // Truncated and closed with nothing written (`: > f`): one empty version.
+    let ino = fs.lookup(dir, b"f").unwrap().attr.ino;
+    let o = fs.open(ino, true, true).unwrap();
+    fs.set_opener(o.fh, shell);
+    fs.flush(o.fh, Some(shell)).unwrap();
+    fs.release(o.fh).unwrap();
+    assert_eq!(
+        contents(&store, b"redirect"),
+        vec![
+            b"a\n".to_vec(),
+            b"b\n".to_vec(),
+            b"c\n".to_vec(),
+            Vec::new()
+        ]
+    );
+}
+
 /// The contents of `name`'s versions, none if it has no history.
 fn contents_or_none(store: &Store, name: &[u8]) -> Vec<Vec<u8>> {
     match anchor::history(&**store, name) {

@@ -87,6 +87,26 @@ fn a_directory_removed_with_a_file_open_in_it_is_made_again_and_written() {
 }
 
 #[test]
+fn redirects_onto_a_name_the_shell_wrote_make_one_version_each() {
+    if fuse_skipped() {
+        return;
+    }
+    let (_d, m) = mounted();
+    fs::create_dir(m.path("log")).unwrap();
+    let n = m.path("log");
+    let n = n.display();
+    // In one shell, so each `>` reopens the name while it still names the version
+    // the last one made.
+    let (rc, _) = sh(&format!(
+        "for i in 1 2 3 4 5 6 7 8; do echo v$i > {n}/f; done"
+    ));
+    assert_eq!(rc, 0);
+    let want: Vec<Vec<u8>> = (1..=8).map(|i| format!("v{i}\n").into_bytes()).collect();
+    assert_eq!(contents(&m, b"log"), want, "no empty version between them");
+    assert_eq!(fs::read(m.path("log/f")).unwrap(), b"v8\n");
+}
+
+#[test]
 fn shell_redirects_and_mkdir() {
     if fuse_skipped() {
         return;

@@ -263,6 +263,14 @@ impl AnchorFs {
                 // A moved open's file, now opened by its opener.
                 self.staging.take_moves(|m| m.id == *id);
                 let mut g = f.lock();
+                if g.open == 0 {
+                    // A closed file opened again (a name that kept naming its
+                    // version): a new writing begins, with no write and no writer
+                    // yet, so a shell's `>` closing its duplicate before the write
+                    // commits nothing here either.
+                    g.written = false;
+                    g.writer_owner = None;
+                }
                 g.open += 1;
                 if truncate {
                     g.data = Data::empty();

@@ -736,6 +736,11 @@ impl Model {
         let file = match self.lookup_follow(anchor, name) {
             Node::Staged(id) => {
                 let f = &mut self.files[id];
+                // A closed file opened again: a new writing, nothing written yet
+                // (a truncating open alone then commits at the last close).
+                if f.open == 0 {
+                    f.written = false;
+                }
                 f.open += 1;
                 if truncate {
                     f.content.clear();

@@ -79,10 +79,11 @@ pub(crate) struct StagedFile {
     pub(crate) state: CommitState,
     /// Changed since the last commit.
     pub(crate) dirty: bool,
-    /// Written to (or truncated) at least once: an untouched new file is committed
-    /// at its last close rather than at every flush, so the flush of a duplicated
-    /// descriptor closed before the first write (as a shell's `>` does) does not
-    /// make an empty version.
+    /// Written to (or truncated) at least once since it was opened (a closed file
+    /// opened again starts over): an untouched file is committed at its last close
+    /// rather than at every flush, so the flush of a duplicated descriptor closed
+    /// before the first write (as a shell's `>` does) does not make an empty
+    /// version.
     pub(crate) written: bool,
     /// Open handles.
     pub(crate) open: u32,
