@@ -290,6 +290,17 @@ impl Unflushed {
 }
 
 /// The stored form of a ref.
+/// The error of each blob of a batched read whose query failed with `e`.
+fn batch_failed<'a>(refs: &'a [Ref], e: &StoreError) -> impl Iterator<Item = StoreError> + 'a {
+    let retryable = e.is_retryable();
+    let why = match e {
+        StoreError::Backend { source, .. } => source.to_string(),
+        e => e.to_string(),
+    };
+    refs.iter()
+        .map(move |r| StoreError::backend(format!("reading blob {r}"), retryable, why.clone()))
+}
+
 fn key(r: &Ref) -> &[u8] {
     r.as_bytes()
 }
@@ -335,22 +346,7 @@ impl PgStore {
                     Ok(n)
                 })
                 .collect(),
-            Err(e) => {
-                let retryable = e.is_retryable();
-                let why = match &e {
-                    StoreError::Backend { source, .. } => source.to_string(),
-                    e => e.to_string(),
-                };
-                refs.iter()
-                    .map(|r| {
-                        Err(StoreError::backend(
-                            format!("reading blob {r}"),
-                            retryable,
-                            why.clone(),
-                        ))
-                    })
-                    .collect()
-            }
+            Err(e) => batch_failed(&refs, &e).map(Err).collect(),
         }
     }
 
@@ -708,25 +704,7 @@ impl Getter for PgStore {
                         None => Err(StoreError::NotFound(*r)),
                     }));
                 }
-                Err(e) => {
-                    let retryable = e.is_retryable();
-                    let why = match &e {
-                        StoreError::Backend { source, .. } => source.to_string(),
-                        e => e.to_string(),
-                    };
-                    out.extend(
-                        chunk
-                            .iter()
-                            .map(|r| {
-                                StoreError::backend(
-                                    format!("reading blob {r}"),
-                                    retryable,
-                                    why.clone(),
-                                )
-                            })
-                            .map(Err),
-                    );
-                }
+                Err(e) => out.extend(batch_failed(chunk, &e).map(Err)),
             }
         }
         out
