@@ -289,7 +289,6 @@ impl Unflushed {
     }
 }
 
-/// The stored form of a ref.
 /// The error of each blob of a batched read whose query failed with `e`.
 fn batch_failed<'a>(refs: &'a [Ref], e: &StoreError) -> impl Iterator<Item = StoreError> + 'a {
     let retryable = e.is_retryable();
@@ -301,6 +300,7 @@ fn batch_failed<'a>(refs: &'a [Ref], e: &StoreError) -> impl Iterator<Item = Sto
         .map(move |r| StoreError::backend(format!("reading blob {r}"), retryable, why.clone()))
 }
 
+/// The stored form of a ref.
 fn key(r: &Ref) -> &[u8] {
     r.as_bytes()
 }
